@@ -1,0 +1,110 @@
+"""Start the worker (pytest + the harness plugin) and wait for it with a deadline.
+
+The same worker command runs on this host (``local``) or inside a container; only the argv
+prefix differs. Output goes to the terminal and to a log file at once; on the deadline, Ctrl-C
+or SIGTERM the whole process group is stopped and a caller-supplied cleanup (``docker kill``)
+runs, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from harness.secrets import redact
+
+
+@dataclass
+class WorkerOutcome:
+    returncode: int | None
+    timed_out: bool
+    interrupted: bool
+    duration_s: float
+    log_path: Path
+
+
+def pytest_argv(python: str, *, platform: str, case_files: Sequence[str], results: str,
+                run_id: str, keyword: str | None, junit: str, platforms_file: str | None = None,
+                extra: Sequence[str] = ()) -> list[str]:
+    """The worker command: pytest collecting the case files with the harness plugin."""
+    argv = [python, "-m", "pytest", "-p", "harness.worker.plugin", "-p", "no:cacheprovider",
+            "-o", "addopts=", "-o", "testpaths=", "-rA", "--tb=short",
+            "--harness-platform", platform, "--harness-results", results,
+            "--harness-run-id", run_id, f"--junitxml={junit}"]
+    if platforms_file:
+        argv += ["--harness-platforms-file", platforms_file]
+    if keyword:
+        argv += ["-k", keyword]
+    return argv + list(extra) + list(case_files)
+
+
+def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
+               env: dict[str, str] | None = None, cwd: Path | None = None,
+               on_stop: Callable[[], None] | None = None, echo: bool = True,
+               grace_s: float = 30.0) -> WorkerOutcome:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+    copier = threading.Thread(target=_copy_output, args=(child, log_path, echo), daemon=True)
+    copier.start()
+    timed_out = interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) \
+        if threading.current_thread() is threading.main_thread() else None
+    try:
+        child.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if child.poll() is None:
+            # SIGINT first: the worker's pytest turns it into "interrupted" results.
+            _stop(child, grace_s)
+        if on_stop is not None:
+            on_stop()
+        copier.join(timeout=10)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return WorkerOutcome(None if timed_out else child.returncode, timed_out, interrupted,
+                         time.monotonic() - began, log_path)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop(child: subprocess.Popen, grace_s: float) -> None:
+    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(child.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            child.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # stragglers that left the leader behind
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _copy_output(child: subprocess.Popen, log_path: Path, echo: bool) -> None:
+    assert child.stdout is not None
+    with open(log_path, "a", encoding="utf-8") as log:
+        for raw in iter(child.stdout.readline, b""):
+            line = redact(raw.decode("utf-8", errors="replace"))
+            log.write(line)
+            log.flush()
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()

@@ -1,0 +1,115 @@
+"""Planning: which jobs (case x platform) run, with what configuration. Pure: no I/O.
+
+A job's id is ``<case>@<platform>``, derived from names only, so it is stable under any
+reordering of YAML keys; ``config_digest`` hashes the canonical (sorted-key) effective
+configuration, so it too ignores key order but changes when the configuration does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from harness.spec import Case, Expectation, Platform
+
+
+@dataclass(frozen=True)
+class Job:
+    case: Case
+    platform: Platform
+    engine_args: dict[str, Any]
+    env: dict[str, str]
+    expect: Expectation
+    skip_reason: str | None = None
+    keywords: tuple[str, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        return job_id(self.case.id, self.platform.name)
+
+    @property
+    def model(self) -> str:
+        """The hub id, or the tiny recipe name (resolved to a directory by the worker)."""
+        return self.case.model.hub if self.platform.model_source == "hub" else self.case.model.tiny
+
+    @property
+    def engine_key(self) -> str:
+        """Jobs with the same engine key can share one running engine."""
+        return digest({"mode": self.case.engine.mode, "model": self.model,
+                       "source": self.platform.model_source, "args": self.engine_args,
+                       "env": self.env, "traces": self.case.engine.traces})
+
+    @property
+    def config_digest(self) -> str:
+        return digest({"engine": self.engine_key,
+                       "case": self.case.model_dump(mode="json", exclude={"source"}),
+                       "platform": self.platform.model_dump(mode="json")})
+
+
+def job_id(case_id: str, platform: str) -> str:
+    return f"{case_id}@{platform}"
+
+
+def digest(data: Any) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings (override wins); lists and scalars are replaced, not merged."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def plan_job(case: Case, platform: Platform) -> Job:
+    override = case.platforms.get(platform.name)
+    args = merge(platform.engine_args, case.engine.args)
+    env = {**platform.env, **case.engine.env}
+    expect = Expectation()
+    skip = None
+    if override is not None:
+        args = merge(args, override.engine_args)
+        env = {**env, **override.env}
+        expect = override.expect or expect
+        skip = override.skip
+    keywords = (case.id, platform.name, f"{case.id}[{platform.name}]", *case.tags)
+    return Job(case, platform, args, env, expect, skip, keywords)
+
+
+def plan(cases: list[Case], platforms: dict[str, Platform], selected: list[str],
+         keyword: str | None = None) -> list[Job]:
+    """Jobs for the selected platforms, in case order then platform order.
+
+    Unknown platform names raise ValueError; ``keyword`` is a pytest ``-k`` expression,
+    matched the way pytest matches it (case-insensitive substrings of the job's names), so
+    ``harness plan -k`` and ``harness run -k`` select the same jobs.
+    """
+    unknown = [name for name in selected if name not in platforms]
+    if unknown:
+        raise ValueError(f"unknown platform(s) {unknown}; known: {sorted(platforms)}")
+    matches = keyword_matcher(keyword)
+    jobs = [plan_job(case, platforms[name]) for case in cases for name in selected]
+    return [job for job in jobs if matches(job.keywords)]
+
+
+def keyword_matcher(expression: str | None) -> Callable[[tuple[str, ...]], bool]:
+    if not expression:
+        return lambda names: True
+    # pytest's own -k grammar (and/or/not/parentheses), so plan and run agree exactly.
+    from _pytest.mark.expression import Expression
+
+    compiled = Expression.compile(expression)
+
+    def matches(names: tuple[str, ...]) -> bool:
+        lowered = [name.lower() for name in names]
+        return compiled.evaluate(
+            lambda sub, **kwargs: any(sub.lower() in name for name in lowered))
+
+    return matches

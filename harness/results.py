@@ -1,0 +1,174 @@
+"""The result file: the only thing that crosses from a platform back to the orchestrator.
+
+``results/<run-id>/<platform>/<case-id>.json`` (+ ``<case-id>.log`` beside it). Written
+atomically (temp file, fsync, rename), so a reader sees either nothing or a whole file.
+Everything after this module reads files, never a live engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+SCHEMA_VERSION = 1
+
+Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+FailureClass = Literal[
+    "startup-timeout",  # engine not ready within the deadline
+    "crash",  # engine or worker process died
+    "oom",  # killed for memory (container OOM-killed, or exit 137 with OOM evidence)
+    "request-error",  # a request failed (HTTP error, engine error)
+    "check-failed",  # the engine ran; a declared check failed
+    "timeout",  # the whole job or container overran its deadline
+    "interrupted",  # Ctrl-C / SIGTERM
+    "infra",  # the harness or container runtime failed; not the code under test
+    "collection",  # pytest collected nothing or could not collect
+]
+CheckOutcome = Literal["passed", "failed", "not-applicable", "error"]
+INFRA_CLASSES = {"startup-timeout", "timeout", "oom", "interrupted", "infra", "collection"}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckResult(_Model):
+    name: str
+    kind: str
+    outcome: CheckOutcome
+    message: str = ""
+    evidence: dict[str, Any] = {}
+
+
+class TopLogprob(_Model):
+    token_id: int
+    logprob: float
+    token: str = ""
+
+
+class RequestResult(_Model):
+    id: str
+    ok: bool
+    error: str = ""
+    images: list[str] = []
+    image_sizes: list[list[int]] = []
+    text: str = ""
+    token_ids: list[int] = []
+    # Per generated position: the top-k alternatives (always includes the sampled token).
+    logprobs: list[list[TopLogprob]] = []
+    prompt_tokens: int | None = None
+    finish_reason: str | None = None
+    latency_s: float | None = None
+
+
+class Timings(_Model):
+    startup_s: float | None = None
+    requests_s: float | None = None
+    total_s: float | None = None
+    engine_reused: bool = False
+    peak_rss_mb: float | None = None
+
+
+class LogInfo(_Model):
+    path: str = ""  # relative to the result file's directory
+    tail: str = ""
+
+
+class Expect(_Model):
+    outcome: Literal["pass", "xfail"] = "pass"
+    reason: str = ""
+    link: str = ""
+    strict: bool = True
+
+
+class Result(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    run_id: str
+    job_id: str
+    case_id: str
+    platform: str
+    status: Status
+    failure_class: FailureClass | None = None
+    message: str = ""
+    expect: Expect = Expect()
+    engine: dict[str, Any] = {}
+    checks: list[CheckResult] = []
+    requests: list[RequestResult] = []
+    traces: dict[str, Any] = {}
+    timings: Timings = Timings()
+    log: LogInfo = LogInfo()
+    fingerprint: dict[str, Any] = {}
+    compare: dict[str, Any] = {}  # the case's output-comparison policy, for `harness compare`
+    reproduce: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+
+
+class ResultFileError(Exception):
+    """A result file that is missing, unreadable or not a valid result; names the file."""
+
+    def __init__(self, path: Path | str, problem: str):
+        self.path, self.problem = str(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+def result_path(results_dir: Path, run_id: str, platform: str, case_id: str) -> Path:
+    return Path(results_dir) / run_id / platform / f"{case_id}.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_result(path: Path, result: Result) -> None:
+    write_atomic(Path(path), result.model_dump_json(indent=2) + "\n")
+
+
+def read_result(path: Path | str) -> Result:
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultFileError(path, "missing") from None
+    except OSError as exc:
+        raise ResultFileError(path, f"unreadable: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ResultFileError(path, f"corrupt JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ResultFileError(path, "not a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultFileError(path, f"schema_version {version!r} is not {SCHEMA_VERSION}")
+    try:
+        return Result.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ResultFileError(path, f"invalid result: {where}: {first['msg']}") from None
+
+
+def iter_result_files(run_dir: Path) -> list[Path]:
+    """``<run>/<platform>/<case>.json`` files, sorted; temp files are not results."""
+    return sorted(p for p in Path(run_dir).glob("*/*.json") if not p.name.startswith("."))
+
+
+def tail(text: str, lines: int = 60, max_chars: int = 8000) -> str:
+    cut = "\n".join(text.splitlines()[-lines:])
+    return cut[-max_chars:]

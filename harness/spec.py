@@ -1,0 +1,358 @@
+"""Typed, validated cases and platforms.
+
+Pydantic (v2) models with ``extra="forbid"`` and strict scalar types: an unknown key or a wrong
+type is an error, and ``yamlsource`` turns pydantic's error location into ``file:line: key``.
+Pydantic was chosen over dataclasses because it validates nested unions (the ``checks`` list) and
+reports every error location, which is exactly what file:line:key messages need.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.yamlsource import Located, SpecError, load_located
+
+PLATFORMS_FILE = "platforms.yaml"
+ID_RE = r"^[a-z0-9][a-z0-9_\-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# ---------------------------------------------------------------- platforms
+
+
+class BuildSpec(Strict):
+    dockerfile: str
+    args: dict[str, str] = {}
+
+
+class Platform(Strict):
+    """Where a job runs and how vLLM is started there (``cases/platforms.yaml``)."""
+
+    name: str = ""
+    description: str = ""
+    launcher: Literal["local", "container"]
+    accelerator: Literal["rocm", "cuda", "cpu"]
+    # Container platforms: engine (docker|podman), image and run flags.
+    engine: Literal["docker", "podman"] = "docker"
+    image: str | None = None
+    build: BuildSpec | None = None
+    runtime: str | None = None  # e.g. runc for podman on hosts where crun fails
+    ulimits: dict[str, str] = {}
+    ipc: Literal["host", "private"] = "host"
+    shm_size: str | None = None
+    gpus: str = "all"  # "all" or comma-separated indices
+    # Where the model comes from: the hub id (GPU runs) or the tiny offline recipe.
+    model_source: Literal["hub", "tiny"]
+    capabilities: list[str] = []
+    env: dict[str, str] = {}
+    pass_env: list[str] = []  # passed by name only (secrets), never by value
+    engine_args: dict[str, Any] = {}
+    python: str = "python3"  # interpreter inside the platform
+    queue: str | None = None  # Buildkite agent queue
+    timeout_minutes: int = Field(default=60, gt=0)
+
+    @field_validator("pass_env")
+    @classmethod
+    def _names_only(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return names
+
+    @field_validator("env")
+    @classmethod
+    def _no_secret_values(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if is_secret_name(name):
+                raise ValueError(f"{name} looks like a secret: list it in pass_env (by name)")
+        return env
+
+    @model_validator(mode="after")
+    def _container_needs_image(self) -> "Platform":
+        if self.launcher == "container" and not self.image:
+            raise ValueError("a container platform needs `image`")
+        return self
+
+
+class PlatformsFile(Strict):
+    platforms: dict[str, Platform]
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper.endswith(("_TOKEN", "_KEY", "_SECRET", "_PASSWORD")) or upper in {"HF_TOKEN"}
+
+
+# ---------------------------------------------------------------- cases
+
+
+class ModelSpec(Strict):
+    hub: str  # the real model id for GPU runs
+    tiny: str  # the offline recipe (harness.models) used where weights cannot be fetched
+    reference: Literal["hf", "none"] = "none"
+    reference_note: str = ""
+
+
+class EngineSpec(Strict):
+    mode: Literal["server", "offline"] = "server"
+    args: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    traces: list[str] = []  # in-engine instrumentation (offline mode), see worker.traces
+    startup_timeout_s: float = Field(default=900, gt=0)
+    request_timeout_s: float = Field(default=300, gt=0)
+
+
+class ImageInput(Strict):
+    name: str = Field(pattern=ID_RE)
+    width: int = Field(default=0, ge=0, le=8192)
+    height: int = Field(default=0, ge=0, le=8192)
+    pattern: Literal["noise", "gradient", "checker", "stripes"] = "noise"
+    seed: int = 0
+    file: str | None = None  # relative to the case file
+
+    @model_validator(mode="after")
+    def _size_or_file(self) -> "ImageInput":
+        if self.file is None and (self.width < 28 or self.height < 28):
+            raise ValueError("give `file`, or `width` and `height` of at least 28 px")
+        return self
+
+
+class Inputs(Strict):
+    images: list[ImageInput] = []
+
+
+class RequestSpec(Strict):
+    id: str = Field(pattern=ID_RE)
+    prompt: str
+    images: list[str] = []
+    max_tokens: int = Field(default=8, gt=0, le=4096)
+
+
+class _CheckBase(Strict):
+    # A check that needs a capability the platform lacks is reported "not-applicable".
+    requires: list[str] = []
+    description: str = ""
+
+
+class ReadyCheck(_CheckBase):
+    kind: Literal["ready"]
+    within_s: float = Field(gt=0)
+
+
+class RequestsSucceedCheck(_CheckBase):
+    kind: Literal["requests_succeed"]
+
+
+class LogCheck(_CheckBase):
+    kind: Literal["log_absent", "log_present"]
+    patterns: list[str] = Field(min_length=1)
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        return patterns
+
+
+class TokenCountsCheck(_CheckBase):
+    kind: Literal["token_counts"]
+    completion_tokens: int | None = Field(default=None, gt=0)
+    min_prompt_tokens: int | None = Field(default=None, gt=0)
+
+
+class OutputsDifferCheck(_CheckBase):
+    kind: Literal["outputs_differ"]
+    requests: list[str] = Field(min_length=2)
+
+
+class ProbeCheck(_CheckBase):
+    kind: Literal["probe"]
+    probe: str
+
+
+class RaggedBatchCheck(_CheckBase):
+    kind: Literal["ragged_batch"]
+    trace: str  # the engine trace that records per-call crop counts
+
+
+Check = Annotated[
+    Union[ReadyCheck, RequestsSucceedCheck, LogCheck, TokenCountsCheck, OutputsDifferCheck,
+          ProbeCheck, RaggedBatchCheck],
+    Field(discriminator="kind"),
+]
+
+
+class CompareSpec(Strict):
+    policy: Literal["exact", "logprobs_close", "text"] = "logprobs_close"
+    top_k: int = Field(default=5, gt=0, le=20)
+    all_positions: bool = False
+
+
+class Expectation(Strict):
+    outcome: Literal["pass", "xfail"] = "pass"
+    reason: str = ""
+    link: str = ""
+    strict: bool = True  # an unexpected pass of a strict xfail is a failure
+
+
+class PlatformOverride(Strict):
+    engine_args: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    expect: Expectation | None = None
+    skip: str | None = None  # reason
+
+
+class Case(Strict):
+    id: str = Field(default="", pattern=r"^$|" + ID_RE)
+    title: str
+    description: str = ""
+    links: list[str] = []
+    tags: list[str] = []
+    model: ModelSpec
+    engine: EngineSpec = EngineSpec()
+    inputs: Inputs = Inputs()
+    requests: list[RequestSpec] = Field(min_length=1)
+    checks: list[Check] = Field(min_length=1)
+    compare: CompareSpec = CompareSpec()
+    platforms: dict[str, PlatformOverride] = {}
+    source: str = ""  # filled in by the loader: the file the case came from
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> "Case":
+        images = {image.name for image in self.inputs.images}
+        request_ids = [request.id for request in self.requests]
+        if len(set(request_ids)) != len(request_ids):
+            raise ValueError("request ids must be unique")
+        for request in self.requests:
+            missing = [name for name in request.images if name not in images]
+            if missing:
+                raise ValueError(f"request {request.id!r} names unknown images {missing}")
+        for check in self.checks:
+            if isinstance(check, OutputsDifferCheck):
+                unknown = [r for r in check.requests if r not in request_ids]
+                if unknown:
+                    raise ValueError(f"outputs_differ names unknown requests {unknown}")
+        return self
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _validate(located: Located, model: type[BaseModel], extra: dict[str, Any] | None = None):
+    data = located.data
+    if not isinstance(data, dict):
+        raise located.error((), "expected a mapping at the top level")
+    try:
+        return model.model_validate({**data, **(extra or {})})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        keypath = tuple(part for part in first["loc"] if not _is_union_tag(part))
+        message = _pydantic_message(first)
+        more = len(exc.errors()) - 1
+        if more:
+            message += f" (and {more} more error{'s' if more > 1 else ''})"
+        raise located.error(keypath, message) from None
+
+
+def _is_union_tag(part: Any) -> bool:
+    # Discriminated unions insert the tag ("probe", "log_absent") into the location.
+    return isinstance(part, str) and part in _CHECK_KINDS
+
+
+_CHECK_KINDS = {"ready", "requests_succeed", "log_absent", "log_present", "token_counts",
+                "outputs_differ", "probe", "ragged_batch"}
+
+
+def _pydantic_message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    return error["msg"]
+
+
+def load_case(path: Path | str) -> Case:
+    located = load_located(path)
+    case = _validate(located, Case)
+    stem = Path(path).stem
+    if case.id and case.id != stem:
+        raise located.error(("id",), f"id {case.id!r} must match the file name {stem!r}")
+    return case.model_copy(update={"id": stem, "source": str(path)})
+
+
+def load_platforms(path: Path | str) -> dict[str, Platform]:
+    located = load_located(path)
+    parsed = _validate(located, PlatformsFile)
+    return {name: p.model_copy(update={"name": name}) for name, p in parsed.platforms.items()}
+
+
+def case_files(paths: list[Path | str]) -> list[Path]:
+    """Expand directories into their case files (``*.yaml`` minus ``platforms.yaml``)."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            out.extend(p for p in sorted(path.glob("*.yaml")) if p.name != PLATFORMS_FILE)
+        else:
+            out.append(path)
+    return out
+
+
+def load_cases(paths: list[Path | str]) -> list[Case]:
+    cases = [load_case(p) for p in case_files(paths)]
+    seen: dict[str, str] = {}
+    for case in cases:
+        if case.id in seen:
+            raise SpecError(case.source, None, "id", f"duplicate case id (also in {seen[case.id]})")
+        seen[case.id] = case.source
+    return cases
+
+
+def check_overrides(cases: list[Case], platforms: dict[str, Platform]) -> None:
+    """Per-platform overrides must name known platforms."""
+    for case in cases:
+        for name in case.platforms:
+            if name not in platforms:
+                located = load_located(case.source)
+                raise located.error(("platforms", name),
+                                    f"unknown platform (known: {', '.join(sorted(platforms))})")
+
+
+def validate_paths(paths: list[Path | str]) -> list[SpecError]:
+    """Validate case and platform files; return every error (one per file at most)."""
+    errors: list[SpecError] = []
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files.extend(sorted(path.glob("*.yaml")))
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append(SpecError(path, None, "", "no such file or directory"))
+    platforms: dict[str, Platform] | None = None
+    cases: list[Case] = []
+    for file in files:
+        try:
+            if file.name == PLATFORMS_FILE:
+                platforms = load_platforms(file)
+            else:
+                cases.append(load_case(file))
+        except SpecError as exc:
+            errors.append(exc)
+    if platforms is not None and not errors:
+        try:
+            check_overrides(cases, platforms)
+        except SpecError as exc:
+            errors.append(exc)
+    return errors

@@ -1,0 +1,181 @@
+"""Run one job on this platform and write its result file. Whatever happens, a result is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness import proc
+from harness.plan import Job
+from harness.results import (INFRA_CLASSES, Expect, LogInfo, Result, Timings, result_path, tail,
+                             write_result)
+from harness.secrets import redact
+from harness.spec import ProbeCheck
+from harness.worker.checks import Observed, evaluate
+from harness.worker.engine import Engine, EngineFailure, EnginePool
+from harness.worker.fingerprint import fingerprint
+from harness.worker.inputs import prepare_requests
+from harness.worker.offline import OfflineEngine
+from harness.worker.server import ServerEngine
+
+PROBE_TIMEOUT_S = 300
+
+
+@dataclass
+class RunContext:
+    results_dir: Path
+    run_id: str
+    repo: Path
+    model_cache: Path
+    python: str = sys.executable
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def resolve_model(job: Job, ctx: RunContext) -> str:
+    if job.platform.model_source == "hub":
+        return job.case.model.hub
+    from harness.models import build_model
+
+    return str(build_model(job.case.model.tiny, ctx.model_cache))
+
+
+def engine_env(job: Job) -> dict[str, str]:
+    return {**os.environ, **job.env}
+
+
+def new_engine(job: Job, model: str, log_path: Path, ctx: RunContext) -> Engine:
+    spec = job.case.engine
+    if spec.mode == "offline":
+        return OfflineEngine(model, job.engine_args, engine_env(job), log_path, spec.traces,
+                             timeout_s=spec.startup_timeout_s + spec.request_timeout_s,
+                             python=ctx.python)
+    return ServerEngine(model, job.engine_args, engine_env(job), log_path,
+                        spec.startup_timeout_s, spec.request_timeout_s, python=ctx.python)
+
+
+def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str, Any]]:
+    names = [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
+    if not names:
+        return {}
+    finished = proc.run([ctx.python, "-m", "harness.worker.probes", *names], log_path,
+                        timeout_s=PROBE_TIMEOUT_S, env=engine_env(job))
+    for line in reversed(proc.read_tail(log_path, 200_000).splitlines()):
+        if line.startswith("HARNESS-PROBES "):
+            return json.loads(line.split(" ", 1)[1])
+    why = "timed out" if finished.timed_out else f"exited {finished.returncode}"
+    return {name: {"ok": False, "error": f"probe process {why} without a result"}
+            for name in names}
+
+
+def final_status(failure_class: str | None, expect: Expect) -> str:
+    if failure_class is None:
+        return "xpassed" if expect.outcome == "xfail" else "passed"
+    if failure_class in INFRA_CLASSES:
+        return "error"
+    return "xfailed" if expect.outcome == "xfail" else "failed"
+
+
+def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
+    path = result_path(ctx.results_dir, ctx.run_id, job.platform.name, job.case.id)
+    log_path = path.with_suffix(".log")
+    began, started_at = time.monotonic(), now()
+    base = Result(run_id=ctx.run_id, job_id=job.id, case_id=job.case.id,
+                  platform=job.platform.name, status="error",
+                  expect=Expect(**job.expect.model_dump()),
+                  compare=job.case.compare.model_dump(),
+                  engine={"mode": job.case.engine.mode, "model": job.model,
+                          "args": job.engine_args, "engine_key": job.engine_key,
+                          "env": {k: v for k, v in job.env.items()}},
+                  fingerprint=fingerprint(job.platform.name, job.platform.accelerator, ctx.repo),
+                  reproduce=f"harness run --platform {job.platform.name} -k {job.case.id}",
+                  started_at=started_at)
+    if job.skip_reason:
+        result = base.model_copy(update={"status": "skipped", "message": job.skip_reason,
+                                         "finished_at": now()})
+        write_result(path, result)
+        return result
+
+    fields: dict[str, Any] = {}
+    engine: Engine | None = None
+    engine_log = log_path
+    try:
+        model = resolve_model(job, ctx)
+        prepared = prepare_requests(job.case)
+        engine = pool.get(job.engine_key)
+        reused = engine is not None
+        if engine is None:
+            log_path.unlink(missing_ok=True)
+            engine = new_engine(job, model, log_path, ctx)
+            engine.start()
+            pool.put(job.engine_key, engine)
+        engine_log = engine.log_path
+        t_requests = time.monotonic()
+        responses = engine.generate(prepared, job.case.compare.top_k)
+        requests_s = getattr(engine, "state", {}).get("generate_s") or \
+            (time.monotonic() - t_requests)
+        probes = run_probes(job, path.with_suffix(".probes.log"), ctx)
+        log_text = proc.read_tail(engine_log, 4_000_000)
+        checks = evaluate(job.case.checks, Observed(
+            capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
+            requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
+        failed = [c for c in checks if c.outcome == "failed"]
+        failure_class = None
+        if failed:
+            failure_class = ("request-error" if any(c.kind == "requests_succeed" for c in failed)
+                             else "check-failed")
+        fields = {
+            "failure_class": failure_class,
+            "message": "; ".join(f"{c.name}: {c.message}" for c in failed),
+            "checks": checks, "requests": responses, "traces": engine.traces(),
+            "timings": Timings(startup_s=engine.startup_s, requests_s=requests_s,
+                               engine_reused=reused)}
+        if getattr(engine, "mutations", None) and engine.mutations():
+            fields["engine"] = {**base.engine, "mutations": engine.mutations()}
+    except EngineFailure as exc:
+        pool.discard()
+        fields = {"failure_class": exc.failure_class, "message": str(exc)}
+        if isinstance(engine, OfflineEngine):
+            fields["traces"] = engine.traces()
+            if engine.mutations():
+                fields["engine"] = {**base.engine, "mutations": engine.mutations()}
+    except KeyboardInterrupt:
+        pool.discard()
+        _write_final(path, base, {"failure_class": "interrupted",
+                                  "message": "interrupted (Ctrl-C or SIGTERM)"},
+                     engine_log, began)
+        raise
+    except Exception as exc:  # the harness itself broke: still leave a result that says so
+        pool.discard()
+        fields = {"failure_class": "infra", "message": f"{type(exc).__name__}: {exc}"}
+    return _write_final(path, base, fields, engine_log, began)
+
+
+def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: Path,
+                 began: float) -> Result:
+    timings: Timings = fields.pop("timings", None) or Timings()
+    timings = timings.model_copy(update={
+        "total_s": time.monotonic() - began,
+        # Largest resident set among this worker's finished children (the engines), in MiB.
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    failure_class = fields.get("failure_class")
+    status = final_status(failure_class, base.expect)
+    message = fields.pop("message", "")
+    if status == "xpassed":
+        message = f"unexpectedly passed (expected to fail: {base.expect.reason})"
+    log_rel = os.path.relpath(engine_log, path.parent) if engine_log.exists() else ""
+    result = base.model_copy(update={
+        **fields, "status": status, "message": redact(message), "timings": timings,
+        "log": LogInfo(path=log_rel, tail=redact(tail(proc.read_tail(engine_log)))),
+        "finished_at": now()})
+    write_result(path, result)
+    return result

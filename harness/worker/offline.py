@@ -1,0 +1,82 @@
+"""`offline` mode: `vllm.LLM` in a worker subprocess (own process group, deadline, log file)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness import proc
+from harness.results import RequestResult, TopLogprob
+from harness.worker.engine import EngineFailure, PreparedRequest
+from harness.worker.server import classify_exit
+
+
+class OfflineEngine:
+    """Starts nothing up front: the child builds the engine and generates in one go."""
+
+    def __init__(self, model: str, args: dict[str, Any], env: dict[str, str], log_path: Path,
+                 traces: list[str], timeout_s: float, python: str = sys.executable):
+        self.model, self.args, self.env, self.log_path = model, args, env, log_path
+        self.trace_names, self.timeout_s, self.python = traces, timeout_s, python
+        self.startup_s = 0.0
+        self.state: dict[str, Any] = {}
+
+    def start(self) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return False  # one-shot: never reused
+
+    def generate(self, prepared: list[PreparedRequest], top_k: int) -> list[RequestResult]:
+        work = self.log_path.with_suffix(".offline")
+        work.mkdir(parents=True, exist_ok=True)
+        spec_path, out_path = work / "spec.json", work / "out.json"
+        spec_path.write_text(json.dumps({
+            "model": self.model, "args": self.args, "traces": self.trace_names, "top_k": top_k,
+            "requests": [{"id": r.id, "messages": r.messages, "max_tokens": r.max_tokens}
+                         for r in prepared]}))
+        try:
+            finished = proc.run([self.python, "-m", "harness.worker.offline_child",
+                                 str(spec_path), str(out_path)],
+                                self.log_path, timeout_s=self.timeout_s, env=self.env)
+            self.state = _read_state(out_path)
+        finally:
+            for path in (spec_path, out_path):
+                path.unlink(missing_ok=True)
+            work.rmdir()
+        self.startup_s = self.state.get("startup_s", 0.0)
+        phase = self.state.get("phase", "startup")
+        if finished.timed_out:
+            kind = "startup-timeout" if phase == "startup" else "timeout"
+            raise EngineFailure(kind, f"offline engine overran {self.timeout_s:.0f} s in {phase}")
+        if finished.returncode != 0 or phase != "done":
+            error = self.state.get("error", f"exit code {finished.returncode}")
+            kind = classify_exit(finished.returncode, proc.read_tail(self.log_path))
+            raise EngineFailure(kind, f"offline engine failed during {phase}: {error}")
+        by_id = {r.id: r for r in prepared}
+        return [RequestResult(
+            id=item["id"], ok=bool(item["token_ids"]), text=item["text"],
+            error="" if item["token_ids"] else "no tokens generated",
+            token_ids=item["token_ids"],
+            logprobs=[[TopLogprob(**alt) for alt in position] for position in item["logprobs"]],
+            prompt_tokens=item["prompt_tokens"], finish_reason=item["finish_reason"],
+            images=by_id[item["id"]].images, image_sizes=by_id[item["id"]].image_sizes,
+            latency_s=None) for item in self.state["requests"]]
+
+    def traces(self) -> dict[str, Any]:
+        return self.state.get("traces", {})
+
+    def mutations(self) -> list[str]:
+        return self.state.get("mutations", [])
+
+    def stop(self) -> int | None:
+        return None
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,74 @@
+"""Runs inside the engine's process: `vllm.LLM`, all prompts in one `chat()` call.
+
+One call is the point: it is what puts images of different crop counts into one encoder batch
+(Phi4MM), deterministically. Usage: ``python -m harness.worker.offline_child SPEC.json OUT.json``.
+OUT.json is written atomically at each phase, so a crash still says where it happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from harness.results import write_atomic
+
+
+def _write(out: Path, state: dict) -> None:
+    write_atomic(out, json.dumps(state, indent=1))
+
+
+def _logprobs(position: dict) -> list[dict]:
+    ranked = sorted(position.items(), key=lambda kv: (kv[1].rank or 0, -kv[1].logprob))
+    return [{"token_id": int(token_id), "logprob": float(lp.logprob),
+             "token": lp.decoded_token or ""} for token_id, lp in ranked]
+
+
+def main(spec_path: str, out_path: str) -> int:
+    # In-process engine core, so traces patched here see the model's real calls.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    spec = json.loads(Path(spec_path).read_text())
+    out = Path(out_path)
+    state: dict = {"phase": "startup", "traces": {}, "mutations": []}
+    _write(out, state)
+    try:
+        from harness.worker.traces import apply_mutations_from_env, install_traces
+
+        records = install_traces(spec["traces"])
+        state["mutations"] = apply_mutations_from_env()
+        from vllm import LLM, SamplingParams
+
+        began = time.monotonic()
+        llm = LLM(model=spec["model"], **spec["args"])
+        state.update(phase="generate", startup_s=time.monotonic() - began)
+        _write(out, state)
+        requests = spec["requests"]
+        params = [SamplingParams(temperature=0.0, max_tokens=r["max_tokens"], seed=0,
+                                 logprobs=spec["top_k"]) for r in requests]
+        began = time.monotonic()
+        outputs = llm.chat([r["messages"] for r in requests], params, use_tqdm=False)
+        state["generate_s"] = time.monotonic() - began
+        state["requests"] = [{
+            "id": r["id"], "text": o.outputs[0].text,
+            "token_ids": list(map(int, o.outputs[0].token_ids)),
+            "logprobs": [_logprobs(p) for p in (o.outputs[0].logprobs or [])],
+            "prompt_tokens": len(o.prompt_token_ids or []),
+            "finish_reason": o.outputs[0].finish_reason,
+        } for r, o in zip(requests, outputs)]
+        state["traces"] = records
+        state["phase"] = "done"
+        _write(out, state)
+        return 0
+    except BaseException as exc:  # recorded, then re-raised so the traceback reaches the log
+        state["error"] = f"{type(exc).__name__}: {exc}"
+        state["traceback"] = traceback.format_exc()[-4000:]
+        state["traces"] = locals().get("records", {})
+        _write(out, state)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

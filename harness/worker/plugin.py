@@ -1,0 +1,135 @@
+"""pytest plugin: case YAML files become test items (pytest's "non-python tests" pattern).
+
+So ``-k``, ``-x``, xdist and ``--junitxml`` work for free. Active only with
+``--harness-platform``; load it with ``-p harness.worker.plugin``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from harness import proc
+from harness.plan import plan_job
+from harness.results import Result
+from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
+from harness.worker.engine import EnginePool
+from harness.worker.job import RunContext, run_job
+
+POOL_KEY = pytest.StashKey[EnginePool]()
+CTX_KEY = pytest.StashKey[RunContext]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "vLLM cross-platform harness")
+    group.addoption("--harness-platform", help="run case YAML files on this platform")
+    group.addoption("--harness-platforms-file", default=None,
+                    help="platforms.yaml (default: beside the case files)")
+    group.addoption("--harness-results", default="results", help="results directory")
+    group.addoption("--harness-run-id", default=None, help="run id (default: a timestamp)")
+    group.addoption("--harness-model-cache", default=None,
+                    help="where tiny offline models are built (default: $HARNESS_MODEL_CACHE)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("harness_platform"):
+        return
+    from harness.runid import new_run_id
+
+    cache = (config.getoption("harness_model_cache") or os.environ.get("HARNESS_MODEL_CACHE")
+             or str(Path.home() / ".cache" / "vllm-harness" / "models"))
+    config.stash[CTX_KEY] = RunContext(
+        results_dir=Path(config.getoption("harness_results")),
+        run_id=config.getoption("harness_run_id") or new_run_id(),
+        repo=Path(config.rootpath), model_cache=Path(cache))
+    config.stash[POOL_KEY] = EnginePool()
+    atexit.register(proc.stop_all)
+    # SIGTERM (Buildkite cancel, `docker stop`) unwinds like Ctrl-C: results get written.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    pool = config.stash.get(POOL_KEY, None)
+    if pool is not None:
+        pool.close()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if not parent.config.getoption("harness_platform"):
+        return None
+    if file_path.suffix in (".yaml", ".yml") and file_path.name != PLATFORMS_FILE:
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Jobs sharing an engine run back to back, so the pool can reuse one engine.
+    items.sort(key=lambda item: item.job.engine_key if isinstance(item, CaseItem) else "")
+
+
+class CaseFile(pytest.File):
+    def collect(self):
+        config = self.config
+        platforms_file = (config.getoption("harness_platforms_file")
+                          or self.path.parent / PLATFORMS_FILE)
+        try:
+            platforms = load_platforms(platforms_file)
+            case = load_case(self.path)
+        except SpecError as exc:
+            raise self.CollectError(str(exc)) from None
+        name = config.getoption("harness_platform")
+        if name not in platforms:
+            raise self.CollectError(f"unknown platform {name!r}; known: {sorted(platforms)}")
+        job = plan_job(case, platforms[name])
+        yield CaseItem.from_parent(self, name=f"{case.id}[{name}]", job=job)
+
+
+class CaseFailed(Exception):
+    def __init__(self, result: Result):
+        self.result = result
+        super().__init__(result.message)
+
+
+class CaseItem(pytest.Item):
+    def __init__(self, *, job, **kwargs):
+        super().__init__(**kwargs)
+        self.job = job
+        for tag in job.case.tags:
+            self.add_marker(tag)
+
+    def runtest(self) -> None:
+        ctx = self.config.stash[CTX_KEY]
+        result = run_job(self.job, ctx, self.config.stash[POOL_KEY])
+        self.user_properties.append(("status", result.status))
+        self.user_properties.append(("failure_class", result.failure_class or ""))
+        if result.status == "skipped":
+            pytest.skip(result.message)
+        if result.status == "xfailed":
+            pytest.xfail(f"{result.expect.reason} ({result.message})")
+        if result.status == "xpassed" and not result.expect.strict:
+            return
+        if result.status != "passed":
+            raise CaseFailed(result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CaseFailed):
+            result = excinfo.value.result
+            lines = [f"{result.job_id}: {result.status} ({result.failure_class or '-'})",
+                     result.message]
+            lines += [f"  {c.name}: {c.outcome}: {c.message}" for c in result.checks
+                      if c.outcome in ("failed", "error")]
+            if result.log.tail:
+                lines += ["--- log tail ---", *result.log.tail.splitlines()[-25:]]
+            return "\n".join(lines)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, self.name

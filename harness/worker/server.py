@@ -1,0 +1,142 @@
+"""`server` mode: vLLM's OpenAI-compatible server as a child process on a free loopback port."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from harness import proc
+from harness.results import RequestResult, TopLogprob
+from harness.worker.engine import EngineFailure, PreparedRequest, cli_args
+
+_OOM_RE = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError", re.I)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def classify_exit(returncode: int | None, log_text: str) -> str:
+    if returncode in (-9, 137) or _OOM_RE.search(log_text):
+        return "oom" if _OOM_RE.search(log_text) or returncode in (-9, 137) else "crash"
+    return "crash"
+
+
+class ServerEngine:
+    def __init__(self, model: str, args: dict[str, Any], env: dict[str, str], log_path: Path,
+                 startup_timeout_s: float, request_timeout_s: float, python: str = sys.executable):
+        self.model, self.args, self.env = model, args, env
+        self.log_path = log_path
+        self.startup_timeout_s, self.request_timeout_s = startup_timeout_s, request_timeout_s
+        self.python = python
+        self.port = 0
+        self.startup_s = 0.0
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
+                "--served-model-name", "harness-model", "--host", "127.0.0.1",
+                "--port", str(self.port), *cli_args(self.args)]
+
+    def start(self) -> None:
+        self.port = free_port()
+        began = time.monotonic()
+        self._proc = proc.start(self.argv(), self.log_path, env=self.env)
+        deadline = began + self.startup_timeout_s
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                text = proc.read_tail(self.log_path)
+                self.stop()
+                raise EngineFailure(classify_exit(code, text),
+                                    f"server exited with code {code} before it was ready")
+            try:
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EngineFailure("startup-timeout",
+                                    f"server not ready within {self.startup_timeout_s:.0f} s")
+            time.sleep(1.0)
+        self.startup_s = time.monotonic() - began
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def generate(self, prepared: list[PreparedRequest], top_k: int) -> list[RequestResult]:
+        return [self._one(request, top_k) for request in prepared]
+
+    def _one(self, request: PreparedRequest, top_k: int) -> RequestResult:
+        body = {"model": "harness-model", "messages": request.messages,
+                "max_tokens": request.max_tokens, "temperature": 0.0, "seed": 0,
+                "logprobs": True, "top_logprobs": top_k,
+                # vLLM extension: tokens as "token_id:N", so outputs compare by id.
+                "return_tokens_as_token_ids": True}
+        began = time.monotonic()
+        base = RequestResult(id=request.id, ok=False, images=request.images,
+                             image_sizes=request.image_sizes)
+        try:
+            response = requests.post(f"{self.url}/v1/chat/completions", json=body,
+                                     timeout=self.request_timeout_s)
+        except requests.RequestException as exc:
+            if not self.alive():
+                raise EngineFailure("crash", f"server died during request {request.id}") from exc
+            return base.model_copy(update={"error": f"{type(exc).__name__}: {exc}",
+                                           "latency_s": time.monotonic() - began})
+        latency = time.monotonic() - began
+        if response.status_code != 200:
+            return base.model_copy(update={
+                "error": f"HTTP {response.status_code}: {response.text[:2000]}",
+                "latency_s": latency})
+        return parse_chat_response(response.json(), base, latency)
+
+    def traces(self) -> dict[str, Any]:
+        return {}  # in-engine traces need the offline (in-process) mode
+
+    def stop(self) -> int | None:
+        if self._proc is None:
+            return None
+        code = proc.stop(self._proc)
+        self._proc = None
+        return code
+
+
+def _token_id(token: str) -> int:
+    if not token.startswith("token_id:"):
+        raise ValueError(f"expected 'token_id:N', got {token!r}")
+    return int(token.split(":", 1)[1])
+
+
+def parse_chat_response(payload: dict[str, Any], base: RequestResult,
+                        latency: float) -> RequestResult:
+    choice = payload["choices"][0]
+    content = (choice.get("logprobs") or {}).get("content") or []
+    token_ids = [_token_id(item["token"]) for item in content]
+    logprobs = []
+    for item in content:
+        alternatives = [TopLogprob(token_id=_token_id(top["token"]), logprob=top["logprob"])
+                        for top in item.get("top_logprobs") or []]
+        sampled = _token_id(item["token"])
+        if all(alt.token_id != sampled for alt in alternatives):
+            alternatives.append(TopLogprob(token_id=sampled, logprob=item["logprob"]))
+        logprobs.append(alternatives)
+    text = choice["message"].get("content") or ""
+    return base.model_copy(update={
+        "ok": True, "text": text, "token_ids": token_ids, "logprobs": logprobs,
+        "prompt_tokens": (payload.get("usage") or {}).get("prompt_tokens"),
+        "finish_reason": choice.get("finish_reason"), "latency_s": latency})
