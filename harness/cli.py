@@ -47,13 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus", default=None, help="GPU indices for container platforms, e.g. 0,1")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
 
-    for name, text in (("compare", "compare results across platforms and runs"),
-                       ("pipeline", "print the Buildkite pipeline"),
-                       ("ingest", "add runs to the history store"),
-                       ("dashboard", "render the nightly dashboard")):
+    # Later stages live in their own modules (harness/cmd_<name>.py: add_arguments + run).
+    for name, text in EXTRA_COMMANDS.items():
         extra = sub.add_parser(name, help=text)
-        extra.add_argument("rest", nargs=argparse.REMAINDER)
+        module = _command_module(name)
+        if module is None:
+            extra.add_argument("rest", nargs=argparse.REMAINDER)
+        else:
+            module.add_arguments(extra)
     return parser
+
+
+EXTRA_COMMANDS = {
+    "compare": "compare results across platforms and runs",
+    "pipeline": "print the Buildkite pipeline",
+    "ingest": "add runs to the history store",
+    "dashboard": "render the nightly dashboard",
+}
+
+
+def _command_module(name: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"harness.cmd_{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"harness.cmd_{name}":
+            raise
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run}.get(args.command)
     if handler is None:
-        return cmd_not_available(args)
+        module = _command_module(args.command)
+        handler = module.run if module is not None else cmd_not_available
     try:
         return handler(args)
     except SpecError as exc:
