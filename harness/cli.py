@@ -171,6 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
         worst = max(worst, outcome.exit_code, key=_severity)
+        if outcome.outcome.interrupted:
+            print("interrupted: remaining platforms not run", file=sys.stderr)
+            break
     return worst
 
 

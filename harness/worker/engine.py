@@ -85,9 +85,6 @@ class EnginePool:
             self.close()
         self._key, self._engine = key, engine
 
-    def discard(self) -> None:
-        self.close()
-
     def close(self) -> None:
         if self._engine is not None:
             try:

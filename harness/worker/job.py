@@ -116,8 +116,8 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
         if engine is None:
             log_path.unlink(missing_ok=True)
             engine = new_engine(job, model, log_path, ctx)
+            pool.put(job.engine_key, engine)  # before start(): an interrupt must stop it too
             engine.start()
-            pool.put(job.engine_key, engine)
         engine_log = engine.log_path
         t_requests = time.monotonic()
         responses = engine.generate(prepared, job.case.compare.top_k)
@@ -142,20 +142,20 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
         if getattr(engine, "mutations", None) and engine.mutations():
             fields["engine"] = {**base.engine, "mutations": engine.mutations()}
     except EngineFailure as exc:
-        pool.discard()
+        pool.close()
         fields = {"failure_class": exc.failure_class, "message": str(exc)}
         if isinstance(engine, OfflineEngine):
             fields["traces"] = engine.traces()
             if engine.mutations():
                 fields["engine"] = {**base.engine, "mutations": engine.mutations()}
     except KeyboardInterrupt:
-        pool.discard()
+        pool.close()
         _write_final(path, base, {"failure_class": "interrupted",
                                   "message": "interrupted (Ctrl-C or SIGTERM)"},
                      engine_log, began)
         raise
     except Exception as exc:  # the harness itself broke: still leave a result that says so
-        pool.discard()
+        pool.close()
         fields = {"failure_class": "infra", "message": f"{type(exc).__name__}: {exc}"}
     return _write_final(path, base, fields, engine_log, began)
 

