@@ -21,3 +21,21 @@ def redact(text: str, environ: dict[str, str] | None = None) -> str:
     for value in secret_values(environ):
         text = text.replace(value, "***")
     return _HF_TOKEN_RE.sub("hf_***", text)
+
+
+def redact_file(path) -> bool:
+    """Rewrite a log in place (atomically) if it holds a secret value. Returns whether it did."""
+    from pathlib import Path
+
+    from harness.results import write_atomic
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    cleaned = redact(text)
+    if cleaned == text:
+        return False
+    write_atomic(path, cleaned)
+    return True

@@ -177,3 +177,14 @@ def test_run_records_exit_code_and_log(tmp_path):
                         timeout_s=30)
     assert finished.returncode == 7 and not finished.timed_out
     assert "hello" in proc.read_tail(log)
+
+
+def test_redact_file_rewrites_only_when_a_secret_is_present(tmp_path, monkeypatch):
+    from harness.secrets import redact_file
+
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 30)
+    log = tmp_path / "engine.log"
+    log.write_text("INFO start\nenv HF_TOKEN=hf_" + "x" * 30 + "\n")
+    assert redact_file(log) is True
+    assert "xxxxxx" not in log.read_text() and "HF_TOKEN=***" in log.read_text()
+    assert redact_file(log) is False

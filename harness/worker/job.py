@@ -16,7 +16,7 @@ from harness import proc
 from harness.plan import Job
 from harness.results import (INFRA_CLASSES, Expect, LogInfo, Result, Timings, result_path, tail,
                              write_result)
-from harness.secrets import redact
+from harness.secrets import redact, redact_file
 from harness.spec import ProbeCheck
 from harness.worker.checks import Observed, evaluate
 from harness.worker.engine import Engine, EngineFailure, EnginePool
@@ -172,6 +172,8 @@ def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: P
     message = fields.pop("message", "")
     if status == "xpassed":
         message = f"unexpectedly passed (expected to fail: {base.expect.reason})"
+    for log in (engine_log, path.with_suffix(".probes.log")):
+        redact_file(log)  # vLLM may echo its environment or args: keep no secret on disk
     log_rel = os.path.relpath(engine_log, path.parent) if engine_log.exists() else ""
     result = base.model_copy(update={
         **fields, "status": status, "message": redact(message), "timings": timings,
