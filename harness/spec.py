@@ -47,7 +47,11 @@ class Platform(Strict):
     ulimits: dict[str, str] = {}
     ipc: Literal["host", "private"] = "host"
     shm_size: str | None = None
-    gpus: str = "all"  # "all" or comma-separated indices
+    gpus: str = Field(default="all", pattern=r"^(all|\d+(,\d+)*)$")  # "all" or indices "0,1"
+    gpus_per_job: int | None = Field(default=None, gt=0)  # BUILDKITE_PARALLEL_JOB i -> GPUs
+    network: str | None = None  # e.g. host (podman/runc hosts without a usable bridge)
+    memory: str | None = None  # container memory limit, e.g. 16g (no swap beyond it)
+    readonly_mounts: list[str] = []  # extra "HOST:CONTAINER" bind mounts, always read-only
     # Where the model comes from: the hub id (GPU runs) or the tiny offline recipe.
     model_source: Literal["hub", "tiny"]
     capabilities: list[str] = []
@@ -65,6 +69,15 @@ class Platform(Strict):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ValueError(f"{name!r} is not an environment variable name")
         return names
+
+    @field_validator("readonly_mounts")
+    @classmethod
+    def _absolute_pairs(cls, mounts: list[str]) -> list[str]:
+        for mount in mounts:
+            parts = mount.split(":")
+            if len(parts) != 2 or not all(part.startswith("/") for part in parts):
+                raise ValueError(f"{mount!r}: expected HOST:CONTAINER, both absolute paths")
+        return mounts
 
     @field_validator("env")
     @classmethod
