@@ -1,0 +1,441 @@
+"""The dynamic Buildkite pipeline: planned jobs in, pipeline documents out. Pure: no I/O.
+
+Shape of a build (every arrow is a ``depends_on``):
+
+    image-<p> (--build-images) -> run-<p> (one per platform, on its queue; maybe parallel)
+    run-<baseline>, run-<candidate> -> compare-<baseline>-vs-<candidate>   (allow_failure)
+    run-*, compare-* -> nightly-history (--nightly)                          (allow_failure)
+
+Verdicts: a platform step soft-fails on infrastructure (exit 3), and on failures (exit 1) when a
+comparison covers it, because the comparison is what decides a regression; the compare step
+fails the build only on a regression (exit 1) and soft-fails on infrastructure (exit 3).
+
+Commands are shell text that Buildkite interpolates at upload time: ``$BUILDKITE_BUILD_NUMBER``
+is meant to be expanded then (it is the same in every job of the build, and artifact paths need
+it), every other ``$`` is escaped as ``$$`` so the job's shell sees it. ``check_interpolation``
+enforces exactly that.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+import yaml
+
+from harness.buildkite.shard import useful_shards
+from harness.plan import Job
+from harness.spec import Platform, is_secret_name
+
+MAX_JOBS_PER_UPLOAD = 500  # Buildkite rejects larger uploads (counted in jobs, parallelism included)
+RUN_ID = "build-$BUILDKITE_BUILD_NUMBER"  # harness.runid.new_run_id gives the same on Buildkite
+RESULTS = "results"
+UPLOAD_TIME_VARS = frozenset({"BUILDKITE_BUILD_NUMBER"})
+EXIT_REGRESSION, EXIT_INFRA = 1, 3
+AGENT_LOST, ROCM_GPU_HANG = -1, 134
+TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can still write results
+IMAGE_BUILD_TIMEOUT_MIN = 180
+SMALL_STEP_TIMEOUT_MIN = 30
+TEST_ENGINE_PLUGIN = "test-collector#v1.11.0"
+_UUID_RE = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
+_KEY_RE = re.compile(r"[a-zA-Z0-9_\-:.]{1,100}")
+# Platform names go into keys, paths and shell text unquoted: keep them to these characters.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}")
+
+
+class PipelineError(ValueError):
+    """The requested pipeline cannot be built (names the step, key or option at fault)."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: str
+    candidate: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Comparison":
+        baseline, sep, candidate = text.partition(":")
+        if not sep or not baseline or not candidate or baseline == candidate:
+            raise PipelineError(f"--compare {text!r}: expected BASELINE:CANDIDATE, e.g. cuda:rocm")
+        return cls(baseline, candidate)
+
+    @property
+    def name(self) -> str:
+        return f"{self.baseline}-vs-{self.candidate}"
+
+    @property
+    def key(self) -> str:
+        return f"compare-{self.name}"
+
+    @property
+    def context(self) -> str:
+        """The annotation context: stable, so a retried compare step replaces its annotation."""
+        return f"harness-compare-{self.name}"
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What ``harness pipeline`` was asked for; ``argv()`` gives the same request back."""
+
+    platforms: tuple[str, ...] = ()  # empty: every platform in platforms.yaml
+    keyword: str | None = None
+    nightly: bool = False
+    parallelism: int = 1
+    build_images: bool = False
+    push_images: bool = False
+    comparisons: tuple[Comparison, ...] = (Comparison("cuda", "rocm"),)
+    cases: str | None = None  # passed on to `harness run` when not the default
+    platforms_file: str | None = None
+    queue: str | None = None  # agents queue of the orchestrating steps (compare, nightly, upload)
+    max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
+    harness: str = "harness"
+
+    def argv(self) -> list[str]:
+        out: list[str] = []
+        if self.cases:
+            out += ["--cases", self.cases]
+        if self.platforms_file:
+            out += ["--platforms-file", self.platforms_file]
+        if self.platforms:
+            out += ["--platform", ",".join(self.platforms)]
+        if self.keyword:
+            out += ["-k", self.keyword]
+        if self.nightly:
+            out.append("--nightly")
+        if self.parallelism != 1:
+            out += ["--parallelism", str(self.parallelism)]
+        if self.build_images:
+            out.append("--build-images")
+        if self.push_images:
+            out.append("--push-images")
+        if self.comparisons != PipelineOptions.comparisons:
+            for comparison in self.comparisons:
+                out += ["--compare", f"{comparison.baseline}:{comparison.candidate}"]
+            if not self.comparisons:
+                out.append("--no-compare")
+        if self.queue:
+            out += ["--queue", self.queue]
+        if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
+            out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
+        if self.harness != "harness":
+            out += ["--harness-command", self.harness]
+        return out
+
+
+# ---------------------------------------------------------------- shell text
+
+
+@dataclass(frozen=True)
+class Raw:
+    """Shell text written as is (variables, operators); everything else is quoted."""
+
+    text: str
+
+
+def sh(*words: str | Raw) -> str:
+    """One command line: literal words quoted for the shell and escaped for Buildkite."""
+    return " ".join(w.text if isinstance(w, Raw) else shlex.quote(w).replace("$", "$$")
+                    for w in words)
+
+
+def _harness(options: PipelineOptions) -> list[Raw]:
+    return [Raw(options.harness)]  # may be several words, e.g. ".venv/bin/python -m harness"
+
+
+def _selection_args(options: PipelineOptions) -> list[str]:
+    out: list[str] = []
+    if options.cases:
+        out += ["--cases", options.cases]
+    if options.platforms_file:
+        out += ["--platforms-file", options.platforms_file]
+    if options.keyword:
+        out += ["-k", options.keyword]
+    return out
+
+
+def _run_dir() -> Raw:
+    return Raw(f"{RESULTS}/{RUN_ID}")
+
+
+def _agents(queue: str | None) -> dict[str, Any]:
+    return {"agents": {"queue": queue}} if queue else {}
+
+
+# ---------------------------------------------------------------- steps
+
+
+def image_step(platform: Platform, options: PipelineOptions) -> dict[str, Any]:
+    assert platform.build is not None and platform.image is not None
+    secret = [name for name in platform.build.args if is_secret_name(name)]
+    if secret:
+        raise PipelineError(f"platform {platform.name}: build arg {secret[0]} looks like a secret; "
+                            "build args are written into the pipeline, pass secrets another way")
+    argv: list[str | Raw] = [platform.engine, "build", "-f", platform.build.dockerfile]
+    for name, value in sorted(platform.build.args.items()):
+        argv += ["--build-arg", f"{name}={value}"]
+    argv += ["-t", platform.image, "."]
+    commands = [sh(*argv)]
+    if options.push_images:  # other agents of the queue pull it; without a push it stays local
+        commands.append(sh(platform.engine, "push", platform.image))
+    return {"label": f"image {platform.name}", "key": f"image-{platform.name}",
+            "commands": commands, **_agents(platform.queue),
+            "timeout_in_minutes": IMAGE_BUILD_TIMEOUT_MIN,
+            "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]}}
+
+
+def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
+             compared: bool) -> dict[str, Any]:
+    shards = useful_shards(jobs, options.parallelism)
+    argv: list[str | Raw] = [*_harness(options), "run", "--platform", platform.name,
+                             "--run-id", Raw(RUN_ID), *_selection_args(options)]
+    if shards > 1:
+        argv += ["--shard-index", Raw('"$$BUILDKITE_PARALLEL_JOB"'),
+                 "--shard-count", Raw('"$$BUILDKITE_PARALLEL_JOB_COUNT"')]
+    retry = [{"exit_status": AGENT_LOST, "limit": 2}, {"exit_status": EXIT_INFRA, "limit": 1}]
+    if platform.accelerator == "rocm":
+        retry.append({"exit_status": ROCM_GPU_HANG, "limit": 1})
+    soft = [EXIT_INFRA] + ([EXIT_REGRESSION] if compared else [])
+    step: dict[str, Any] = {
+        "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
+        "key": f"run-{platform.name}",
+        "commands": [sh(*argv)],
+        **_agents(platform.queue),
+        "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
+        "retry": {"automatic": retry},
+        "soft_fail": [{"exit_status": code} for code in sorted(soft)],
+        "artifact_paths": [f"{RESULTS}/{RUN_ID}/{platform.name}/**/*"],
+    }
+    if shards > 1:
+        step["parallelism"] = shards
+    if options.build_images and platform.build is not None and platform.launcher == "container":
+        step["depends_on"] = f"image-{platform.name}"
+    return step
+
+
+def _download(platform: str) -> str:
+    query = Raw(f'"{RESULTS}/{RUN_ID}/{platform}/**/*"')
+    return (sh("buildkite-agent", "artifact", "download", query, ".") + " || "
+            + sh("echo", f"harness: no {platform} results to download"))
+
+
+def compare_step(comparison: Comparison, options: PipelineOptions) -> dict[str, Any]:
+    """Download both platforms' results, compare, annotate, and exit with compare's status."""
+    c = comparison
+    out = f"compare/{c.name}"
+    compare = sh(*_harness(options), "compare", _run_dir(), "--baseline", c.baseline,
+                 "--candidate", c.candidate, "--markdown", f"{out}.md", "--junit", f"{out}.xml",
+                 "--json", f"{out}.json")
+    annotate = sh("buildkite-agent", "annotate", "--context", c.context,
+                  "--style", Raw('"$$harness_style"'))
+    missing = (f'echo "**harness compare {c.baseline} vs {c.candidate}** wrote no report '
+               '(exit status $$harness_status); see the step log."')
+    return {
+        "label": f"compare {c.baseline} vs {c.candidate}",
+        "key": c.key,
+        "depends_on": [{"step": f"run-{p}", "allow_failure": True}
+                       for p in (c.baseline, c.candidate)],
+        "commands": [
+            # The run directory exists even when no platform left results, so compare reports
+            # them missing (infrastructure, exit 3) rather than a usage error.
+            sh("mkdir", "-p", "compare", _run_dir()),
+            _download(c.baseline),
+            _download(c.candidate),
+            f"harness_status=0; {compare} || harness_status=$$?",
+            'case "$$harness_status" in 0) harness_style=success ;; '
+            f"{EXIT_INFRA}) harness_style=warning ;; *) harness_style=error ;; esac",
+            # A failed annotation must not hide compare's verdict: report it and go on.
+            f"if [ -s {out}.md ]; then {annotate} < {out}.md; else {missing} | {annotate}; fi"
+            + " || " + sh("echo", "harness: could not post the annotation"),
+            'exit "$$harness_status"',
+        ],
+        **_agents(options.queue),
+        "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
+        "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
+        "soft_fail": [{"exit_status": EXIT_INFRA}],
+        "artifact_paths": [f"{out}.*"],
+        "plugins": [{TEST_ENGINE_PLUGIN: {"files": f"{out}.xml", "format": "junit"}}],
+    }
+
+
+def nightly_step(platforms: Sequence[str], after: Sequence[str],
+                 options: PipelineOptions) -> dict[str, Any]:
+    return {
+        "label": "nightly history and dashboard",
+        "key": "nightly-history",
+        "depends_on": [{"step": key, "allow_failure": True} for key in after],
+        "commands": [*(_download(p) for p in platforms),
+                     sh(*_harness(options), "ingest", _run_dir()),
+                     sh(*_harness(options), "dashboard", "--output", "dashboard/index.html")],
+        **_agents(options.queue),
+        "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
+        "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
+        "artifact_paths": ["dashboard/**/*"],
+    }
+
+
+def upload_step(part: int, count: int, options: PipelineOptions) -> dict[str, Any]:
+    """Uploads part ``part`` of the pipeline (Buildkite takes at most 500 jobs per upload)."""
+    generate = sh(*_harness(options), "pipeline", *options.argv(), "--part", str(part))
+    return {
+        "label": f"upload pipeline part {part} of {count}",
+        "key": f"pipeline-part-{part}",
+        "commands": ["set -o pipefail", f"{generate} | buildkite-agent pipeline upload"],
+        **_agents(options.queue),
+        "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
+        "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
+    }
+
+
+def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
+                options: PipelineOptions) -> list[dict[str, Any]]:
+    """Every step of the build, in dependency order (a step only depends on earlier ones)."""
+    if options.parallelism < 1:
+        raise PipelineError(f"--parallelism must be at least 1, got {options.parallelism}")
+    by_platform: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_platform.setdefault(job.platform.name, []).append(job)
+    if not by_platform:
+        raise PipelineError("no job matches the selection")
+    for name in by_platform:
+        if not _NAME_RE.fullmatch(name):
+            raise PipelineError(f"platform name {name!r}: use letters, digits, '_', '.', '-'")
+    for comparison in options.comparisons:
+        for name in (comparison.baseline, comparison.candidate):
+            if name not in platforms:
+                raise PipelineError(f"--compare {comparison.baseline}:{comparison.candidate}: "
+                                    f"unknown platform {name!r}; known: {sorted(platforms)}")
+    comparisons = [c for c in options.comparisons
+                   if c.baseline in by_platform and c.candidate in by_platform]
+    compared = {name for c in comparisons for name in (c.baseline, c.candidate)}
+    images = [name for name in by_platform if options.build_images
+              and platforms[name].launcher == "container" and platforms[name].build is not None]
+    steps = [image_step(platforms[name], options) for name in images]
+    steps += [run_step(platforms[name], platform_jobs, options, name in compared)
+              for name, platform_jobs in by_platform.items()]
+    steps += [compare_step(c, options) for c in comparisons]
+    if options.nightly:
+        after = [f"run-{name}" for name in by_platform] + [c.key for c in comparisons]
+        steps.append(nightly_step(list(by_platform), after, options))
+    return steps
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def job_count(step: Mapping[str, Any]) -> int:
+    return int(step.get("parallelism", 1))
+
+
+def split_uploads(steps: Sequence[dict[str, Any]], options: PipelineOptions) -> list[dict]:
+    """Pipeline documents of at most ``max_jobs_per_upload`` jobs each.
+
+    Every part but the last ends with a step that uploads the next part, so the parts arrive in
+    order and a ``depends_on`` always names a step uploaded before or with it.
+    """
+    limit = options.max_jobs_per_upload
+    if limit < 2:
+        raise PipelineError(f"--max-jobs-per-upload must be at least 2, got {limit}")
+    for step in steps:
+        if job_count(step) > limit - 1:
+            raise PipelineError(f"step {step['key']} has {job_count(step)} jobs; one upload takes "
+                                f"at most {limit}, one kept for chaining: lower --parallelism")
+    if sum(job_count(step) for step in steps) <= limit:
+        return [{"steps": list(steps)}]
+    chunks: list[list[dict[str, Any]]] = [[]]
+    load = 0
+    for step in steps:  # one job per part is kept for the step that uploads the next part
+        if load + job_count(step) > limit - 1:
+            chunks.append([])
+            load = 0
+        chunks[-1].append(step)
+        load += job_count(step)
+    count = len(chunks)
+    return [{"steps": chunk + ([upload_step(i + 2, count, options)] if i + 1 < count else [])}
+            for i, chunk in enumerate(chunks)]
+
+
+def plan_pipeline(jobs: Sequence[Job], platforms: Mapping[str, Platform],
+                  options: PipelineOptions) -> list[dict[str, Any]]:
+    """The pipeline documents, validated (keys, dependencies, interpolation, upload size)."""
+    documents = split_uploads(build_steps(jobs, platforms, options), options)
+    check_documents(documents, options.max_jobs_per_upload)
+    return documents
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_documents(documents: Sequence[Mapping[str, Any]], limit: int) -> None:
+    seen: set[str] = set()
+    for number, document in enumerate(documents, 1):
+        jobs = sum(job_count(step) for step in document["steps"])
+        if jobs > limit:
+            raise PipelineError(f"part {number} has {jobs} jobs, more than {limit}")
+        uploaded = seen | {step["key"] for step in document["steps"]}
+        for step in document["steps"]:
+            check_key(step["key"])
+            if step["key"] in seen:
+                raise PipelineError(f"step key {step['key']!r} is used twice")
+            for dependency in _dependencies(step):
+                if dependency not in uploaded:
+                    raise PipelineError(f"step {step['key']} depends on {dependency!r}, which is "
+                                        f"not uploaded before or with part {number}")
+        seen = uploaded
+        check_interpolation(document)
+
+
+def check_key(key: str) -> None:
+    """Buildkite keys: 1-100 of [a-zA-Z0-9_-:.], unique, and never UUID-like (rejected)."""
+    if not _KEY_RE.fullmatch(key):
+        raise PipelineError(f"step key {key!r} must be 1-100 characters of a-z A-Z 0-9 _ - : .")
+    if _UUID_RE.search(key):
+        raise PipelineError(f"step key {key!r} looks like a UUID, which Buildkite rejects")
+
+
+def _dependencies(step: Mapping[str, Any]) -> Iterator[str]:
+    depends = step.get("depends_on") or []
+    for item in [depends] if isinstance(depends, str) else depends:
+        yield item if isinstance(item, str) else item["step"]
+
+
+_DOLLAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)|\$")
+
+
+def check_interpolation(document: Any, where: str = "") -> None:
+    """Only ``UPLOAD_TIME_VARS`` may be expanded at upload; every other ``$`` must be ``$$``."""
+    if isinstance(document, Mapping):
+        for key, value in document.items():
+            check_interpolation(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            check_interpolation(value, f"{where}[{index}]")
+    elif isinstance(document, str):
+        for match in _DOLLAR_RE.finditer(document):
+            name = match.group(1) or match.group(2)
+            if match.group(0) != "$$" and name not in UPLOAD_TIME_VARS:
+                raise PipelineError(f"{where}: {match.group(0)!r} would be expanded when the "
+                                    f"pipeline is uploaded; escape it as $$: {document!r}")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render(document: Mapping[str, Any], header: Sequence[str] = ()) -> str:
+    """YAML text for one upload, as ``buildkite-agent pipeline upload`` reads it."""
+    comments = "".join(f"# {line}\n" for line in header)
+    return comments + yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False,
+                                default_flow_style=False, width=1_000_000, allow_unicode=True)

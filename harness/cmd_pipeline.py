@@ -1,0 +1,106 @@
+"""``harness pipeline``: print the dynamic Buildkite pipeline (YAML) for the selected jobs.
+
+    harness pipeline | buildkite-agent pipeline upload
+
+Buildkite takes at most 500 jobs per upload; a larger pipeline is printed in parts: part 1 ends
+with a step that runs ``harness pipeline ... --part 2 | buildkite-agent pipeline upload``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, PipelineError,
+                                        PipelineOptions, plan_pipeline, render)
+from harness.execute import EXIT_OK, EXIT_USAGE
+
+DEFAULT_CASES = Path("cases")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="case directory or file")
+    parser.add_argument("--platforms-file", type=Path, default=None,
+                        help="default: platforms.yaml in the case directory")
+    parser.add_argument("--platform", default=None,
+                        help="comma-separated platforms (default: all in platforms.yaml)")
+    parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
+    parser.add_argument("--nightly", action="store_true",
+                        help="add the history ingest and dashboard step")
+    parser.add_argument("--parallelism", type=_positive, default=1,
+                        help="parallel jobs per platform (capped at what can be non-empty)")
+    parser.add_argument("--build-images", action="store_true",
+                        help="build each container platform's image first (platform.build)")
+    parser.add_argument("--push-images", action="store_true",
+                        help="push built images, for queues with more than one agent")
+    parser.add_argument("--compare", dest="comparisons", action="append", default=None,
+                        metavar="BASELINE:CANDIDATE", help="comparisons (default: cuda:rocm)")
+    parser.add_argument("--no-compare", action="store_true", help="no compare step")
+    parser.add_argument("--queue", default=None,
+                        help="agents queue for compare/nightly/upload steps (default queue if unset)")
+    parser.add_argument("--max-jobs-per-upload", type=_positive, default=MAX_JOBS_PER_UPLOAD)
+    parser.add_argument("--harness-command", default="harness",
+                        help="how steps invoke the harness, e.g. '.venv/bin/harness'")
+    parser.add_argument("--part", type=_positive, default=1,
+                        help="which upload to print when the pipeline is split (1-based)")
+
+
+def options_from(args: argparse.Namespace) -> PipelineOptions:
+    if args.no_compare:
+        comparisons: tuple[Comparison, ...] = ()
+    elif args.comparisons:
+        comparisons = tuple(Comparison.parse(text) for text in args.comparisons)
+    else:
+        comparisons = PipelineOptions.comparisons
+    platforms = tuple(n.strip() for n in (args.platform or "").split(",") if n.strip())
+    return PipelineOptions(
+        platforms=platforms, keyword=args.keyword, nightly=args.nightly,
+        parallelism=args.parallelism, build_images=args.build_images,
+        push_images=args.push_images, comparisons=comparisons,
+        cases=None if args.cases == DEFAULT_CASES else str(args.cases),
+        platforms_file=str(args.platforms_file) if args.platforms_file else None,
+        queue=args.queue, max_jobs_per_upload=args.max_jobs_per_upload,
+        harness=args.harness_command)
+
+
+def documents_for(args: argparse.Namespace) -> tuple[PipelineOptions, list[dict]]:
+    from harness.cli import load_selection
+
+    options = options_from(args)
+    selection = argparse.Namespace(cases=args.cases, platforms_file=args.platforms_file,
+                                   platform=list(options.platforms) or None,
+                                   keyword=args.keyword)
+    _, platforms, _, jobs = load_selection(selection)
+    return options, plan_pipeline(jobs, platforms, options)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options, documents = documents_for(args)
+    except ValueError as exc:  # PipelineError, unknown platform
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SyntaxError as exc:  # pytest's -k parser reports a bad expression this way
+        print(f"error: bad -k expression {args.keyword!r}: {exc.msg}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.part > len(documents):
+        print(f"error: --part {args.part}: this pipeline has {len(documents)} part(s)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    document = documents[args.part - 1]
+    command = " ".join(["harness", "pipeline", *options.argv()])
+    header = [f"Generated by `{command}`: do not edit.",
+              f"Part {args.part} of {len(documents)}."]
+    sys.stdout.write(render(document, header))
+    jobs = sum(int(step.get("parallelism", 1)) for step in document["steps"])
+    print(f"harness pipeline: part {args.part} of {len(documents)}, "
+          f"{len(document['steps'])} steps, {jobs} jobs", file=sys.stderr)
+    return EXIT_OK

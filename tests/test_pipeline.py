@@ -1,0 +1,350 @@
+"""`harness pipeline`: the dynamic Buildkite pipeline, validated against Buildkite's own schema.
+
+Every test validates the rendered YAML, i.e. what `harness pipeline` prints and the bootstrap
+step pipes into `buildkite-agent pipeline upload`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from harness.buildkite.pipeline import (RUN_ID, PipelineError, PipelineOptions, check_interpolation,
+                                        check_key, plan_pipeline)
+from harness.buildkite.shard import ShardPlan, select_shard, useful_shards, validate_shard
+from harness.cli import load_selection, main
+from harness.runid import new_run_id
+from tests.conftest import CASES, REPO, shared_file
+
+BOOTSTRAP = REPO / ".buildkite" / "pipeline.yml"
+
+
+@pytest.fixture(scope="module")
+def schema() -> jsonschema.Draft7Validator:
+    path = shared_file("buildkite/pipeline-schema.json")
+    return jsonschema.Draft7Validator(json.loads(path.read_text()))
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # `harness pipeline` reads cases/ like it does on an agent
+
+
+def generate(capsys, *argv: str) -> list[str]:
+    """Every part `harness pipeline ARGV` prints (part 1, then --part 2.. as chained)."""
+    texts: list[str] = []
+    total = 1
+    while len(texts) < total:
+        code = main(["pipeline", *argv, "--part", str(len(texts) + 1)])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        texts.append(out)
+        total = int(re.search(r"part \d+ of (\d+)", err).group(1))
+    return texts
+
+
+def assert_valid(schema: jsonschema.Draft7Validator, text: str) -> dict:
+    document = yaml.safe_load(text)
+    errors = sorted(schema.iter_errors(document), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:5])
+    return document
+
+
+def steps_by_key(document: dict) -> dict[str, dict]:
+    return {step["key"]: step for step in document["steps"]}
+
+
+def many_cases(tmp_path: Path, count: int) -> Path:
+    """``count`` copies of a real case file, each with its own engine config (its own scope)."""
+    source = (CASES / "qwen2_5_vl_vit_cudagraph.yaml").read_text()
+    assert "max_num_seqs: 2" in source
+    target = tmp_path / "many"
+    target.mkdir()
+    (target / "platforms.yaml").write_text((CASES / "platforms.yaml").read_text())
+    for i in range(count):
+        (target / f"case_{i:03d}.yaml").write_text(
+            source.replace("max_num_seqs: 2", f"max_num_seqs: {i + 1}"))
+    return target
+
+
+# ---------------------------------------------------------------- schema, every variant
+
+
+VARIANTS = {
+    "default": [],
+    "nightly": ["--nightly"],
+    "single-platform": ["--platform", "rocm"],
+    "keyword": ["-k", "qwen and not phi4"],
+    "parallelism": ["--parallelism", "4"],
+    "image-builds": ["--build-images", "--push-images"],
+    "everything": ["--nightly", "--parallelism", "2", "--build-images", "--queue", "cpu",
+                   "--compare", "cuda:rocm", "--compare", "cpu:rocm"],
+}
+
+
+@pytest.mark.parametrize("argv", VARIANTS.values(), ids=VARIANTS.keys())
+def test_every_variant_validates_against_buildkites_schema(capsys, schema, argv):
+    for text in generate(capsys, *argv):
+        assert_valid(schema, text)
+
+
+def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, schema, tmp_path):
+    cases = many_cases(tmp_path, 170)  # 3 platforms x 170 shards = 510 jobs, + compare, nightly
+    assert main(["pipeline", "--cases", str(cases), "--parallelism", "170", "--nightly"]) == 0
+    part1, err = capsys.readouterr()
+    assert "part 1 of 2" in err
+    # Part 1 ends with the step that uploads part 2: run its generator as the agent would.
+    chain = assert_valid(schema, part1)["steps"][-1]
+    assert chain["key"] == "pipeline-part-2"
+    generator, upload = chain["commands"][1].split(" | ")
+    assert upload == "buildkite-agent pipeline upload"
+    words = shlex.split(generator)
+    assert words[:2] == ["harness", "pipeline"] and words[-2:] == ["--part", "2"]
+    assert main(words[1:]) == 0
+    part2 = capsys.readouterr().out
+    documents = [assert_valid(schema, part1), assert_valid(schema, part2)]
+    jobs = [sum(step.get("parallelism", 1) for step in d["steps"]) for d in documents]
+    assert all(count <= 500 for count in jobs) and sum(jobs) == 510 + 1 + 1 + 1
+    # Every dependency is uploaded before or with the step that needs it.
+    keys = set(steps_by_key(documents[0])) | set(steps_by_key(documents[1]))
+    for step in documents[1]["steps"]:
+        assert {d["step"] for d in step.get("depends_on", [])} <= keys
+
+
+def test_a_small_upload_limit_chains_every_part(capsys, schema):
+    texts = generate(capsys, "--max-jobs-per-upload", "2", "--nightly")
+    documents = [assert_valid(schema, text) for text in texts]
+    assert len(documents) == 5  # run x3, compare, nightly: one each, plus the chain steps
+    for number, document in enumerate(documents[:-1], 1):
+        assert document["steps"][-1]["key"] == f"pipeline-part-{number + 1}"
+        assert f"--max-jobs-per-upload 2 --part {number + 1} |" in \
+            document["steps"][-1]["commands"][1]
+
+
+def test_the_schema_check_has_teeth(capsys, schema):
+    """A UUID-like key and a misspelt field are rejected by the schema itself."""
+    document = yaml.safe_load(generate(capsys)[0])
+    document["steps"][0]["key"] = "3f2504e0-4f89-11d3-9a0c-0305e82c3301"
+    assert list(schema.iter_errors(document))
+    document = yaml.safe_load(generate(capsys)[0])
+    document["steps"][0]["timeout_minutes"] = 5
+    assert list(schema.iter_errors(document))
+
+
+def test_the_bootstrap_pipeline_validates_and_pipes_harness_pipeline_into_upload(schema):
+    document = assert_valid(schema, BOOTSTRAP.read_text())
+    commands = [" ".join(step["commands"]) for step in document["steps"]]
+    assert all("| buildkite-agent pipeline upload" in c and "set -o pipefail" in c
+               for c in commands)
+    assert any("harness pipeline --nightly |" in c for c in commands)
+    assert "$" not in BOOTSTRAP.read_text()  # nothing for upload-time interpolation to eat
+
+
+# ---------------------------------------------------------------- what the steps do
+
+
+def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys)[0]))
+    assert list(steps) == ["run-rocm", "run-cuda", "run-cpu", "compare-cuda-vs-rocm"]
+    rocm, cuda, cpu = steps["run-rocm"], steps["run-cuda"], steps["run-cpu"]
+    assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
+        {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
+    assert rocm["commands"] == [
+        "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"]
+    assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
+    assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
+    # Retried for infrastructure only: agent lost, the harness's infra exit, GPU hang on ROCm.
+    assert [r["exit_status"] for r in rocm["retry"]["automatic"]] == [-1, 3, 134]
+    assert [r["exit_status"] for r in cuda["retry"]["automatic"]] == [-1, 3]
+    # Compared platforms leave the verdict to compare; the uncompared one keeps its own.
+    assert [s["exit_status"] for s in rocm["soft_fail"]] == [1, 3]
+    assert [s["exit_status"] for s in cpu["soft_fail"]] == [3]
+    compare = steps["compare-cuda-vs-rocm"]
+    assert compare["depends_on"] == [{"step": "run-cuda", "allow_failure": True},
+                                     {"step": "run-rocm", "allow_failure": True}]
+    assert compare["soft_fail"] == [{"exit_status": 3}]
+    script = "\n".join(compare["commands"])
+    assert ("harness compare results/build-$BUILDKITE_BUILD_NUMBER --baseline cuda --candidate rocm"
+            " --markdown compare/cuda-vs-rocm.md --junit compare/cuda-vs-rocm.xml"
+            " --json compare/cuda-vs-rocm.json") in script
+    assert "--context harness-compare-cuda-vs-rocm" in script
+    assert compare["plugins"] == [{"test-collector#v1.11.0": {
+        "files": "compare/cuda-vs-rocm.xml", "format": "junit"}}]
+
+
+def test_single_platform_has_no_compare_and_keeps_its_own_verdict(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm")[0]))
+    assert list(steps) == ["run-rocm"]
+    assert steps["run-rocm"]["soft_fail"] == [{"exit_status": 3}]
+
+
+def test_keyword_selection_reaches_the_run_command_quoted(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "-k", "cudagraph[rocm] or phi4mm")[0]))
+    assert list(steps) == ["run-rocm", "run-cuda", "run-cpu", "compare-cuda-vs-rocm"]
+    assert steps["run-rocm"]["commands"] == [
+        "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"
+        " -k 'cudagraph[rocm] or phi4mm'"]
+
+
+def test_keyword_that_narrows_platforms_drops_their_steps(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "-k", "cudagraph and rocm")[0]))
+    assert list(steps) == ["run-rocm"]  # no cuda job left, so nothing to compare with
+
+
+def test_keyword_that_selects_nothing_is_a_usage_error(capsys):
+    assert main(["pipeline", "-k", "no_such_case"]) == 2
+    assert "no job matches the selection" in capsys.readouterr().err
+    assert main(["pipeline", "-k", "qwen and ("]) == 2
+    assert "bad -k expression" in capsys.readouterr().err
+
+
+def test_parallelism_shards_by_buildkite_parallel_job_and_is_capped(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--parallelism", "4")[0]))
+    run = steps["run-rocm"]
+    assert run["parallelism"] == 2  # two cases (two engine scopes): a third job would idle
+    assert run["label"] == "run rocm %n"
+    assert run["commands"][0].endswith(' --shard-index "$$BUILDKITE_PARALLEL_JOB"'
+                                       ' --shard-count "$$BUILDKITE_PARALLEL_JOB_COUNT"')
+
+
+def test_image_builds_come_first_and_the_run_waits_for_them(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--build-images", "--push-images")[0]))
+    assert "image-cpu" not in steps  # a local platform has no image
+    image = steps["image-rocm"]
+    assert image["agents"] == {"queue": "amd-mi300"}
+    assert image["commands"] == [
+        "docker build -f docker/Dockerfile.rocm --build-arg BASE_IMAGE=vllm/vllm-openai-rocm"
+        " --build-arg BASE_TAG=nightly -t rocm/vllm-harness:rocm-nightly .",
+        "docker push rocm/vllm-harness:rocm-nightly"]
+    assert steps["run-rocm"]["depends_on"] == "image-rocm"
+    assert "depends_on" not in steps["run-cpu"]
+
+
+def test_nightly_adds_ingest_and_dashboard_after_everything(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--nightly")[0]))
+    nightly = steps["nightly-history"]
+    assert list(steps)[-1] == "nightly-history"
+    assert {d["step"] for d in nightly["depends_on"]} == {
+        "run-rocm", "run-cuda", "run-cpu", "compare-cuda-vs-rocm"}
+    assert all(d["allow_failure"] for d in nightly["depends_on"])
+    assert any(c.startswith("harness ingest ") for c in nightly["commands"])
+    assert any(c.startswith("harness dashboard ") for c in nightly["commands"])
+
+
+def test_step_keys_are_stable_under_platform_reordering(capsys, tmp_path, cases_copy):
+    platforms = yaml.safe_load((cases_copy / "platforms.yaml").read_text())
+    platforms["platforms"] = dict(reversed(list(platforms["platforms"].items())))
+    (cases_copy / "platforms.yaml").write_text(yaml.safe_dump(platforms, sort_keys=False))
+    first = steps_by_key(yaml.safe_load(generate(capsys)[0]))
+    reordered = steps_by_key(yaml.safe_load(generate(capsys, "--cases", str(cases_copy))[0]))
+    assert set(first) == set(reordered)
+    assert generate(capsys) == generate(capsys)  # and the text itself is deterministic
+
+
+def test_unknown_compare_platform_and_missing_part_are_usage_errors(capsys):
+    assert main(["pipeline", "--compare", "cuda:nope"]) == 2
+    assert "unknown platform 'nope'" in capsys.readouterr().err
+    assert main(["pipeline", "--compare", "cuda"]) == 2
+    assert "BASELINE:CANDIDATE" in capsys.readouterr().err
+    assert main(["pipeline", "--part", "2"]) == 2
+    assert "has 1 part(s)" in capsys.readouterr().err
+
+
+def test_run_id_matches_what_harness_run_picks_on_buildkite():
+    interpolated = RUN_ID.replace("$BUILDKITE_BUILD_NUMBER", "1234")
+    assert interpolated == new_run_id({"BUILDKITE_BUILD_NUMBER": "1234"})
+
+
+# ---------------------------------------------------------------- the checks themselves
+
+
+@pytest.mark.parametrize("key", ["3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+                                 "run-3F2504E04F8911D39A0C0305E82C3301", "has space", "", "x" * 101])
+def test_check_key_refuses_uuid_like_and_malformed_keys(key):
+    with pytest.raises(PipelineError):
+        check_key(key)
+
+
+def test_check_interpolation_allows_only_the_build_number_unescaped():
+    check_interpolation({"steps": [{"command": "echo build-$BUILDKITE_BUILD_NUMBER $$HOME"}]})
+    for bad in ("echo $HOME", "echo ${BUILDKITE_PARALLEL_JOB}", "echo $?", "cost: 5$"):
+        with pytest.raises(PipelineError, match=r"steps\[0\]\.command"):
+            check_interpolation({"steps": [{"command": bad}]})
+
+
+def test_plan_pipeline_refuses_a_step_too_big_for_one_upload(tmp_path):
+    cases = many_cases(tmp_path, 4)
+    _, platforms, _, jobs = load_selection(_selection(cases, "cpu"))
+    options = PipelineOptions(platforms=("cpu",), parallelism=4, max_jobs_per_upload=4)
+    with pytest.raises(PipelineError, match="run-cpu has 4 jobs"):
+        plan_pipeline(jobs, platforms, options)
+
+
+def test_a_secret_looking_build_arg_is_refused(tmp_path, cases_copy):
+    text = (cases_copy / "platforms.yaml").read_text()
+    (cases_copy / "platforms.yaml").write_text(
+        text.replace('BASE_TAG: "nightly"}', 'BASE_TAG: "nightly", HF_TOKEN: "x"}', 1))
+    _, platforms, _, jobs = load_selection(_selection(cases_copy, "rocm"))
+    with pytest.raises(PipelineError, match="HF_TOKEN looks like a secret"):
+        plan_pipeline(jobs, platforms, PipelineOptions(platforms=("rocm",), build_images=True))
+
+
+def _selection(cases: Path, platform: str):
+    import argparse
+
+    return argparse.Namespace(cases=cases, platforms_file=None, platform=[platform], keyword=None)
+
+
+# ---------------------------------------------------------------- sharding (pure)
+
+
+def _jobs(cases: Path, platforms: str):
+    import argparse
+
+    selection = argparse.Namespace(cases=cases, platforms_file=None,
+                                   platform=platforms.split(","), keyword=None)
+    return load_selection(selection)[3]
+
+
+def test_shards_cover_every_job_exactly_once_and_deterministically(tmp_path):
+    jobs = _jobs(many_cases(tmp_path, 7), "rocm,cpu")
+    for count in range(1, 9):
+        shards = [select_shard(jobs, index, count) for index in range(count)]
+        ids = [job.id for shard in shards for job in shard]
+        assert sorted(ids) == sorted(job.id for job in jobs)  # each job once, none lost
+        assert shards == [select_shard(jobs, i, count) for i in range(count)]  # repeatable
+        # Order-independent: shuffling the plan moves no job to another shard.
+        reordered = ShardPlan.build(list(reversed(jobs)), count).assignment
+        assert reordered == ShardPlan.build(jobs, count).assignment
+        for platform in ("rocm", "cpu"):
+            loads = [sum(1 for job in shard if job.platform.name == platform) for shard in shards]
+            assert max(loads) - min(loads) <= 1  # one scope per case here: balanced to one job
+    assert useful_shards([j for j in jobs if j.platform.name == "cpu"], 50) == 7
+
+
+def test_jobs_that_share_an_engine_share_a_shard(tmp_path):
+    cases = many_cases(tmp_path, 4)
+    # case_000 and case_001 now have the same engine config: one engine, so one shard.
+    (cases / "case_001.yaml").write_text((cases / "case_000.yaml").read_text())
+    jobs = _jobs(cases, "cpu")
+    plan = ShardPlan.build(jobs, 3)
+    assert plan.assignment["case_000@cpu"] == plan.assignment["case_001@cpu"]
+    assert useful_shards(jobs, 10) == 3
+    assert sorted(len(plan.jobs_for(jobs, i)) for i in range(3)) == [1, 1, 2]
+
+
+def test_more_shards_than_scopes_leaves_some_empty(tmp_path):
+    jobs = _jobs(many_cases(tmp_path, 2), "cpu")
+    assert [len(select_shard(jobs, i, 3)) for i in range(3)] == [1, 1, 0]
+
+
+@pytest.mark.parametrize("index,count", [(0, 0), (-1, 2), (2, 2)])
+def test_bad_shard_index_or_count_is_refused(index, count):
+    with pytest.raises(ValueError, match="shard"):
+        validate_shard(index, count)
