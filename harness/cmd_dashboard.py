@@ -1,0 +1,54 @@
+"""`harness dashboard`: render the history store as one self-contained HTML page."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from pathlib import Path
+
+from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.history.board import DEFAULT_NIGHTS
+from harness.history.publish import page_from_store
+from harness.history.store import DEFAULT_DB, StoreError, open_store
+from harness.results import write_atomic
+
+DEFAULT_OUT = Path("results/dashboard.html")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB,
+                        help=f"history store (default: {DEFAULT_DB})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"HTML file to write (default: {DEFAULT_OUT})")
+    parser.add_argument("--nights", type=_positive, default=DEFAULT_NIGHTS,
+                        help=f"nights shown in the grid (default: {DEFAULT_NIGHTS}); flakiness "
+                             "and first-bad builds look at the whole history")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        conn = open_store(args.db, create=False)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        text, board = page_from_store(conn, args.out, args.nights)
+    except sqlite3.DatabaseError as exc:
+        print(f"error: {args.db}: {exc}", file=sys.stderr)
+        return EXIT_INFRA
+    finally:
+        conn.close()
+    write_atomic(args.out, text)
+    broken = sum(line.broken_now for p in board.platforms for line in p.lines)
+    flaky = sum(line.flaky.flaky for p in board.platforms for line in p.lines)
+    print(f"{args.out}: {len(board.shown)} of {len(board.nights)} nights, "
+          f"{len(board.platforms)} platform(s); broken now: {broken}, flaky: {flaky}")
+    return EXIT_OK

@@ -1,0 +1,46 @@
+"""From the store to the page: load, ask the questions, render (the one place that does I/O)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from harness.history.board import DEFAULT_NIGHTS, Board, build_board
+from harness.history.dashboard import render
+from harness.history.queries import FlakeRule
+from harness.history.store import changed_requests, load_details, load_nights, load_rows
+
+
+def board_from_store(conn: sqlite3.Connection, shown_nights: int = DEFAULT_NIGHTS,
+                     rule: FlakeRule = FlakeRule()) -> Board:
+    nights = load_nights(conn)
+    return build_board(nights, load_rows(conn, nights), shown_nights, rule)
+
+
+def _needed_result_ids(board: Board) -> list[int]:
+    """Details only for what the page shows: the grid's cells and the first bad runs."""
+    ids = set()
+    for platform in board.platforms:
+        for line in platform.lines:
+            ids.update(c.result_id for c in line.cells if c is not None)
+            if line.first_bad is not None:
+                ids.add(line.first_bad.first_bad.result_id)
+            if line.last is not None:
+                ids.add(line.last.result_id)
+    return sorted(ids)
+
+
+def page_from_store(conn: sqlite3.Connection, out_path: Path,
+                    shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None
+                    ) -> tuple[str, Board]:
+    board = board_from_store(conn, shown_nights)
+    details = load_details(conn, _needed_result_ids(board))
+    first_shown = board.shown[0].index if board.shown else len(board.nights)
+    drift_requests = {}
+    for platform in board.platforms:
+        for line in platform.lines:
+            for drift in line.drifts:
+                if drift.after.night >= first_shown:
+                    key = (drift.before.result_id, drift.after.result_id)
+                    drift_requests[key] = changed_requests(conn, *key)
+    return render(board, details, Path(out_path), drift_requests, generated_at), board

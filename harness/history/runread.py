@@ -1,0 +1,95 @@
+"""Read one run directory for the history store, all or nothing.
+
+Every result file of the run is validated before anything is stored: a temp file left by an
+interrupted atomic write, a case log without its result, a corrupt or misplaced result: each makes
+the run half-written, and the store refuses it whole, naming every offending file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.history.rows import ResultRow, result_row
+from harness.results import ResultFileError, iter_result_files, read_result
+
+# Logs in a platform directory that belong to no single result.
+_RUN_LOGS = ("worker.log",)
+_SIDE_LOG_SUFFIXES = (".probes.log",)
+ANNOTATION_NAMES = ("annotation.md", "annotation.markdown")
+
+
+class IncompleteRun(Exception):
+    """A run directory that cannot be stored whole; lists every problem, each naming a file."""
+
+    def __init__(self, run_dir: Path, problems: list[str]):
+        self.run_dir, self.problems = run_dir, problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{run_dir}: half-written or invalid run, nothing stored:\n{lines}")
+
+
+@dataclass(frozen=True)
+class RunBatch:
+    run_id: str
+    run_dir: Path  # absolute, so the board can link to the logs beside the results
+    annotation: str | None  # relative to run_dir
+    rows: list[ResultRow]
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted({row.platform for row in self.rows})
+
+
+def _problems_in_platform_dir(platform_dir: Path) -> list[str]:
+    problems = []
+    for path in sorted(platform_dir.iterdir()):
+        name = path.name
+        if name.startswith(".") and name.endswith(".tmp"):
+            problems.append(f"{path}: temp file of an interrupted write (the result is incomplete)")
+        elif (name.endswith(".log") and name not in _RUN_LOGS
+              and not name.endswith(_SIDE_LOG_SUFFIXES)
+              and not path.with_suffix(".json").exists()):
+            problems.append(f"{path.with_suffix('.json')}: missing (its log {name} exists)")
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_run(run_dir: Path) -> RunBatch:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise IncompleteRun(run_dir, [f"{run_dir}: not a directory"])
+    problems: list[str] = []
+    for platform_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        problems += _problems_in_platform_dir(platform_dir)
+    rows: list[ResultRow] = []
+    files = iter_result_files(run_dir)
+    if not files:
+        problems.append(f"{run_dir}: no result files (expected <run>/<platform>/<case>.json)")
+    for path in files:
+        try:
+            result = read_result(path)
+            digest = _sha256(path)
+        except ResultFileError as exc:
+            problems.append(str(exc))
+            continue
+        except OSError as exc:
+            problems.append(f"{path}: unreadable: {exc.strerror or exc}")
+            continue
+        expected = {"run_id": run_dir.name, "platform": path.parent.name,
+                    "case_id": path.stem}
+        for key, want in expected.items():
+            if getattr(result, key) != want:
+                problems.append(f"{path}: {key} {getattr(result, key)!r} does not match its "
+                                f"location ({want!r})")
+        try:
+            rows.append(result_row(result, digest))
+        except ValueError as exc:  # a timestamp that is not ISO 8601
+            problems.append(f"{path}: started_at/finished_at: {exc}")
+    if problems:
+        raise IncompleteRun(run_dir, problems)
+    annotation = next((name for name in ANNOTATION_NAMES if (run_dir / name).is_file()), None)
+    return RunBatch(run_dir.name, run_dir.resolve(), annotation, rows)

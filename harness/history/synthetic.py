@@ -1,0 +1,211 @@
+"""Histories for tests and benchmarks, derived from real result files.
+
+Nothing here invents a result from scratch: each generated result is a real one (read with
+``read_result``) copied and minimally changed: run id, case id, platform, status, failure class,
+timings, build number and commit, and, to plant an output change, one token id shifted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from harness.history.rows import (LOG_TAIL_LINES, ResultRow, output_digest, result_row,
+                                  token_digest, verdict)
+from harness.results import Result, read_result, write_atomic, write_result
+
+PLATFORMS = (("cpu", "cpu"), ("rocm", "rocm"), ("cuda", "cuda"))
+FIRST_BUILD = 4000
+FIRST_NIGHT = datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happens to one case on one platform on one night."""
+
+    status: str = "passed"
+    failure_class: str | None = None
+    message: str = ""
+    time_factor: float = 1.0  # multiplies the real result's timings
+    output_variant: int = 0  # added to the first token id of every request: a new output
+    log_line: str = ""  # appended to the log tail (and the log file)
+
+
+Scenario = Callable[[str, str, int], Outcome]  # (case id, platform, night) -> outcome
+
+
+def steady(case_id: str, platform: str, night: int) -> Outcome:
+    return Outcome()
+
+
+def load_templates(run_dir: Path) -> list[tuple[Result, str]]:
+    """Real results of a run, each with its log text ("" where the log is not there)."""
+    out = []
+    for path in sorted(Path(run_dir).glob("*/*.json")):
+        if path.name.startswith("."):
+            continue
+        result = read_result(path)
+        log = path.parent / result.log.path if result.log.path else None
+        text = log.read_text(encoding="utf-8", errors="replace") if log and log.is_file() else ""
+        out.append((result, text))
+    if not out:
+        raise FileNotFoundError(f"{run_dir}: no result files to derive a history from")
+    return out
+
+
+def commit_of(build: int) -> str:
+    return hashlib.sha1(f"build-{build}".encode()).hexdigest()
+
+
+def case_ids(templates: Sequence[Result], count: int) -> list[str]:
+    """``count`` case ids: the real ones first, then numbered copies of them."""
+    base = [t.case_id for t in templates]
+    ids = list(base[:count])
+    i = 0
+    while len(ids) < count:
+        ids.append(f"{base[i % len(base)]}-{i // len(base) + 1:03d}")
+        i += 1
+    return ids
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a generated result sits: its run (night), platform and case."""
+
+    night: int
+    platform: str
+    accelerator: str
+    case_id: str
+
+    @property
+    def build(self) -> int:
+        return FIRST_BUILD + self.night
+
+    @property
+    def run_id(self) -> str:
+        return f"build-{self.build}"
+
+    @property
+    def started_at(self) -> str:
+        return (FIRST_NIGHT + timedelta(days=self.night)).isoformat(timespec="seconds")
+
+
+def _fingerprint(template: Result, place: Place) -> dict:
+    return {**template.fingerprint, "platform": place.platform, "accelerator": place.accelerator,
+            "image_digest": "sha256:" + hashlib.sha256(
+                f"{place.platform}-{place.night // 7}".encode()).hexdigest(),
+            "buildkite": {**(template.fingerprint.get("buildkite") or {}),
+                          "build_number": str(place.build), "commit": commit_of(place.build),
+                          "build_url": f"https://buildkite.com/vllm/ci/builds/{place.build}"}}
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else round(value * factor, 3)
+
+
+def synth_result(template: Result, place: Place, outcome: Outcome) -> Result:
+    requests = [r.model_copy(update={"token_ids": [r.token_ids[0] + outcome.output_variant,
+                                                   *r.token_ids[1:]]})
+                if outcome.output_variant and r.token_ids else r for r in template.requests]
+    tail = template.log.tail + (f"\n{outcome.log_line}" if outcome.log_line else "")
+    timings = template.timings.model_copy(update={
+        key: _scaled(getattr(template.timings, key), outcome.time_factor)
+        for key in ("startup_s", "requests_s", "total_s")})
+    good = outcome.status in ("passed", "xfailed", "skipped")
+    return template.model_copy(update={
+        "run_id": place.run_id, "case_id": place.case_id, "platform": place.platform,
+        "job_id": f"{place.case_id}@{place.platform}", "status": outcome.status,
+        "failure_class": None if good else (outcome.failure_class or "check-failed"),
+        "message": outcome.message, "requests": requests, "timings": timings,
+        "log": template.log.model_copy(update={"path": f"{place.case_id}.log", "tail": tail}),
+        "fingerprint": _fingerprint(template, place), "started_at": place.started_at,
+        "finished_at": place.started_at})
+
+
+def write_night(results_dir: Path, night: int, cases: Sequence[str],
+                templates: Sequence[tuple[Result, str]], scenario: Scenario = steady,
+                platforms: Sequence[tuple[str, str]] = PLATFORMS, logs: bool = True) -> Path:
+    """One night's run directory: every case on every platform, written atomically."""
+    run_dir = None
+    for platform, accelerator in platforms:
+        for i, case_id in enumerate(cases):
+            template, log_text = templates[i % len(templates)]
+            place = Place(night, platform, accelerator, case_id)
+            outcome = scenario(case_id, platform, night)
+            result = synth_result(template, place, outcome)
+            path = Path(results_dir) / place.run_id / platform / f"{case_id}.json"
+            write_result(path, result)
+            if logs:
+                extra = f"{outcome.log_line}\n" if outcome.log_line else ""
+                write_atomic(path.with_suffix(".log"), log_text + extra)
+            run_dir = path.parent.parent
+    assert run_dir is not None, "no platform or no case to write"
+    return run_dir
+
+
+def write_history(results_dir: Path, nights: int, cases: Sequence[str],
+                  templates: Sequence[tuple[Result, str]], scenario: Scenario = steady,
+                  platforms: Sequence[tuple[str, str]] = PLATFORMS, logs: bool = True
+                  ) -> list[Path]:
+    return [write_night(results_dir, night, cases, templates, scenario, platforms, logs)
+            for night in range(nights)]
+
+
+class RowFactory:
+    """History rows straight from real results, without files: for a year-sized benchmark.
+
+    Equivalent to ``result_row(synth_result(...))`` (a test checks it) but ~100x cheaper: the
+    template's row is built once and only the changed fields are replaced.
+    """
+
+    def __init__(self, templates: Sequence[Result]):
+        self.templates = list(templates)
+        self._rows = [result_row(t, hashlib.sha256(t.model_dump_json().encode()).hexdigest())
+                      for t in self.templates]
+        self._digests: dict[tuple[int, int], tuple] = {}
+
+    def _requests(self, index: int, variant: int) -> tuple:
+        key = (index, variant)
+        if key not in self._digests:
+            base = self._rows[index].requests
+            template = self.templates[index]
+            self._digests[key] = tuple(
+                dataclasses.replace(q, output_digest=token_digest(
+                    [r.token_ids[0] + variant, *r.token_ids[1:]]))
+                if q.output_digest is not None and variant else q
+                for q, r in zip(base, template.requests))
+        return self._digests[key]
+
+    def _tail(self, index: int, outcome: Outcome) -> str:
+        tail = self.templates[index].log.tail + (f"\n{outcome.log_line}" if outcome.log_line
+                                                  else "")
+        return "\n".join(tail.splitlines()[-LOG_TAIL_LINES:])
+
+    def row(self, index: int, place: Place, outcome: Outcome) -> ResultRow:
+        index %= len(self._rows)
+        base, template = self._rows[index], self.templates[index]
+        requests = self._requests(index, outcome.output_variant)
+        fp = _fingerprint(template, place)
+        good = outcome.status in ("passed", "xfailed", "skipped")
+        return dataclasses.replace(
+            base, run_id=place.run_id, platform=place.platform, case_id=place.case_id,
+            job_id=f"{place.case_id}@{place.platform}",
+            fingerprint=dataclasses.replace(
+                base.fingerprint, build_number=place.build, commit=fp["buildkite"]["commit"],
+                image_digest=fp["image_digest"], build_url=fp["buildkite"]["build_url"],
+                accelerator=place.accelerator),
+            status=outcome.status,
+            failure_class=None if good else (outcome.failure_class or "check-failed"),
+            message=outcome.message, started_at=place.started_at, finished_at=place.started_at,
+            startup_s=_scaled(base.startup_s, outcome.time_factor),
+            requests_s=_scaled(base.requests_s, outcome.time_factor),
+            total_s=_scaled(base.total_s, outcome.time_factor),
+            output_digest=output_digest([(q.request_id, q.output_digest) for q in requests]),
+            log_path=f"{place.case_id}.log", requests=requests,
+            log_tail=self._tail(index, outcome) if verdict(outcome.status) == "bad" else "",
+            file_sha256=hashlib.sha256(f"{place.run_id}/{place.platform}/{place.case_id}/"
+                                       f"{outcome}".encode()).hexdigest())
