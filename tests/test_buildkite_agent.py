@@ -121,7 +121,8 @@ def test_artifact_upload_then_download_round_trip_fake_buildkite_agent(state: Pa
 def test_failed_call_raises_agent_error_naming_the_command_fake_buildkite_agent(state: Path,
                                                                                  tmp_path):
     agent = fake_agent(state)
-    with pytest.raises(AgentError, match=r"artifact download nothing/\* exited 1: .*No artifacts found"):
+    with pytest.raises(AgentError,
+                       match=r"artifact download nothing/\* exited 1: .*No artifacts found"):
         agent.artifact_download("nothing/*", tmp_path)
 
 

@@ -7,20 +7,26 @@ step pipes into `buildkite-agent pipeline upload`.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import jsonschema
 import pytest
 import yaml
 
-from harness.buildkite.pipeline import (RUN_ID, PipelineError, PipelineOptions, check_interpolation,
-                                        check_key, plan_pipeline)
+from harness.buildkite.pipeline import RESULTS, RUN_ID, PipelineOptions, plan_pipeline
+from harness.buildkite.uploads import (PipelineError, check_documents, check_interpolation,
+                                       check_key)
 from harness.buildkite.shard import ShardPlan, select_shard, useful_shards, validate_shard
 from harness.cli import load_selection, main
 from harness.runid import new_run_id
-from tests.conftest import CASES, REPO, shared_file
+from tests.conftest import CASES, REAL_RUN, REPO, shared_file
 
 BOOTSTRAP = REPO / ".buildkite" / "pipeline.yml"
 
@@ -233,8 +239,23 @@ def test_nightly_adds_ingest_and_dashboard_after_everything(capsys):
     assert {d["step"] for d in nightly["depends_on"]} == {
         "run-rocm", "run-cuda", "run-cpu", "compare-cuda-vs-rocm"}
     assert all(d["allow_failure"] for d in nightly["depends_on"])
-    assert any(c.startswith("harness ingest ") for c in nightly["commands"])
-    assert any(c.startswith("harness dashboard ") for c in nightly["commands"])
+    script = "\n".join(nightly["commands"])
+    assert "harness ingest results/build-$BUILDKITE_BUILD_NUMBER --db results/history.sqlite" \
+        in script
+    assert "harness dashboard --db results/history.sqlite --out results/dashboard.html" in script
+    assert nightly["artifact_paths"] == ["results/dashboard.html"]
+    assert main(["pipeline", "--nightly"]) == 0  # the default store does not outlive the build
+    assert "give --history-db a lasting path" in capsys.readouterr().err
+
+
+def test_nightly_history_db_is_passed_on_to_ingest_dashboard_and_chained_parts(capsys):
+    text = generate(capsys, "--nightly", "--history-db", "/var/lib/harness/h.sqlite",
+                    "--max-jobs-per-upload", "3")
+    documents = [yaml.safe_load(t) for t in text]
+    nightly = steps_by_key(documents[-1])["nightly-history"]
+    assert "--db /var/lib/harness/h.sqlite" in "\n".join(nightly["commands"])
+    chain = documents[0]["steps"][-1]["commands"][1]
+    assert "--history-db /var/lib/harness/h.sqlite" in chain
 
 
 def test_step_keys_are_stable_under_platform_reordering(capsys, tmp_path, cases_copy):
@@ -264,8 +285,8 @@ def test_run_id_matches_what_harness_run_picks_on_buildkite():
 # ---------------------------------------------------------------- the checks themselves
 
 
-@pytest.mark.parametrize("key", ["3f2504e0-4f89-11d3-9a0c-0305e82c3301",
-                                 "run-3F2504E04F8911D39A0C0305E82C3301", "has space", "", "x" * 101])
+@pytest.mark.parametrize("key", ["3f2504e0-4f89-11d3-9a0c-0305e82c3301", "has space", "",
+                                 "run-3F2504E04F8911D39A0C0305E82C3301", "x" * 101])
 def test_check_key_refuses_uuid_like_and_malformed_keys(key):
     with pytest.raises(PipelineError):
         check_key(key)
@@ -276,6 +297,16 @@ def test_check_interpolation_allows_only_the_build_number_unescaped():
     for bad in ("echo $HOME", "echo ${BUILDKITE_PARALLEL_JOB}", "echo $?", "cost: 5$"):
         with pytest.raises(PipelineError, match=r"steps\[0\]\.command"):
             check_interpolation({"steps": [{"command": bad}]})
+
+
+def test_duplicate_keys_and_dependencies_on_later_parts_are_refused():
+    run = {"key": "run-rocm", "command": "true"}
+    with pytest.raises(PipelineError, match="used twice"):
+        check_documents([{"steps": [run, run]}], 500)
+    compare = {"key": "compare-x", "command": "true", "depends_on": [{"step": "run-rocm"}]}
+    with pytest.raises(PipelineError, match="not uploaded before or with part 1"):
+        check_documents([{"steps": [compare]}, {"steps": [run]}], 500)
+    check_documents([{"steps": [run]}, {"steps": [compare]}], 500)
 
 
 def test_plan_pipeline_refuses_a_step_too_big_for_one_upload(tmp_path):
@@ -348,3 +379,119 @@ def test_more_shards_than_scopes_leaves_some_empty(tmp_path):
 def test_bad_shard_index_or_count_is_refused(index, count):
     with pytest.raises(ValueError, match="shard"):
         validate_shard(index, count)
+
+
+# ---------------------------------------------------------------- the compare step, end to end
+
+
+def real_cpu_results() -> Path:
+    found = sorted(REAL_RUN.glob("*/cpu/*.json"))
+    if not found:
+        pytest.skip(f"{REAL_RUN} holds no <run>/cpu/*.json: the real CPU results are not there")
+    return found[0].parent
+
+
+def publish_as(source: Path, artifacts: Path, platform: str, run_id: str,
+               regress: str | None = None) -> None:
+    """Real CPU results as another platform's artifacts: platform renamed, maybe one regressed."""
+    target = artifacts / RESULTS / run_id / platform
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.suffix != ".json":
+            shutil.copyfile(path, target / path.name)
+            continue
+        result = json.loads(path.read_text())
+        result.update(platform=platform, run_id=run_id,
+                      job_id=f"{result['case_id']}@{platform}")
+        if result["case_id"] == regress:
+            result.update(status="failed", failure_class="check-failed",
+                          message="requests_succeed: 1 of 3 requests failed")
+        (target / path.name).write_text(json.dumps(result, indent=2))
+
+
+def run_bash(commands: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    # The agent joins a step's commands into one script for `bash -e -c` (its default shell).
+    return subprocess.run(["bash", "-e", "-c", "\n".join(commands)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def fake_build(tmp_path: Path, variant: str, bootstrap_key: str = "pipeline-upload"):
+    """Real CPU results published as cuda and rocm artifacts of build 7, and the pipeline the
+    bootstrap step uploaded for it; returns (pipeline, state, checkout, env, passed cases)."""
+    source = real_cpu_results()
+    passed = sorted(json.loads(p.read_text())["case_id"] for p in source.glob("*.json")
+                    if json.loads(p.read_text())["status"] == "passed")
+    assert passed, f"{source}: no passed case to turn into a regression"
+    state, checkout = tmp_path / "buildkite", tmp_path / "checkout"
+    checkout.mkdir()
+    publish_as(source, state / "artifacts", "cuda", "build-7")
+    if variant != "infra":  # infra: the rocm step left nothing behind
+        publish_as(source, state / "artifacts", "rocm", "build-7",
+                   regress=passed[0] if variant == "regression" else None)
+    env = {**os.environ, "BUILDKITE": "true", "BUILDKITE_BUILD_NUMBER": "7",
+           "FAKE_BUILDKITE_DIR": str(state),
+           "PATH": os.pathsep.join([str(REPO / "tests" / "bin"), str(Path(sys.executable).parent),
+                                    os.environ["PATH"]])}
+    bootstrap = steps_by_key(yaml.safe_load(BOOTSTRAP.read_text()))[bootstrap_key]
+    done = run_bash(bootstrap["commands"], REPO, env)
+    assert done.returncode == 0, done.stderr
+    pipeline = steps_by_key(yaml.safe_load((state / "uploads" / "1.yml").read_text()))
+    return pipeline, state, checkout, env, passed
+
+
+def agent_calls(state: Path, command: str) -> list[list[str]]:
+    calls = map(json.loads, (state / "calls.jsonl").read_text().splitlines())
+    return [call["argv"] for call in calls if call["argv"][0] == command]
+
+
+@pytest.mark.parametrize("variant", ["parity", "regression", "infra"])
+def test_compare_step_end_to_end_fake_buildkite_agent(tmp_path, variant):
+    """The bootstrap uploads the pipeline; the compare step's own commands run against it."""
+    pipeline, state, checkout, env, passed = fake_build(tmp_path, variant)
+    compare = pipeline["compare-cuda-vs-rocm"]
+    done = run_bash(compare["commands"], checkout, env)
+
+    code, style = {"parity": (0, "success"), "regression": (1, "error"),
+                   "infra": (3, "warning")}[variant]
+    assert done.returncode == code, done.stdout + done.stderr
+    soft = [entry["exit_status"] for entry in compare["soft_fail"]]
+    assert (code in soft) == (variant == "infra")  # only a regression fails the build
+    context = "harness-compare-cuda-vs-rocm"
+    assert agent_calls(state, "annotate") == [["annotate", "--context", context, "--style", style]]
+    assert (state / "annotations" / f"{context}.style").read_text() == style
+    body = (state / "annotations" / f"{context}.md").read_text()
+    assert body == (checkout / "compare" / "cuda-vs-rocm.md").read_text()
+    for case in passed:
+        assert case in body
+    if variant == "regression":
+        assert re.search("regress", body, re.I)
+    if variant == "infra":
+        assert re.search(r"missing|no results", body, re.I)
+    # The JUnit file the Test Engine plugin uploads, and the JSON summary, are there.
+    junit = checkout / compare["plugins"][0]["test-collector#v1.11.0"]["files"]
+    assert ElementTree.parse(junit).getroot().tag in ("testsuites", "testsuite")
+    assert json.loads((checkout / "compare" / "cuda-vs-rocm.json").read_text())
+
+
+def test_compare_step_retry_replaces_its_annotation_fake_buildkite_agent(tmp_path):
+    pipeline, state, checkout, env, _ = fake_build(tmp_path, "regression")
+    commands = pipeline["compare-cuda-vs-rocm"]["commands"]
+    assert run_bash(commands, checkout, env).returncode == 1
+    assert run_bash(commands, checkout, env).returncode == 1  # the retry
+    annotations = list((state / "annotations").glob("*.md"))
+    assert [p.name for p in annotations] == ["harness-compare-cuda-vs-rocm.md"]
+    assert annotations[0].read_text() == (checkout / "compare" / "cuda-vs-rocm.md").read_text()
+
+
+def test_nightly_step_end_to_end_fake_buildkite_agent(tmp_path):
+    pipeline, state, checkout, env, passed = fake_build(tmp_path, "parity",
+                                                        "pipeline-upload-nightly")
+    nightly = pipeline["nightly-history"]
+    done = run_bash(nightly["commands"], checkout, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no cpu results to download" in done.stdout  # cpu left nothing: reported, not fatal
+    dashboard = checkout / nightly["artifact_paths"][0]
+    page = dashboard.read_text()
+    assert all(case in page for case in passed)
+    body = (state / "annotations" / "harness-nightly-dashboard.md").read_text()
+    assert "(artifact://results/dashboard.html)" in body

@@ -21,32 +21,26 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
-
-import yaml
+from typing import Any, Mapping, Sequence
 
 from harness.buildkite.shard import useful_shards
+from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
+                                       split_uploads)
 from harness.plan import Job
 from harness.spec import Platform, is_secret_name
 
-MAX_JOBS_PER_UPLOAD = 500  # Buildkite rejects larger uploads (counted in jobs, parallelism included)
 RUN_ID = "build-$BUILDKITE_BUILD_NUMBER"  # harness.runid.new_run_id gives the same on Buildkite
 RESULTS = "results"
-UPLOAD_TIME_VARS = frozenset({"BUILDKITE_BUILD_NUMBER"})
 EXIT_REGRESSION, EXIT_INFRA = 1, 3
 AGENT_LOST, ROCM_GPU_HANG = -1, 134
 TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can still write results
 IMAGE_BUILD_TIMEOUT_MIN = 180
 SMALL_STEP_TIMEOUT_MIN = 30
+DASHBOARD = f"{RESULTS}/dashboard.html"
+DEFAULT_HISTORY_DB = f"{RESULTS}/history.sqlite"  # harness.history.store.DEFAULT_DB
 TEST_ENGINE_PLUGIN = "test-collector#v1.11.0"
-_UUID_RE = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.I)
-_KEY_RE = re.compile(r"[a-zA-Z0-9_\-:.]{1,100}")
 # Platform names go into keys, paths and shell text unquoted: keep them to these characters.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}")
-
-
-class PipelineError(ValueError):
-    """The requested pipeline cannot be built (names the step, key or option at fault)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +83,7 @@ class PipelineOptions:
     cases: str | None = None  # passed on to `harness run` when not the default
     platforms_file: str | None = None
     queue: str | None = None  # agents queue of the orchestrating steps (compare, nightly, upload)
+    history_db: str = DEFAULT_HISTORY_DB
     max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
     harness: str = "harness"
 
@@ -117,6 +112,8 @@ class PipelineOptions:
                 out.append("--no-compare")
         if self.queue:
             out += ["--queue", self.queue]
+        if self.history_db != DEFAULT_HISTORY_DB:
+            out += ["--history-db", self.history_db]
         if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
@@ -261,17 +258,34 @@ def compare_step(comparison: Comparison, options: PipelineOptions) -> dict[str, 
 
 def nightly_step(platforms: Sequence[str], after: Sequence[str],
                  options: PipelineOptions) -> dict[str, Any]:
+    """Add this build's results to the history store, then render and link the dashboard.
+
+    The store must outlive the build's checkout (agents clean it): ``--history-db`` names a
+    persistent path on the agent that runs this step (pin it with ``--queue``).
+    """
+    db = ["--db", options.history_db]
+    link = sh("buildkite-agent", "annotate", "--context", "harness-nightly-dashboard", "--style",
+              "info", f"Nightly dashboard: [{DASHBOARD}](artifact://{DASHBOARD})")
     return {
         "label": "nightly history and dashboard",
         "key": "nightly-history",
         "depends_on": [{"step": key, "allow_failure": True} for key in after],
-        "commands": [*(_download(p) for p in platforms),
-                     sh(*_harness(options), "ingest", _run_dir()),
-                     sh(*_harness(options), "dashboard", "--output", "dashboard/index.html")],
+        "commands": [
+            sh("mkdir", "-p", _run_dir()),
+            *(_download(p) for p in platforms),
+            # A run refused by ingest (incomplete: exit 2) still gets a dashboard; the step then
+            # soft-fails with ingest's status.
+            f"harness_status=0; {sh(*_harness(options), 'ingest', _run_dir(), *db)}"
+            " || harness_status=$$?",
+            sh(*_harness(options), "dashboard", *db, "--out", DASHBOARD),
+            f"{link} || " + sh("echo", "harness: could not post the dashboard link"),
+            'exit "$$harness_status"',
+        ],
         **_agents(options.queue),
         "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
-        "artifact_paths": ["dashboard/**/*"],
+        "soft_fail": [{"exit_status": 2}, {"exit_status": EXIT_INFRA}],
+        "artifact_paths": [DASHBOARD],
     }
 
 
@@ -321,121 +335,10 @@ def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
     return steps
 
 
-# ---------------------------------------------------------------- uploads
-
-
-def job_count(step: Mapping[str, Any]) -> int:
-    return int(step.get("parallelism", 1))
-
-
-def split_uploads(steps: Sequence[dict[str, Any]], options: PipelineOptions) -> list[dict]:
-    """Pipeline documents of at most ``max_jobs_per_upload`` jobs each.
-
-    Every part but the last ends with a step that uploads the next part, so the parts arrive in
-    order and a ``depends_on`` always names a step uploaded before or with it.
-    """
-    limit = options.max_jobs_per_upload
-    if limit < 2:
-        raise PipelineError(f"--max-jobs-per-upload must be at least 2, got {limit}")
-    for step in steps:
-        if job_count(step) > limit - 1:
-            raise PipelineError(f"step {step['key']} has {job_count(step)} jobs; one upload takes "
-                                f"at most {limit}, one kept for chaining: lower --parallelism")
-    if sum(job_count(step) for step in steps) <= limit:
-        return [{"steps": list(steps)}]
-    chunks: list[list[dict[str, Any]]] = [[]]
-    load = 0
-    for step in steps:  # one job per part is kept for the step that uploads the next part
-        if load + job_count(step) > limit - 1:
-            chunks.append([])
-            load = 0
-        chunks[-1].append(step)
-        load += job_count(step)
-    count = len(chunks)
-    return [{"steps": chunk + ([upload_step(i + 2, count, options)] if i + 1 < count else [])}
-            for i, chunk in enumerate(chunks)]
-
-
 def plan_pipeline(jobs: Sequence[Job], platforms: Mapping[str, Platform],
                   options: PipelineOptions) -> list[dict[str, Any]]:
     """The pipeline documents, validated (keys, dependencies, interpolation, upload size)."""
-    documents = split_uploads(build_steps(jobs, platforms, options), options)
+    documents = split_uploads(build_steps(jobs, platforms, options), options.max_jobs_per_upload,
+                              lambda part, count: upload_step(part, count, options))
     check_documents(documents, options.max_jobs_per_upload)
     return documents
-
-
-# ---------------------------------------------------------------- checks
-
-
-def check_documents(documents: Sequence[Mapping[str, Any]], limit: int) -> None:
-    seen: set[str] = set()
-    for number, document in enumerate(documents, 1):
-        jobs = sum(job_count(step) for step in document["steps"])
-        if jobs > limit:
-            raise PipelineError(f"part {number} has {jobs} jobs, more than {limit}")
-        uploaded = seen | {step["key"] for step in document["steps"]}
-        for step in document["steps"]:
-            check_key(step["key"])
-            if step["key"] in seen:
-                raise PipelineError(f"step key {step['key']!r} is used twice")
-            for dependency in _dependencies(step):
-                if dependency not in uploaded:
-                    raise PipelineError(f"step {step['key']} depends on {dependency!r}, which is "
-                                        f"not uploaded before or with part {number}")
-        seen = uploaded
-        check_interpolation(document)
-
-
-def check_key(key: str) -> None:
-    """Buildkite keys: 1-100 of [a-zA-Z0-9_-:.], unique, and never UUID-like (rejected)."""
-    if not _KEY_RE.fullmatch(key):
-        raise PipelineError(f"step key {key!r} must be 1-100 characters of a-z A-Z 0-9 _ - : .")
-    if _UUID_RE.search(key):
-        raise PipelineError(f"step key {key!r} looks like a UUID, which Buildkite rejects")
-
-
-def _dependencies(step: Mapping[str, Any]) -> Iterator[str]:
-    depends = step.get("depends_on") or []
-    for item in [depends] if isinstance(depends, str) else depends:
-        yield item if isinstance(item, str) else item["step"]
-
-
-_DOLLAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)|\$")
-
-
-def check_interpolation(document: Any, where: str = "") -> None:
-    """Only ``UPLOAD_TIME_VARS`` may be expanded at upload; every other ``$`` must be ``$$``."""
-    if isinstance(document, Mapping):
-        for key, value in document.items():
-            check_interpolation(value, f"{where}.{key}" if where else str(key))
-    elif isinstance(document, list):
-        for index, value in enumerate(document):
-            check_interpolation(value, f"{where}[{index}]")
-    elif isinstance(document, str):
-        for match in _DOLLAR_RE.finditer(document):
-            name = match.group(1) or match.group(2)
-            if match.group(0) != "$$" and name not in UPLOAD_TIME_VARS:
-                raise PipelineError(f"{where}: {match.group(0)!r} would be expanded when the "
-                                    f"pipeline is uploaded; escape it as $$: {document!r}")
-
-
-# ---------------------------------------------------------------- rendering
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def render(document: Mapping[str, Any], header: Sequence[str] = ()) -> str:
-    """YAML text for one upload, as ``buildkite-agent pipeline upload`` reads it."""
-    comments = "".join(f"# {line}\n" for line in header)
-    return comments + yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False,
-                                default_flow_style=False, width=1_000_000, allow_unicode=True)
