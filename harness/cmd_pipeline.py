@@ -28,6 +28,7 @@ def _positive(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.splitlines()[0]
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="case directory or file")
     parser.add_argument("--platforms-file", type=Path, default=None,
                         help="default: platforms.yaml in the case directory")
@@ -42,15 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build each container platform's image first (platform.build)")
     parser.add_argument("--push-images", action="store_true",
                         help="push built images, for queues with more than one agent")
-    parser.add_argument("--compare", dest="comparisons", action="append", default=None,
-                        metavar="BASELINE:CANDIDATE", help="comparisons (default: cuda:rocm)")
-    parser.add_argument("--no-compare", action="store_true", help="no compare step")
+    compare = parser.add_mutually_exclusive_group()
+    compare.add_argument("--compare", dest="comparisons", action="append", default=None,
+                         metavar="BASELINE:CANDIDATE",
+                         help="a compare step, repeatable (default: cuda:rocm); it is left out "
+                              "when either platform has no job")
+    compare.add_argument("--no-compare", action="store_true", help="no compare step")
     parser.add_argument("--queue", default=None,
                         help="agents queue of the compare/nightly/upload steps (default: none)")
     parser.add_argument("--history-db", default=DEFAULT_HISTORY_DB,
                         help="history store of the nightly step: a path that outlives the "
                              f"checkout on that agent (default: {DEFAULT_HISTORY_DB})")
-    parser.add_argument("--max-jobs-per-upload", type=_positive, default=MAX_JOBS_PER_UPLOAD)
+    parser.add_argument("--max-jobs-per-upload", type=_positive, default=MAX_JOBS_PER_UPLOAD,
+                        help=f"split into chained uploads above this (default: Buildkite's "
+                             f"{MAX_JOBS_PER_UPLOAD})")
     parser.add_argument("--harness-command", default="harness",
                         help="how steps invoke the harness, e.g. '.venv/bin/harness'")
     parser.add_argument("--part", type=_positive, default=1,

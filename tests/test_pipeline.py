@@ -26,9 +26,11 @@ from harness.buildkite.uploads import (PipelineError, check_documents, check_int
 from harness.buildkite.shard import ShardPlan, select_shard, useful_shards, validate_shard
 from harness.cli import load_selection, main
 from harness.runid import new_run_id
+from harness.spec import load_platforms
 from tests.conftest import CASES, REAL_RUN, REPO, shared_file
 
 BOOTSTRAP = REPO / ".buildkite" / "pipeline.yml"
+PLATFORMS = list(load_platforms(CASES / "platforms.yaml"))  # the tests follow the real file
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,8 @@ def test_every_variant_validates_against_buildkites_schema(capsys, schema, argv)
 
 def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, schema, tmp_path):
     cases = many_cases(tmp_path, 170)  # 3 platforms x 170 shards = 510 jobs, + compare, nightly
-    assert main(["pipeline", "--cases", str(cases), "--parallelism", "170", "--nightly"]) == 0
+    assert main(["pipeline", "--cases", str(cases), "--platform", "rocm,cuda,cpu",
+                 "--parallelism", "170", "--nightly"]) == 0
     part1, err = capsys.readouterr()
     assert "part 1 of 2" in err
     # Part 1 ends with the step that uploads part 2: run its generator as the agent would.
@@ -126,7 +129,7 @@ def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, sc
 def test_a_small_upload_limit_chains_every_part(capsys, schema):
     texts = generate(capsys, "--max-jobs-per-upload", "2", "--nightly")
     documents = [assert_valid(schema, text) for text in texts]
-    assert len(documents) == 5  # run x3, compare, nightly: one each, plus the chain steps
+    assert len(documents) == len(PLATFORMS) + 2  # each run, compare, nightly: one per part
     for number, document in enumerate(documents[:-1], 1):
         assert document["steps"][-1]["key"] == f"pipeline-part-{number + 1}"
         assert f"--max-jobs-per-upload 2 --part {number + 1} |" in \
@@ -157,7 +160,7 @@ def test_the_bootstrap_pipeline_validates_and_pipes_harness_pipeline_into_upload
 
 def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys)[0]))
-    assert list(steps) == ["run-rocm", "run-cuda", "run-cpu", "compare-cuda-vs-rocm"]
+    assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     rocm, cuda, cpu = steps["run-rocm"], steps["run-cuda"], steps["run-cpu"]
     assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
         {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
@@ -192,7 +195,7 @@ def test_single_platform_has_no_compare_and_keeps_its_own_verdict(capsys):
 
 def test_keyword_selection_reaches_the_run_command_quoted(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "-k", "cudagraph[rocm] or phi4mm")[0]))
-    assert list(steps) == ["run-rocm", "run-cuda", "run-cpu", "compare-cuda-vs-rocm"]
+    assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     assert steps["run-rocm"]["commands"] == [
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"
         " -k 'cudagraph[rocm] or phi4mm'"]
@@ -236,8 +239,8 @@ def test_nightly_adds_ingest_and_dashboard_after_everything(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "--nightly")[0]))
     nightly = steps["nightly-history"]
     assert list(steps)[-1] == "nightly-history"
-    assert {d["step"] for d in nightly["depends_on"]} == {
-        "run-rocm", "run-cuda", "run-cpu", "compare-cuda-vs-rocm"}
+    assert [d["step"] for d in nightly["depends_on"]] == [
+        f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     assert all(d["allow_failure"] for d in nightly["depends_on"])
     script = "\n".join(nightly["commands"])
     assert "harness ingest results/build-$BUILDKITE_BUILD_NUMBER --db results/history.sqlite" \
