@@ -102,8 +102,8 @@ class CaseItem(pytest.Item):
     def __init__(self, *, job, **kwargs):
         super().__init__(**kwargs)
         self.job = job
-        for tag in job.case.tags:
-            self.add_marker(tag)
+        # Tags are -k keywords (as in `harness plan -k`), not markers that need registering.
+        self.extra_keyword_matches.update(job.case.tags)
 
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
