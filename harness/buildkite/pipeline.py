@@ -212,7 +212,9 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
 
 
 def _download(platform: str) -> str:
-    query = Raw(f'"{RESULTS}/{RUN_ID}/{platform}/**/*"')
+    # "<platform>/*" finds the result files (they sit directly under the platform) whether the
+    # artifact search reads "*" as one path segment or as any text.
+    query = Raw(f'"{RESULTS}/{RUN_ID}/{platform}/*"')
     return (sh("buildkite-agent", "artifact", "download", query, ".") + " || "
             + sh("echo", f"harness: no {platform} results to download"))
 
