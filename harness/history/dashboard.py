@@ -7,6 +7,7 @@ inline JS (a filter). Every value from results and logs goes through ``html()``,
 from __future__ import annotations
 
 import os
+import posixpath
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,6 +56,7 @@ SCRIPT = Markup("""
     }
   }
   box.addEventListener('input',apply);only.addEventListener('change',apply);
+  document.documentElement.setAttribute('data-js','ok');  // reached only if nothing threw
 })();
 """)
 
@@ -67,31 +69,33 @@ class Links:
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir.resolve()
+        self._dirs: dict[tuple[str, str], str | None] = {}
 
-    def _rel(self, target: str) -> str:
-        return href(os.path.relpath(target, self.out_dir))
-
-    def platform_dir(self, night: Night, platform: str) -> str | None:
-        run = night.platform_run(platform)
-        return str(Path(run.run_dir) / platform) if run else None
+    def _dir(self, night: Night, platform: str) -> str | None:
+        """The platform's result directory of a night, relative to the page (cached)."""
+        key = (night.run_id, platform)
+        if key not in self._dirs:
+            run = night.platform_run(platform)
+            self._dirs[key] = (os.path.relpath(Path(run.run_dir) / platform, self.out_dir)
+                               if run else None)
+        return self._dirs[key]
 
     def worker_log(self, night: Night, platform: str) -> str | None:
-        where = self.platform_dir(night, platform)
-        return self._rel(str(Path(where) / "worker.log")) if where else None
+        where = self._dir(night, platform)
+        return href(f"{where}/worker.log") if where else None
 
     def annotation(self, night: Night, platform: str) -> str | None:
         run = night.platform_run(platform)
         if run is None or not run.annotation:
             return None
-        return self._rel(str(Path(run.run_dir) / run.annotation))
+        return href(os.path.relpath(Path(run.run_dir) / run.annotation, self.out_dir))
 
     def log(self, night: Night, platform: str, detail: Detail | None) -> str | None:
-        where = self.platform_dir(night, platform)
+        where = self._dir(night, platform)
         if where is None:
             return None
-        if detail is None or not detail.log_path:
-            return self._rel(str(Path(where) / "worker.log"))
-        return self._rel(os.path.normpath(str(Path(where) / detail.log_path)))
+        name = detail.log_path if detail is not None and detail.log_path else "worker.log"
+        return href(posixpath.normpath(f"{where}/{name}"))
 
 
 def _night_label(night: Night) -> str:
@@ -168,11 +172,12 @@ class Renderer:
                  + ("\noutput changed since the previous passing night"
                     if row.night in line.drift_nights else ""))
         link = self.links.log(night, line.platform, detail)
-        inner = html('<a href="{}">{}</a>', link, mark) if link else html("{}", mark)
-        return html('<td class="{}"{} title="{}">{}</td>', " ".join(classes),
-                    html(' id="{}"', anchor) if anchor else Markup(""), title, inner)
+        # One format per cell: the grid has tens of thousands of them.
+        return html('<td class="{}"{} title="{}"><a href="{}">{}</a></td>', " ".join(classes),
+                    html(' id="{}"', anchor) if anchor else Markup(""), title, link or "#", mark)
 
-    def first_bad_text(self, line: CaseLine) -> Markup:
+    def first_bad_text(self, line: CaseLine, full: bool = True) -> Markup:
+        """"since #N" linking to the first bad run; the builds and commits between, in full."""
         fb = line.first_bad
         if fb is None:
             return Markup("")
@@ -180,15 +185,18 @@ class Renderer:
         good_commit, bad_commit = fb.commit_range
         since = (f"since #{bad_build}" if bad_build is not None
                  else f"since {self.night_by_index[fb.first_bad.night].run_id}")
-        text = (f"{since}; last good #{good_build}, commits {_short(good_commit)}..{_short(bad_commit)}"
-                if fb.last_good else f"{since}; never passed in the stored history")
+        between = (f"last good #{good_build}, commits {_short(good_commit)}..{_short(bad_commit)}"
+                   if fb.last_good else "never passed in the stored history")
+        text = f"{since}; {between}" if full else since
         anchor = self.anchor.get((line.case_id, line.platform))
         if anchor:
-            return html('<a class="flag new" href="#{}" title="first bad run">{}</a>', anchor, text)
-        night = self.night_by_index[fb.first_bad.night]
-        link = self.links.log(night, line.platform, self.details.get(fb.first_bad.result_id))
-        return html('<a class="flag new" href="{}" title="first bad run (log)">{}</a>',
-                    link or "#", text)
+            link = f"#{anchor}"
+        else:  # first bad before the shown nights: its log
+            night = self.night_by_index[fb.first_bad.night]
+            link = self.links.log(night, line.platform,
+                                  self.details.get(fb.first_bad.result_id)) or "#"
+        return html('<a class="flag new" href="{}" title="first bad run; {}">{}</a>', link,
+                    between, text)
 
     def line(self, p_index: int, l_index: int, line: CaseLine) -> Markup:
         anchor = None
@@ -206,7 +214,7 @@ class Renderer:
         if line.newly_broken:
             flags.append(Markup('<span class="flag new">new</span>'))
         if line.broken_now:
-            flags.append(self.first_bad_text(line))
+            flags.append(self.first_bad_text(line, full=False))
         if line.drift_nights & {c.night for c in line.cells if c is not None}:
             flags.append(Markup('<span class="flag drift">output changed</span>'))
         classes = "line problem" if line.problem else "line"
@@ -226,7 +234,8 @@ class Renderer:
                      f"commit {_short(night.commit)}")
             log = self.links.worker_log(night, platform.name)
             note = self.links.annotation(night, platform.name)
-            build = (html('<a href="{}">{}</a>', href(night.build_url), label)
+            build = (html('<a href="{}" title="the build; its annotations are on its page">{}</a>',
+                          href(night.build_url), label)
                      if night.build_url else html("{}", label))
             extras = join([html('<br><a href="{}">log</a>', log) if log else Markup(""),
                            html('<br><a href="{}">notes</a>', note) if note else Markup("")])

@@ -9,7 +9,6 @@ only way to put them on the page is through here, so forgetting to escape is not
 from __future__ import annotations
 
 import html as _stdlib_html
-import string
 from typing import Any, Iterable
 from urllib.parse import quote
 
@@ -26,19 +25,17 @@ def escape(value: Any) -> Markup:
     return Markup(_stdlib_html.escape("" if value is None else str(value), quote=True))
 
 
-class _EscapingFormatter(string.Formatter):
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if isinstance(value, Markup):
-            return value
-        return escape(format(value, format_spec) if format_spec else value)
-
-
-_FORMATTER = _EscapingFormatter()
+def _safe(value: Any) -> Any:
+    # Numbers cannot hold markup and keep their format specs ({:.1f}); everything else is text.
+    if isinstance(value, (Markup, int, float)) and not isinstance(value, bool):
+        return value
+    return escape(value)
 
 
 def html(template: str, /, *args: Any, **kwargs: Any) -> Markup:
     """Format ``template`` (a trusted literal) with every substituted value escaped."""
-    return Markup(_FORMATTER.format(template, *args, **kwargs))
+    return Markup(template.format(*map(_safe, args),
+                                  **{key: _safe(value) for key, value in kwargs.items()}))
 
 
 def join(parts: Iterable[Any], sep: str = "") -> Markup:

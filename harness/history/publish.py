@@ -17,24 +17,18 @@ def board_from_store(conn: sqlite3.Connection, shown_nights: int = DEFAULT_NIGHT
     return build_board(nights, load_rows(conn, nights), shown_nights, rule)
 
 
-def _needed_result_ids(board: Board) -> list[int]:
-    """Details only for what the page shows: the grid's cells and the first bad runs."""
-    ids = set()
-    for platform in board.platforms:
-        for line in platform.lines:
-            ids.update(c.result_id for c in line.cells if c is not None)
-            if line.first_bad is not None:
-                ids.add(line.first_bad.first_bad.result_id)
-            if line.last is not None:
-                ids.add(line.last.result_id)
-    return sorted(ids)
+def _outside_grid_ids(board: Board) -> list[int]:
+    """Results the page names that may lie before the shown nights: the first bad runs."""
+    return sorted(line.first_bad.first_bad.result_id for platform in board.platforms
+                  for line in platform.lines if line.first_bad is not None)
 
 
 def page_from_store(conn: sqlite3.Connection, out_path: Path,
                     shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None
                     ) -> tuple[str, Board]:
     board = board_from_store(conn, shown_nights)
-    details = load_details(conn, _needed_result_ids(board))
+    details = load_details(conn, [night.run_id for night in board.shown],
+                           _outside_grid_ids(board))
     first_shown = board.shown[0].index if board.shown else len(board.nights)
     drift_requests = {}
     for platform in board.platforms:

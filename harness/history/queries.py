@@ -22,7 +22,7 @@ class Row(NamedTuple):
     failure_class: str | None
     build_number: int | None
     commit: str | None
-    output_digest: str | None
+    output: object  # equal exactly when the outputs (token ids) are; None: no output to compare
     total_s: float | None
     result_id: int = 0
 
@@ -174,9 +174,9 @@ def output_drift(series: Sequence[Row]) -> list[Drift]:
     """Where a passing case's output digest changed from its previous passing night."""
     drifts, previous = [], None
     for row in series:
-        if row.status != "passed" or row.output_digest is None:
+        if row.status != "passed" or row.output is None:
             continue
-        if previous is not None and previous.output_digest != row.output_digest:
+        if previous is not None and previous.output != row.output:
             drifts.append(Drift(previous, row))
         previous = row
     return drifts
@@ -224,8 +224,8 @@ def parity(rows: Iterable[Row], platform_a: str, platform_b: str) -> list[NightP
                 result.only_b_bad.append(case)
             else:
                 result.both_good += 1
-                if (a.status == b.status == "passed" and a.output_digest and b.output_digest
-                        and a.output_digest != b.output_digest):
+                if (a.status == b.status == "passed" and a.output is not None
+                        and b.output is not None and a.output != b.output):
                     result.outputs_differ.append(case)
         out.append(result)
     return out

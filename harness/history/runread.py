@@ -54,6 +54,13 @@ def _problems_in_platform_dir(platform_dir: Path) -> list[str]:
     return problems
 
 
+def _annotation(run_dir: Path) -> str | None:
+    """The run's annotation (Markdown) if one was saved beside its results."""
+    named = [name for name in ANNOTATION_NAMES if (run_dir / name).is_file()]
+    others = sorted(p.name for p in run_dir.glob("*.md") if p.is_file())
+    return (named + others)[0] if named or others else None
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -91,5 +98,5 @@ def read_run(run_dir: Path) -> RunBatch:
             problems.append(f"{path}: started_at/finished_at: {exc}")
     if problems:
         raise IncompleteRun(run_dir, problems)
-    annotation = next((name for name in ANNOTATION_NAMES if (run_dir / name).is_file()), None)
+    annotation = _annotation(run_dir)
     return RunBatch(run_dir.name, run_dir.resolve(), annotation, rows)

@@ -29,41 +29,65 @@ CREATE TABLE fingerprints (
     build_url TEXT, accelerator TEXT
 );
 CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL, platform TEXT NOT NULL,
     started_at TEXT, build_number INTEGER, commit_sha TEXT, build_url TEXT, accelerator TEXT,
     run_dir TEXT NOT NULL, annotation TEXT, ingested_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, platform)
-) WITHOUT ROWID;
+    UNIQUE (run_id, platform)
+);
+CREATE TABLE cases (id INTEGER PRIMARY KEY, case_id TEXT NOT NULL UNIQUE);
+-- What every question reads, for the whole history: kept narrow so a year loads in a second.
 CREATE TABLE results (
     id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL, platform TEXT NOT NULL, case_id TEXT NOT NULL, job_id TEXT NOT NULL,
+    run_ref INTEGER NOT NULL REFERENCES runs(id),
+    case_ref INTEGER NOT NULL REFERENCES cases(id),
     fingerprint_id INTEGER NOT NULL REFERENCES fingerprints(id),
-    status TEXT NOT NULL, failure_class TEXT, message TEXT NOT NULL,
-    started_at TEXT, finished_at TEXT,
-    startup_s REAL, requests_s REAL, total_s REAL, peak_rss_mb REAL,
-    output_digest TEXT, log_path TEXT NOT NULL, log_tail TEXT NOT NULL, file_sha256 TEXT NOT NULL,
-    UNIQUE (run_id, platform, case_id)
+    status TEXT NOT NULL, failure_class TEXT, total_s REAL,
+    output_key INTEGER,  -- output_digest's first 8 bytes, signed: compared for equality only
+    UNIQUE (run_ref, case_ref)
+);
+-- What only the shown cells and lists need.
+CREATE TABLE result_details (
+    result_id INTEGER PRIMARY KEY REFERENCES results(id),
+    job_id TEXT NOT NULL, message TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+    startup_s REAL, requests_s REAL, peak_rss_mb REAL, output_digest TEXT,
+    log_path TEXT NOT NULL, log_tail TEXT NOT NULL, file_sha256 TEXT NOT NULL
 );
 CREATE TABLE requests (
     result_id INTEGER NOT NULL REFERENCES results(id),
-    request_id TEXT NOT NULL, ok INTEGER NOT NULL, output_digest TEXT,
+    request_id TEXT NOT NULL, ok INTEGER NOT NULL,
+    output_digest TEXT,  -- sha256 of the generated token ids (harness.history.rows)
     n_tokens INTEGER NOT NULL, latency_s REAL,
     PRIMARY KEY (result_id, request_id)
 ) WITHOUT ROWID;
+-- One row per result with everything, for people at the sqlite3 prompt.
 CREATE VIEW result_history AS
-    SELECT r.*, f.build_number, f.commit_sha, f.vllm_version, f.image_digest, f.build_url,
+    SELECT r.id, u.run_id, u.platform, c.case_id, d.job_id, r.status, r.failure_class,
+           d.message, d.started_at, d.finished_at, d.startup_s, d.requests_s, r.total_s,
+           d.peak_rss_mb, d.output_digest, d.log_path, d.log_tail, d.file_sha256,
+           f.build_number, f.commit_sha, f.vllm_version, f.image_digest, f.build_url,
            f.accelerator
-    FROM results r JOIN fingerprints f ON f.id = r.fingerprint_id;
+    FROM results r JOIN runs u ON u.id = r.run_ref JOIN cases c ON c.id = r.case_ref
+    JOIN result_details d ON d.result_id = r.id JOIN fingerprints f ON f.id = r.fingerprint_id;
 """
 
-INSERT_RESULT = """INSERT INTO results (id, run_id, platform, case_id, job_id, fingerprint_id,
-    status, failure_class, message, started_at, finished_at, startup_s, requests_s, total_s,
-    peak_rss_mb, output_digest, log_path, log_tail, file_sha256)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+INSERT_RESULT = """INSERT INTO results (id, run_ref, case_ref, fingerprint_id, status,
+    failure_class, total_s, output_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+INSERT_DETAIL = """INSERT INTO result_details (result_id, job_id, message, started_at,
+    finished_at, startup_s, requests_s, peak_rss_mb, output_digest, log_path, log_tail,
+    file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 INSERT_REQUEST = """INSERT INTO requests (result_id, request_id, ok, output_digest, n_tokens,
     latency_s) VALUES (?, ?, ?, ?, ?, ?)"""
 INSERT_FINGERPRINT = """INSERT OR IGNORE INTO fingerprints (key, build_number, commit_sha,
     vllm_version, image_digest, build_url, accelerator) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+INSERT_RUN = """INSERT OR IGNORE INTO runs (run_id, platform, started_at, build_number,
+    commit_sha, build_url, accelerator, run_dir, annotation, ingested_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+def output_key(digest: str | None) -> int | None:
+    return None if digest is None else int.from_bytes(bytes.fromhex(digest[:16]), "big",
+                                                      signed=True)
 
 
 class StoreError(Exception):
@@ -140,8 +164,9 @@ def store_run(conn: sqlite3.Connection, batch: RunBatch) -> StoreOutcome:
     conn.execute("BEGIN IMMEDIATE")
     try:
         stored = {(p, c): sha for p, c, sha in conn.execute(
-            "SELECT platform, case_id, file_sha256 FROM results WHERE run_id = ?",
-            (batch.run_id,))}
+            "SELECT u.platform, c.case_id, d.file_sha256 FROM results r "
+            "JOIN runs u ON u.id = r.run_ref JOIN cases c ON c.id = r.case_ref "
+            "JOIN result_details d ON d.result_id = r.id WHERE u.run_id = ?", (batch.run_id,))}
         new: list[ResultRow] = []
         for row in batch.rows:
             sha = stored.get((row.platform, row.case_id))
@@ -150,7 +175,7 @@ def store_run(conn: sqlite3.Connection, batch: RunBatch) -> StoreOutcome:
             elif sha == row.file_sha256:
                 outcome.unchanged += 1
             else:
-                outcome.conflicts.append(f"{row.job_id}")
+                outcome.conflicts.append(row.job_id)
         if new:
             _insert(conn, batch, new)
         conn.execute("COMMIT")
@@ -164,25 +189,31 @@ def store_run(conn: sqlite3.Connection, batch: RunBatch) -> StoreOutcome:
 def _insert(conn: sqlite3.Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run_rows = _run_rows(batch, rows, now)
-    conn.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", run_rows)
+    conn.executemany(INSERT_RUN, run_rows)
     # A platform stored before with part of its cases: its start is the earliest of all of them.
     conn.executemany("UPDATE runs SET started_at = min(coalesce(started_at, ?1), ?1) "
                      "WHERE run_id = ?2 AND platform = ?3 AND ?1 IS NOT NULL",
                      [(started, run_id, platform) for run_id, platform, started, *_ in run_rows])
+    run_refs = dict(conn.execute("SELECT platform, id FROM runs WHERE run_id = ?",
+                                 (batch.run_id,)))
+    conn.executemany("INSERT OR IGNORE INTO cases (case_id) VALUES (?)",
+                     [(case,) for case in sorted({row.case_id for row in rows})])
+    case_refs = dict(conn.execute("SELECT case_id, id FROM cases"))
     fingerprint_ids = _fingerprint_ids(conn, rows)
     first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM results").fetchone()[0]
-    result_values, request_values = [], []
-    for offset, row in enumerate(rows):
-        result_id = first_id + offset
-        result_values.append((
-            result_id, row.run_id, row.platform, row.case_id, row.job_id,
-            fingerprint_ids[row.fingerprint.key], row.status, row.failure_class, row.message,
-            row.started_at, row.finished_at, row.startup_s, row.requests_s, row.total_s,
-            row.peak_rss_mb, row.output_digest, row.log_path, row.log_tail, row.file_sha256))
-        request_values.extend((result_id, q.request_id, int(q.ok), q.output_digest, q.n_tokens,
-                               q.latency_s) for q in row.requests)
-    conn.executemany(INSERT_RESULT, result_values)
-    conn.executemany(INSERT_REQUEST, request_values)
+    results, details, requests = [], [], []
+    for result_id, row in enumerate(rows, start=first_id):
+        results.append((result_id, run_refs[row.platform], case_refs[row.case_id],
+                        fingerprint_ids[row.fingerprint.key], row.status, row.failure_class,
+                        row.total_s, output_key(row.output_digest)))
+        details.append((result_id, row.job_id, row.message, row.started_at, row.finished_at,
+                        row.startup_s, row.requests_s, row.peak_rss_mb, row.output_digest,
+                        row.log_path, row.log_tail, row.file_sha256))
+        requests.extend((result_id, q.request_id, int(q.ok), q.output_digest, q.n_tokens,
+                         q.latency_s) for q in row.requests)
+    conn.executemany(INSERT_RESULT, results)
+    conn.executemany(INSERT_DETAIL, details)
+    conn.executemany(INSERT_REQUEST, requests)
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -214,12 +245,20 @@ def load_nights(conn: sqlite3.Connection) -> list[Night]:
 def load_rows(conn: sqlite3.Connection, nights: list[Night]) -> list[Row]:
     """Every stored result as a query row, ordered by night."""
     index = {night.run_id: night.index for night in nights}
-    query = ("SELECT r.case_id, r.platform, r.run_id, r.status, r.failure_class, f.build_number, "
-             "f.commit_sha, r.output_digest, r.total_s, r.id FROM results r "
-             "JOIN fingerprints f ON f.id = r.fingerprint_id")
-    rows = [Row(case, platform, index[run_id], status, fclass, build, commit, digest, total, rid)
-            for case, platform, run_id, status, fclass, build, commit, digest, total, rid
-            in conn.execute(query)]
+    runs = {ref: (index[run_id], platform) for ref, run_id, platform
+            in conn.execute("SELECT id, run_id, platform FROM runs")}
+    cases = dict(conn.execute("SELECT id, case_id FROM cases"))
+    builds = {fid: (build, commit) for fid, build, commit
+              in conn.execute("SELECT id, build_number, commit_sha FROM fingerprints")}
+    rows = []
+    append = rows.append  # half a million rows: the loop is the cost, keep it plain
+    for run_ref, case_ref, fid, status, fclass, output, total, rid in conn.execute(
+            "SELECT run_ref, case_ref, fingerprint_id, status, failure_class, output_key, "
+            "total_s, id FROM results"):
+        night, platform = runs[run_ref]
+        build, commit = builds[fid]
+        append(Row(cases[case_ref], platform, night, status, fclass, build, commit, output,
+                   total, rid))
     rows.sort(key=lambda r: r.night)
     return rows
 
@@ -235,16 +274,28 @@ class Detail:
     image_digest: str | None
 
 
-def load_details(conn: sqlite3.Connection, result_ids: list[int]) -> dict[int, Detail]:
+_DETAIL_QUERY = ("SELECT r.id, d.message, d.log_path, d.log_tail, f.vllm_version, "
+                 "f.image_digest FROM results r JOIN result_details d ON d.result_id = r.id "
+                 "JOIN fingerprints f ON f.id = r.fingerprint_id ")
+
+
+def load_details(conn: sqlite3.Connection, run_ids: list[str],
+                 result_ids: list[int] = ()) -> dict[int, Detail]:
+    """Details of every result of the given runs (an indexed range each), and of some others."""
     details: dict[int, Detail] = {}
-    for start in range(0, len(result_ids), 500):
-        chunk = result_ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for rid, message, log_path, log_tail, vllm, image in conn.execute(
-                "SELECT r.id, r.message, r.log_path, r.log_tail, f.vllm_version, f.image_digest "
-                f"FROM results r JOIN fingerprints f ON f.id = r.fingerprint_id "
-                f"WHERE r.id IN ({marks})", chunk):
+
+    def add(query: str, params) -> None:
+        for rid, message, log_path, log_tail, vllm, image in conn.execute(query, params):
             details[rid] = Detail(message, log_path, log_tail, vllm, image)
+
+    wanted = set(run_ids)
+    for ref, run_id in conn.execute("SELECT id, run_id FROM runs"):
+        if run_id in wanted:
+            add(_DETAIL_QUERY + "WHERE r.run_ref = ?", (ref,))
+    missing = sorted(set(result_ids) - details.keys())
+    for start in range(0, len(missing), 500):  # stay under SQLite's bound-parameter limit
+        chunk = missing[start:start + 500]
+        add(_DETAIL_QUERY + f"WHERE r.id IN ({','.join('?' * len(chunk))})", chunk)
     return details
 
 

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from harness.history.rows import (LOG_TAIL_LINES, ResultRow, output_digest, result_row,
-                                  token_digest, verdict)
-from harness.results import Result, read_result, write_atomic, write_result
+from harness.history.queries import Row
+from harness.history.rows import (LOG_TAIL_LINES, Fingerprint, ResultRow, output_digest,
+                                  result_row, token_digest, verdict)
+from harness.results import Result, read_result
 
 PLATFORMS = (("cpu", "cpu"), ("rocm", "rocm"), ("cuda", "cuda"))
 FIRST_BUILD = 4000
@@ -129,7 +130,7 @@ def synth_result(template: Result, place: Place, outcome: Outcome) -> Result:
 def write_night(results_dir: Path, night: int, cases: Sequence[str],
                 templates: Sequence[tuple[Result, str]], scenario: Scenario = steady,
                 platforms: Sequence[tuple[str, str]] = PLATFORMS, logs: bool = True) -> Path:
-    """One night's run directory: every case on every platform, written atomically."""
+    """One night's run directory: every case on every platform."""
     run_dir = None
     for platform, accelerator in platforms:
         for i, case_id in enumerate(cases):
@@ -138,10 +139,13 @@ def write_night(results_dir: Path, night: int, cases: Sequence[str],
             outcome = scenario(case_id, platform, night)
             result = synth_result(template, place, outcome)
             path = Path(results_dir) / place.run_id / platform / f"{case_id}.json"
-            write_result(path, result)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The bytes write_result writes, without its fsync: generated histories are
+            # throwaway fixtures, and a few hundred fsyncs would make the tests slow.
+            path.write_text(result.model_dump_json(indent=2) + "\n", encoding="utf-8")
             if logs:
                 extra = f"{outcome.log_line}\n" if outcome.log_line else ""
-                write_atomic(path.with_suffix(".log"), log_text + extra)
+                path.with_suffix(".log").write_text(log_text + extra, encoding="utf-8")
             run_dir = path.parent.parent
     assert run_dir is not None, "no platform or no case to write"
     return run_dir
@@ -158,54 +162,78 @@ def write_history(results_dir: Path, nights: int, cases: Sequence[str],
 class RowFactory:
     """History rows straight from real results, without files: for a year-sized benchmark.
 
-    Equivalent to ``result_row(synth_result(...))`` (a test checks it) but ~100x cheaper: the
-    template's row is built once and only the changed fields are replaced.
+    Equal to ``result_row(synth_result(...))`` (a test checks it, file digest aside) but much
+    cheaper: each template's row is built once, and what varies is cached per night/variant.
     """
 
     def __init__(self, templates: Sequence[Result]):
         self.templates = list(templates)
-        self._rows = [result_row(t, hashlib.sha256(t.model_dump_json().encode()).hexdigest())
-                      for t in self.templates]
-        self._digests: dict[tuple[int, int], tuple] = {}
+        self._rows = [result_row(t, "") for t in self.templates]
+        self._requests: dict[tuple[int, int], tuple[tuple, str | None]] = {}
+        self._fingerprints: dict[tuple[int, int, str, str], Fingerprint] = {}
+        self._tails: dict[tuple[int, str], str] = {}
 
-    def _requests(self, index: int, variant: int) -> tuple:
+    def _outputs(self, index: int, variant: int) -> tuple[tuple, str | None]:
         key = (index, variant)
-        if key not in self._digests:
-            base = self._rows[index].requests
-            template = self.templates[index]
-            self._digests[key] = tuple(
+        if key not in self._requests:
+            requests = tuple(
                 dataclasses.replace(q, output_digest=token_digest(
                     [r.token_ids[0] + variant, *r.token_ids[1:]]))
                 if q.output_digest is not None and variant else q
-                for q, r in zip(base, template.requests))
-        return self._digests[key]
+                for q, r in zip(self._rows[index].requests, self.templates[index].requests))
+            self._requests[key] = (requests, output_digest(
+                [(q.request_id, q.output_digest) for q in requests]))
+        return self._requests[key]
 
-    def _tail(self, index: int, outcome: Outcome) -> str:
-        tail = self.templates[index].log.tail + (f"\n{outcome.log_line}" if outcome.log_line
-                                                  else "")
-        return "\n".join(tail.splitlines()[-LOG_TAIL_LINES:])
+    def _fingerprint(self, index: int, place: Place) -> Fingerprint:
+        key = (index, place.night, place.platform, place.accelerator)
+        if key not in self._fingerprints:
+            fp = _fingerprint(self.templates[index], place)
+            self._fingerprints[key] = dataclasses.replace(
+                self._rows[index].fingerprint, build_number=place.build,
+                commit=fp["buildkite"]["commit"], image_digest=fp["image_digest"],
+                build_url=fp["buildkite"]["build_url"], accelerator=place.accelerator)
+        return self._fingerprints[key]
+
+    def _tail(self, index: int, log_line: str) -> str:
+        key = (index, log_line)
+        if key not in self._tails:
+            tail = self.templates[index].log.tail + (f"\n{log_line}" if log_line else "")
+            self._tails[key] = "\n".join(tail.splitlines()[-LOG_TAIL_LINES:])
+        return self._tails[key]
 
     def row(self, index: int, place: Place, outcome: Outcome) -> ResultRow:
         index %= len(self._rows)
-        base, template = self._rows[index], self.templates[index]
-        requests = self._requests(index, outcome.output_variant)
-        fp = _fingerprint(template, place)
+        base = self._rows[index]
+        requests, digest = self._outputs(index, outcome.output_variant)
+        bad = verdict(outcome.status) == "bad"
         good = outcome.status in ("passed", "xfailed", "skipped")
-        return dataclasses.replace(
-            base, run_id=place.run_id, platform=place.platform, case_id=place.case_id,
+        factor = outcome.time_factor
+        return ResultRow(
+            run_id=place.run_id, platform=place.platform, case_id=place.case_id,
             job_id=f"{place.case_id}@{place.platform}",
-            fingerprint=dataclasses.replace(
-                base.fingerprint, build_number=place.build, commit=fp["buildkite"]["commit"],
-                image_digest=fp["image_digest"], build_url=fp["buildkite"]["build_url"],
-                accelerator=place.accelerator),
-            status=outcome.status,
+            fingerprint=self._fingerprint(index, place), status=outcome.status,
             failure_class=None if good else (outcome.failure_class or "check-failed"),
             message=outcome.message, started_at=place.started_at, finished_at=place.started_at,
-            startup_s=_scaled(base.startup_s, outcome.time_factor),
-            requests_s=_scaled(base.requests_s, outcome.time_factor),
-            total_s=_scaled(base.total_s, outcome.time_factor),
-            output_digest=output_digest([(q.request_id, q.output_digest) for q in requests]),
-            log_path=f"{place.case_id}.log", requests=requests,
-            log_tail=self._tail(index, outcome) if verdict(outcome.status) == "bad" else "",
+            startup_s=_scaled(base.startup_s, factor), requests_s=_scaled(base.requests_s, factor),
+            total_s=_scaled(base.total_s, factor), peak_rss_mb=base.peak_rss_mb,
+            output_digest=digest, log_path=f"{place.case_id}.log",
+            log_tail=self._tail(index, outcome.log_line) if bad else "",
             file_sha256=hashlib.sha256(f"{place.run_id}/{place.platform}/{place.case_id}/"
-                                       f"{outcome}".encode()).hexdigest())
+                                       f"{outcome}".encode()).hexdigest(),
+            requests=requests)
+
+    def query_rows(self, nights: int, cases: Sequence[str], scenario: Scenario = steady,
+                   platforms: Sequence[tuple[str, str]] = PLATFORMS) -> list[Row]:
+        """A whole history as the queries see it (night = index), no store in between."""
+        out = []
+        for night in range(nights):
+            for platform, accelerator in platforms:
+                for i, case_id in enumerate(cases):
+                    row = self.row(i, Place(night, platform, accelerator, case_id),
+                                   scenario(case_id, platform, night))
+                    out.append(Row(row.case_id, row.platform, night, row.status,
+                                   row.failure_class, row.fingerprint.build_number,
+                                   row.fingerprint.commit, row.output_digest, row.total_s,
+                                   len(out) + 1))
+        return out

@@ -1,0 +1,178 @@
+"""The history store and `harness ingest`: whole runs, idempotent, half-written runs refused."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.history import store as store_module
+from harness.history.runread import IncompleteRun, read_run
+from harness.history.store import load_nights, load_rows, open_store, store_run, StoreError
+from harness.history.synthetic import commit_of
+from harness.results import read_result, write_result
+from tests.test_history_data import planted_history, real_run
+
+
+def dump(db: Path) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def count(db: Path, table: str = "results") -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def history(tmp_path: Path):
+    runs, planted = planted_history(tmp_path / "results", nights=3, count=4)
+    return runs, planted, tmp_path / "history.sqlite"
+
+
+def test_ingest_stores_identity_fingerprint_timings_and_output_digests(history, capsys):
+    runs, _, db = history
+    assert main(["ingest", "--db", str(db), str(runs[0])]) == 0
+    assert "12 result(s) added, 0 already stored (cpu, cuda, rocm)" in capsys.readouterr().out
+    source = read_result(runs[0] / "rocm" / f"{read_run(runs[0]).rows[0].case_id}.json")
+    conn = open_store(db, create=False)
+    row = conn.execute(
+        "SELECT status, build_number, commit_sha, vllm_version, image_digest, total_s, "
+        "output_digest, id FROM result_history WHERE platform = 'rocm' AND case_id = ?",
+        (source.case_id,)).fetchone()
+    assert row[:6] == (source.status, int(source.fingerprint["buildkite"]["build_number"]),
+                       source.fingerprint["buildkite"]["commit"], source.fingerprint["vllm"],
+                       source.fingerprint["image_digest"], source.timings.total_s)
+    stored = dict(conn.execute("SELECT request_id, output_digest FROM requests "
+                               "WHERE result_id = ?", (row[7],)))
+    for request in source.requests:
+        want = (hashlib.sha256(",".join(map(str, request.token_ids)).encode()).hexdigest()
+                if request.ok and request.token_ids else None)
+        assert stored[request.id] == want
+
+
+def test_ingesting_the_same_run_twice_changes_nothing(history, capsys):
+    runs, _, db = history
+    assert main(["ingest", "--db", str(db), *map(str, runs)]) == 0
+    before = dump(db)
+    capsys.readouterr()
+    assert main(["ingest", "--db", str(db), str(runs[1])]) == 0
+    assert "0 result(s) added, 12 already stored" in capsys.readouterr().out
+    assert dump(db) == before
+
+
+def test_a_corrupt_result_file_rejects_the_whole_run_naming_the_file(history, capsys):
+    runs, _, db = history
+    broken = sorted((runs[1] / "cuda").glob("*.json"))[1]
+    text = broken.read_text()
+    broken.write_text(text[: len(text) // 2])  # cut mid-write, as a crash without rename would
+    assert main(["ingest", "--db", str(db), *map(str, runs)]) == 2
+    err = capsys.readouterr().err
+    assert f"{runs[1]}: half-written or invalid run, nothing stored" in err
+    assert f"{broken}: corrupt JSON at line" in err
+    conn = open_store(db, create=False)
+    stored_runs = {r for (r,) in conn.execute("SELECT DISTINCT run_id FROM result_history")}
+    assert stored_runs == {runs[0].name, runs[2].name}  # the others are stored whole
+    assert conn.execute("SELECT count(*) FROM runs WHERE run_id = ?",
+                        (runs[1].name,)).fetchone()[0] == 0
+
+
+def test_a_temp_file_of_an_interrupted_write_rejects_the_run(history):
+    runs, _, db = history
+    leftover = runs[0] / "rocm" / ".phi.json.k2j3.tmp"
+    shutil.copy(sorted((runs[0] / "rocm").glob("*.json"))[0], leftover)
+    with pytest.raises(IncompleteRun) as caught:
+        read_run(runs[0])
+    assert caught.value.problems == [
+        f"{leftover}: temp file of an interrupted write (the result is incomplete)"]
+
+
+def test_a_case_log_without_its_result_rejects_the_run(history):
+    runs, _, _ = history
+    result = sorted((runs[0] / "cpu").glob("*.json"))[0]
+    result.unlink()
+    with pytest.raises(IncompleteRun, match=f"{result}: missing"):
+        read_run(runs[0])
+
+
+def test_a_result_in_the_wrong_place_rejects_the_run(history):
+    runs, _, _ = history
+    path = sorted((runs[0] / "cpu").glob("*.json"))[0]
+    write_result(path, read_result(path).model_copy(update={"run_id": "build-1"}))
+    with pytest.raises(IncompleteRun, match="run_id 'build-1' does not match its location"):
+        read_run(runs[0])
+
+
+def test_an_empty_run_directory_is_refused(tmp_path, capsys):
+    (tmp_path / "build-9" / "cpu").mkdir(parents=True)
+    assert main(["ingest", "--db", str(tmp_path / "h.sqlite"), str(tmp_path / "build-9")]) == 2
+    assert "no result files" in capsys.readouterr().err
+
+
+def test_a_failed_insert_leaves_nothing_behind(history, monkeypatch):
+    runs, _, db = history
+    conn = open_store(db)
+    batch = read_run(runs[0])
+    monkeypatch.setattr(store_module, "INSERT_REQUEST", "INSERT INTO no_such_table VALUES (?)")
+    with pytest.raises(sqlite3.OperationalError):
+        store_run(conn, batch)
+    assert conn.execute("SELECT count(*) FROM results").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+
+
+def test_a_changed_file_under_a_stored_key_is_reported_and_the_stored_one_kept(history, capsys):
+    runs, _, db = history
+    assert main(["ingest", "--db", str(db), str(runs[0])]) == 0
+    path = sorted((runs[0] / "cuda").glob("*.json"))[0]
+    write_result(path, read_result(path).model_copy(update={"status": "failed",
+                                                            "failure_class": "crash"}))
+    before = dump(db)
+    assert main(["ingest", "--db", str(db), str(runs[0])]) == 0
+    assert f"{path.stem}@cuda was stored before with other content" in capsys.readouterr().err
+    assert dump(db) == before
+
+
+def test_nights_are_ordered_by_start_time_then_build_number(tmp_path):
+    db = tmp_path / "h.sqlite"
+    runs, _ = planted_history(tmp_path / "results", nights=4, count=4)
+    # same start for two nights: the build number decides
+    for path in (runs[2]).glob("*/*.json"):
+        result = read_result(path)
+        write_result(path, result.model_copy(update={"started_at": read_result(
+            next(runs[1].glob(f"*/{path.stem}.json"))).started_at}))
+    conn = open_store(db)
+    for run in reversed(runs):  # ingest order must not matter
+        store_run(conn, read_run(run))
+    nights = load_nights(conn)
+    assert [n.run_id for n in nights] == [r.name for r in runs]
+    assert [n.commit for n in nights] == [commit_of(n.build_number) for n in nights]
+    rows = load_rows(conn, nights)
+    assert [r.night for r in rows] == sorted(r.night for r in rows)
+
+
+def test_the_store_refuses_a_file_that_is_not_a_history_store(tmp_path, capsys):
+    not_db = tmp_path / "history.sqlite"
+    not_db.write_text("hello")
+    assert main(["ingest", "--db", str(not_db), str(real_run())]) == 2
+    assert f"{not_db}: not a usable SQLite history store" in capsys.readouterr().err
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(StoreError, match="not a history store"):
+        open_store(other)
+
+
+def test_the_committed_real_run_ingests_as_it_is(tmp_path, capsys):
+    db = tmp_path / "h.sqlite"
+    assert main(["ingest", "--db", str(db), str(real_run())]) == 0
+    assert count(db) == len(list(real_run().glob("*/*.json")))
+    assert count(db, "requests") > 0
