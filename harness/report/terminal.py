@@ -19,3 +19,39 @@ def run_table(results: list[Result]) -> str:
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
+
+
+def comparison_table(comparison) -> str:
+    """One table per compared pair (baseline vs candidate), then what needs a closer look."""
+    from harness.compare.explain import (counts_line, output_lines, pair_title, reference_line,
+                                         side_status)
+
+    blocks = []
+    for pair in comparison.pairs:
+        b, c = pair.baseline.platform, pair.candidate.platform
+        if b == c:
+            b, c = f"{b}@{pair.baseline.run_id}", f"{c}@{pair.candidate.run_id}"
+        rows = [("case", b, c, "verdict", "detail")]
+        for case in pair.cases:
+            rows.append((case.case_id, side_status(case, "baseline"),
+                         side_status(case, "candidate"), str(case.verdict), case.detail[:120]))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        lines = [pair_title(pair)]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1]
+                  for row in rows]
+        lines.append(f"summary: {counts_line(pair)}")
+        for case in pair.cases:
+            extra = output_lines(case.outputs, (b, c)) if case.outputs and not case.outputs.ok \
+                else []
+            if case.reference is not None:
+                extra.append(reference_line(case.reference, pair))
+            if extra:
+                lines.append(f"{case.case_id}:")
+                lines += ["  " + line for line in extra]
+        if pair.environment:
+            lines.append("environment differences:")
+            lines += [f"  {d.key}: {', '.join(d.baseline)} -> {', '.join(d.candidate)}"
+                      for d in pair.environment]
+        blocks.append("\n".join(lines))
+    blocks += [f"note: {note}" for note in comparison.notes]
+    return "\n\n".join(blocks)

