@@ -500,3 +500,23 @@ def test_nightly_step_end_to_end_fake_buildkite_agent(tmp_path):
     assert all(case in page for case in passed)
     body = (state / "annotations" / "harness-nightly-dashboard.md").read_text()
     assert "(artifact://results/dashboard.html)" in body
+
+
+def test_options_survive_the_round_trip_through_the_chained_command_line():
+    """The chained upload step re-runs `harness pipeline` with ``argv()``: nothing may be lost."""
+    import argparse
+
+    from harness.buildkite.pipeline import Comparison
+    from harness.cmd_pipeline import add_arguments, options_from
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for options in (PipelineOptions(),
+                    PipelineOptions(comparisons=()),
+                    PipelineOptions(platforms=("rocm", "cpu"), keyword="qwen and not phi",
+                                    nightly=True, parallelism=3, build_images=True,
+                                    push_images=True, cases="cases/sub", platforms_file="p.yaml",
+                                    comparisons=(Comparison("cpu", "rocm"),), queue="cpu",
+                                    history_db="/var/lib/h.sqlite", max_jobs_per_upload=50,
+                                    harness=".venv/bin/harness")):
+        assert options_from(parser.parse_args(options.argv())) == options
