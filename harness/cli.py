@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="container engine (overrides the platform's)")
     run.add_argument("--gpus", default=None, help="GPU indices for container platforms, e.g. 0,1")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
+    run.add_argument("--shard-index", type=int, default=None,
+                     help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
+    run.add_argument("--shard-count", type=int, default=None,
+                     help="number of parallel jobs ($BUILDKITE_PARALLEL_JOB_COUNT)")
 
     # Later stages live in their own modules (harness/cmd_<name>.py: add_arguments + run).
     for name, text in EXTRA_COMMANDS.items():
@@ -147,9 +151,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         _, platforms, platforms_file, jobs = load_selection(args)
+        jobs = select_shard_jobs(jobs, args.shard_index, args.shard_count)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not jobs and args.shard_count:
+        print(f"shard {args.shard_index}/{args.shard_count}: no job in this shard")
+        return EXIT_OK
     if not jobs:
         print("error: no job matches the selection", file=sys.stderr)
         return EXIT_USAGE
@@ -160,9 +168,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     worst = EXIT_OK
     for name in args.platform:
         platform_jobs = [job for job in jobs if job.platform.name == name]
+        if not platform_jobs:
+            continue
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
-                                run_id, args.keyword, Path.cwd())
+                                run_id, args.keyword, Path.cwd(), shard=args.shard_index)
         launch = make_launch(request, engine=args.engine, gpus=args.gpus)
         if args.dry_run:
             print(shell_join(launch.argv()))
@@ -175,6 +185,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
     return worst
+
+
+def select_shard_jobs(jobs, index: int | None, count: int | None):
+    if index is None and count is None:
+        return jobs
+    if index is None or count is None:
+        raise ValueError("--shard-index and --shard-count go together")
+    from harness.buildkite.shard import select_shard
+
+    # Shard per platform, so every platform's jobs spread over the same parallel jobs.
+    platforms = list(dict.fromkeys(job.platform.name for job in jobs))
+    return [job for name in platforms
+            for job in select_shard([j for j in jobs if j.platform.name == name], index, count)]
 
 
 def _severity(code: int) -> int:

@@ -46,7 +46,7 @@ def execute(jobs: list[Job], request: WorkerRequest, launch) -> PlatformRun:
     for job in jobs:  # a retried build must not pick up the previous attempt's verdicts
         result_path(request.results_dir, request.run_id, job.platform.name,
                     job.case.id).unlink(missing_ok=True)
-    outcome = run_worker(launch.argv(), platform_dir / "worker.log",
+    outcome = run_worker(launch.argv(), platform_dir / f"worker{request.file_suffix()}.log",
                          timeout_s=request.platform.timeout_minutes * 60, env=launch.env(),
                          cwd=request.repo, on_stop=launch.on_stop)
     details = launch.describe(outcome)

@@ -105,7 +105,10 @@ def keyword_matcher(expression: str | None) -> Callable[[tuple[str, ...]], bool]
     # pytest's own -k grammar (and/or/not/parentheses), so plan and run agree exactly.
     from _pytest.mark.expression import Expression
 
-    compiled = Expression.compile(expression)
+    try:
+        compiled = Expression.compile(expression)
+    except Exception as exc:  # pytest raises its own ParseError / SyntaxError types
+        raise ValueError(f"bad -k expression {expression!r}: {exc}") from None
 
     def matches(names: tuple[str, ...]) -> bool:
         lowered = [name.lower() for name in names]

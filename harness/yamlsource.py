@@ -52,8 +52,12 @@ def dotted(keypath: KeyPath) -> str:
     return out
 
 
-class _UniqueKeySafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (a silent overwrite hides mistakes)."""
+# libyaml's parser when PyYAML was built with it (10x faster on large case sets); both keep marks.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeySafeLoader(_SafeLoader):
+    """The safe loader; duplicate keys are refused in _walk (a silent overwrite hides mistakes)."""
 
 
 def _walk(node: yaml.Node, keypath: KeyPath, lines: dict[KeyPath, int], path: Path) -> None:

@@ -101,3 +101,20 @@ def test_merge_is_deep_for_mappings_only():
 
 def test_digest_ignores_key_order():
     assert digest({"a": 1, "b": {"c": 2, "d": 3}}) == digest({"b": {"d": 3, "c": 2}, "a": 1})
+
+
+def test_bad_keyword_expression_is_a_usage_error(capsys):
+    assert main(["plan", "--cases", str(CASES), "-k", "qwen and ("]) == 2
+    assert "bad -k expression" in capsys.readouterr().err
+
+
+def test_shards_partition_each_platforms_jobs():
+    from harness.cli import select_shard_jobs
+
+    cases, platforms = load()
+    jobs = plan(cases, platforms, ["rocm", "cuda"])
+    shards = [select_shard_jobs(jobs, i, 2) for i in range(2)]
+    ids = sorted(j.id for shard in shards for j in shard)
+    assert ids == sorted(j.id for j in jobs)
+    assert all({j.platform.name for j in shard} == {"rocm", "cuda"} for shard in shards)
+    assert select_shard_jobs(jobs, None, None) == jobs

@@ -22,9 +22,13 @@ class WorkerRequest:
     run_id: str
     keyword: str | None
     repo: Path
+    shard: int | None = None  # Buildkite parallel job index: keeps shards' files apart
+
+    def file_suffix(self) -> str:
+        return "" if self.shard is None else f"-{self.shard}"
 
     def junit_name(self) -> str:
-        return f"junit-{self.platform.name}.xml"
+        return f"junit-{self.platform.name}{self.file_suffix()}.xml"
 
 
 class LocalLaunch:
