@@ -209,6 +209,11 @@ def test_different_models_are_not_output_compared(tmp_path):
     case = case_of(compare_runs([run]))
     assert case.verdict is Verdict.PARITY and not case.outputs.comparable
     assert "different models" in case.detail
+    rebuilt = lambda digest: lambda r: r.model_copy(update={  # noqa: E731
+        "engine": {**r.engine, "recipe_digest": digest}})
+    run = make_run(tmp_path, {"cuda": {QWEN: rebuilt("aaa")}, "cpu": {QWEN: rebuilt("bbb")}},
+                   name="run-2")
+    assert "different model builds (aaa vs bbb)" in case_of(compare_runs([run])).detail
 
 
 @pytest.mark.parametrize("baseline,candidate", [(o, p) for o in Outcome for p in Outcome])

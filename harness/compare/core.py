@@ -60,11 +60,14 @@ def outputs_of(baseline: Result, candidate: Result) -> OutputComparison:
     note = ""
     if baseline.compare and policy_of(baseline.compare) != policy:
         note = f"the sides declare different policies; used the candidate's ({policy['policy']})"
-    model_b, model_c = baseline.engine.get("model"), candidate.engine.get("model")
-    if model_b and model_c and model_b != model_c:
-        return OutputComparison(policy["policy"], policy["top_k"], policy["all_positions"],
-                                comparable=False,
-                                note=f"not compared: different models ({model_b} vs {model_c})")
+    # The same recipe name can stand for other weights after a builder change: where both
+    # sides record the recipe digest, it must agree too.
+    for key, what in (("model", "models"), ("recipe_digest", "model builds")):
+        value_b, value_c = baseline.engine.get(key), candidate.engine.get(key)
+        if value_b and value_c and value_b != value_c:
+            return OutputComparison(policy["policy"], policy["top_k"], policy["all_positions"],
+                                    comparable=False,
+                                    note=f"not compared: different {what} ({value_b} vs {value_c})")
     compared = compare_outputs(baseline.requests, candidate.requests, policy["policy"],
                                policy["top_k"], policy["all_positions"])
     if note:
