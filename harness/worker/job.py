@@ -49,6 +49,15 @@ def resolve_model(job: Job, ctx: RunContext) -> str:
     return str(build_model(job.case.model.tiny, ctx.model_cache))
 
 
+def model_identity(job: Job) -> dict[str, str]:
+    """For tiny models, the recipe digest: `harness compare` checks both sides used one weights."""
+    if job.platform.model_source != "tiny":
+        return {}
+    from harness.models import recipe_digest
+
+    return {"recipe_digest": recipe_digest(job.case.model.tiny)}
+
+
 def engine_env(job: Job) -> dict[str, str]:
     return {**os.environ, **job.env}
 
@@ -95,7 +104,7 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
                   compare=job.case.compare.model_dump(),
                   engine={"mode": job.case.engine.mode, "model": job.model,
                           "args": job.engine_args, "engine_key": job.engine_key,
-                          "env": {k: v for k, v in job.env.items()}},
+                          "env": dict(job.env), **model_identity(job)},
                   fingerprint=fingerprint(job.platform.name, job.platform.accelerator, ctx.repo),
                   reproduce=f"harness run --platform {job.platform.name} -k {job.case.id}",
                   started_at=started_at)
