@@ -13,9 +13,9 @@ Afterwards nothing of ours is left: no container, no process, no temporary file.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -75,6 +75,11 @@ def platforms_file(tmp_path: Path, image: str, **changes) -> Path:
     return path
 
 
+def git_head() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, timeout=30).stdout.strip()
+
+
 def our_containers(run_id: str) -> list[str]:
     listed = podman("ps", "-a", "--filter", f"label={LABEL}={run_id}", "--format", "{{.Names}}")
     assert listed.returncode == 0, listed.stderr
@@ -117,6 +122,7 @@ def test_cpu_case_runs_real_vllm_in_a_podman_container(tmp_path, base_image):
     run_id = "ctr-real"
     results = tmp_path / "results"
     tmp_before = temp_entries()
+    heads = {git_head()}  # others may commit while it runs
     began = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--platform", "cpu-podman", "--cases",
@@ -134,9 +140,7 @@ def test_cpu_case_runs_real_vllm_in_a_podman_container(tmp_path, base_image):
     assert fp["container"] is True and fp["image"] == base_image
     assert fp["image_digest"]  # resolved by the launcher, passed in by name
     assert fp["vllm"] == "0.32.0" and fp["accelerator"] == "cpu"
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
-    assert fp["git_commit"] == head
+    assert fp["git_commit"] in heads | {git_head()}
     assert all(r.ok and r.token_ids for r in result.requests)
     # Written by the container into the host's results directory, beside the launcher's logs.
     files = {p.name for p in run_dir.iterdir()}
@@ -172,18 +176,25 @@ def run_platform(tmp_path: Path, run_id: str, platforms: Path, monkeypatch,
     return execute(jobs, request, launch), launch
 
 
-def test_container_that_ignores_signals_and_overruns_is_killed_removed_and_timed_out(
-        tmp_path, base_image, monkeypatch):
-    """A stand-in worker (a shell loop that ignores SIGINT and SIGTERM) in place of pytest: the
-    container cannot end by itself, so only the launcher's kill can end it."""
+def stand_in_platforms(tmp_path: Path, image: str, ignore_signals: bool) -> Path:
+    """A platforms file whose worker "python" is a shell loop that never finishes: it either
+    ignores SIGINT/SIGTERM (only a kill ends it) or exits on them, as pytest would."""
     stand_in = tmp_path / "bin"
     stand_in.mkdir()
     script = stand_in / "python"
-    script.write_text("#!/bin/sh\ntrap '' INT TERM\necho 'stand-in worker: ignoring signals'\n"
+    trap = "trap '' INT TERM" if ignore_signals else "trap 'echo stand-in: interrupted; exit 2' INT"
+    script.write_text(f"#!/bin/sh\n{trap}\necho 'stand-in worker: started'\n"
                       "while :; do sleep 1; done\n")
     script.chmod(0o755)
-    platforms = platforms_file(tmp_path, base_image, python="/opt/stand-in/python",
-                               readonly_mounts=[f"{stand_in}:/opt/stand-in"])
+    return platforms_file(tmp_path, image, python="/opt/stand-in/python",
+                          readonly_mounts=[f"{stand_in}:/opt/stand-in"])
+
+
+def test_container_that_ignores_signals_and_overruns_is_killed_removed_and_timed_out(
+        tmp_path, base_image, monkeypatch):
+    """A stand-in worker that ignores SIGINT and SIGTERM in place of pytest: the container
+    cannot end by itself, so only the launcher's kill can end it."""
+    platforms = stand_in_platforms(tmp_path, base_image, ignore_signals=True)
     tmp_before = temp_entries()
     began = time.monotonic()
     run, launch = run_platform(tmp_path, "ctr-deadline", platforms, monkeypatch, deadline_s=8)
@@ -192,7 +203,7 @@ def test_container_that_ignores_signals_and_overruns_is_killed_removed_and_timed
     assert launch.removed and elapsed < 120
     [result] = run.results
     assert (result.status, result.failure_class) == ("error", "timeout")
-    assert "stand-in worker: ignoring signals" in result.log.tail
+    assert "stand-in worker: started" in result.log.tail
     assert result.reproduce.startswith("podman --runtime runc run ")
     assert result.fingerprint["image"] == base_image and result.fingerprint["image_digest"]
     assert read_result(run.run_dir / "phi4mm_variable_crop.json") == result
@@ -209,3 +220,50 @@ def test_container_killed_for_memory_is_classified_oom(tmp_path, base_image, mon
     assert (result.status, result.failure_class) == ("error", "oom"), result.message
     assert run.exit_code == 3 and launch.removed
     assert_nothing_left(run.run_dir.parent.name, [launch.name], tmp_before)
+
+
+def test_sigterm_to_harness_run_stops_and_removes_the_container(tmp_path, base_image):
+    """`harness run` itself gets SIGTERM (a Buildkite cancel) while the container runs a stand-in
+    worker that exits on SIGINT, as pytest does: the signal reaches it, nothing is left."""
+    platforms = stand_in_platforms(tmp_path, base_image, ignore_signals=False)
+    tmp_before = temp_entries()
+    run_id = "ctr-sigterm"
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--platform", "cpu-podman", "--cases", str(CASES),
+         "--platforms-file", str(platforms), "--results", str(tmp_path / "results"),
+         "--run-id", run_id, "-k", "phi4mm"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not podman("ps", "--filter", f"label={LABEL}={run_id}", "--filter",
+                         "status=running", "--format", "{{.Names}}").stdout.strip():
+            assert time.monotonic() < deadline and harness.poll() is None, "no container started"
+            time.sleep(1)
+        time.sleep(2)  # let the stand-in print its first line
+        harness.send_signal(signal.SIGTERM)
+        out, _ = harness.communicate(timeout=120)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait(timeout=30)
+    assert harness.returncode == 3, out[-3000:]
+    result = read_result(tmp_path / "results" / run_id / "cpu-podman" / "phi4mm_variable_crop.json")
+    assert (result.status, result.failure_class) == ("error", "interrupted")
+    assert "stand-in: interrupted" in result.log.tail  # SIGINT reached the worker in the container
+    assert_nothing_left(run_id, [f"harness-cpu-podman-{run_id}"], tmp_before)
+
+
+def test_worker_that_collects_nothing_is_an_error_not_a_pass(tmp_path, base_image):
+    """Pytest's exit 5 (no test collected) from inside the container: the planned job gets an
+    error result, never a silent pass."""
+    platforms = platforms_file(tmp_path, base_image)
+    platform_defs = load_platforms(platforms)
+    jobs = plan(load_cases([CASES]), platform_defs, ["cpu-podman"], "phi4mm")
+    request = WorkerRequest(platform_defs["cpu-podman"], [Path(jobs[0].case.source)], platforms,
+                            tmp_path / "results", "ctr-nothing", "matches_no_case", REPO)
+    launch = ContainerLaunch(request)
+    run = execute(jobs, request, launch)
+    [result] = run.results
+    assert run.outcome.returncode == 5 and run.exit_code == 3
+    assert (result.status, result.failure_class) == ("error", "collection")
+    assert launch.removed and our_containers("ctr-nothing") == []

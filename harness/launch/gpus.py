@@ -38,7 +38,7 @@ def parse_gpus(text: str) -> list[int] | None:
 
 def gpus_for_parallel_job(job_index: int, gpus_per_job: int,
                           total: int | None = None) -> list[int]:
-    """Job i of a Buildkite ``parallelism`` step gets GPUs [i*n, i*n + n): side by side, disjoint."""
+    """Job i of a Buildkite ``parallelism`` step gets GPUs [i*n, i*n + n): disjoint ranges."""
     if job_index < 0 or gpus_per_job <= 0:
         raise ValueError(f"bad parallel job {job_index} / gpus per job {gpus_per_job}")
     first = job_index * gpus_per_job
