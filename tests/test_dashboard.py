@@ -177,3 +177,27 @@ def test_dashboard_without_a_store_says_so(tmp_path, capsys):
     assert main(["dashboard", "--db", str(missing), "--out", str(tmp_path / "d.html")]) == 2
     assert f"{missing}: history store missing" in capsys.readouterr().err
     assert not (tmp_path / "d.html").exists()
+
+
+def test_a_first_bad_run_before_the_shown_nights_links_to_its_log(rendered, tmp_path):
+    _, planted, out, runs = rendered
+    narrow = out.parent / "narrow.html"
+    assert main(["dashboard", "--db", str(out.parent / "history.sqlite"), "--out", str(narrow),
+                 "--nights", "4"]) == 0
+    text = narrow.read_text(encoding="utf-8")
+    page = Page(text)
+    assert len(page.with_class("td", "c")) == CASES * PLATFORMS * 4
+    assert not page.with_class("td", "fb")  # the first bad night is not among the four
+    since = [a for a in page.find("a") if "flag" in a.get("class", "")
+             and a["href"] == f"{runs[Planted.BREAK].name}/rocm/{planted.regressed}.log"]
+    assert since, "the first-bad link should lead to that night's log"
+    # the output change happened before the four nights: no longer a problem row
+    problem_rows = {r["data-case"] for r in page.with_class("tr", "problem")}
+    assert planted.drifted not in problem_rows
+
+
+def test_an_empty_store_renders_a_page_that_says_so(tmp_path):
+    open_store(tmp_path / "h.sqlite").close()
+    out = tmp_path / "d.html"
+    assert main(["dashboard", "--db", str(tmp_path / "h.sqlite"), "--out", str(out)]) == 0
+    assert "no runs stored" in out.read_text(encoding="utf-8")

@@ -26,7 +26,7 @@ class CaseLine:
     cells: list[Row | None]  # one per shown night; None: not run that night
     flaky: Flakiness
     first_bad: FirstBad | None
-    drift_nights: set[int]  # nights (indices) where a passing output changed
+    drift_nights: set[int]  # shown nights (indices) where a passing output changed
     drifts: list[Drift]
     last: Row | None  # the platform's latest night, if the case ran then
 
@@ -108,7 +108,9 @@ def build_board(nights: Sequence[Night], rows: Sequence[Row], shown_nights: int 
             drifts = output_drift(history)
             last = history[-1] if history[-1].night == latest else None
             lines.append(CaseLine(case_id, platform, cells, flakiness(history, rule),
-                                  first_bad(history), {d.after.night for d in drifts}, drifts,
+                                  first_bad(history),
+                                  {d.after.night for d in drifts if d.after.night >= first_shown},
+                                  drifts,
                                   last))
         platforms.append(PlatformBoard(platform, accelerator, latest, lines))
     shown_rows = [row for row in rows if row.night >= first_shown]

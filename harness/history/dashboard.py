@@ -146,8 +146,8 @@ class Renderer:
         self.generated_at = generated_at or datetime.now(timezone.utc).isoformat(
             timespec="seconds")
         self.night_by_index = {night.index: night for night in board.nights}
-        self.anchor: dict[tuple[str, str], str] = {}
-        self.first_shown = board.shown[0].index if board.shown else len(board.nights)  # first-bad cell ids, by (case, platform)
+        self.anchor: dict[tuple[str, str], str] = {}  # first-bad cell ids, by (case, platform)
+        self.first_shown = board.shown[0].index if board.shown else len(board.nights)
 
     # --- pieces --------------------------------------------------------------------------
     def cell(self, line: CaseLine, row: Row | None, anchor: str | None) -> Markup:
@@ -215,7 +215,7 @@ class Renderer:
             flags.append(Markup('<span class="flag new">new</span>'))
         if line.broken_now:
             flags.append(self.first_bad_text(line, full=False))
-        if line.drift_nights & {c.night for c in line.cells if c is not None}:
+        if line.drift_nights:
             flags.append(Markup('<span class="flag drift">output changed</span>'))
         classes = "line problem" if line.problem else "line"
         cells = join(self.cell(line, row, anchor if row is not None and fb is not None

@@ -26,15 +26,19 @@ def _outside_grid_ids(board: Board) -> list[int]:
 def page_from_store(conn: sqlite3.Connection, out_path: Path,
                     shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None
                     ) -> tuple[str, Board]:
-    board = board_from_store(conn, shown_nights)
-    details = load_details(conn, [night.run_id for night in board.shown],
-                           _outside_grid_ids(board))
-    first_shown = board.shown[0].index if board.shown else len(board.nights)
-    drift_requests = {}
-    for platform in board.platforms:
-        for line in platform.lines:
-            for drift in line.drifts:
-                if drift.after.night >= first_shown:
-                    key = (drift.before.result_id, drift.after.result_id)
-                    drift_requests[key] = changed_requests(conn, *key)
+    conn.execute("BEGIN")  # one read transaction: an ingest committing meanwhile is not seen
+    try:
+        board = board_from_store(conn, shown_nights)
+        details = load_details(conn, [night.run_id for night in board.shown],
+                               _outside_grid_ids(board))
+        first_shown = board.shown[0].index if board.shown else len(board.nights)
+        drift_requests = {}
+        for platform in board.platforms:
+            for line in platform.lines:
+                for drift in line.drifts:
+                    if drift.after.night >= first_shown:
+                        key = (drift.before.result_id, drift.after.result_id)
+                        drift_requests[key] = changed_requests(conn, *key)
+    finally:
+        conn.execute("COMMIT")
     return render(board, details, Path(out_path), drift_requests, generated_at), board

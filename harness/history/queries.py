@@ -8,10 +8,12 @@ vLLM change is often the regression itself: OOM, startup timeout) or a strict xp
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import accumulate
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple, Sequence
 
-from harness.history.rows import verdict
+from harness.history.rows import BAD, NEUTRAL, verdict
 
 
 class Row(NamedTuple):
@@ -57,13 +59,13 @@ Key = tuple[str, str]  # (case id, platform)
 def series_by_key(rows: Iterable[Row]) -> dict[Key, list[Row]]:
     """Per case x platform history, in night order (rows are sorted here, stably)."""
     out: dict[Key, list[Row]] = defaultdict(list)
-    for row in sorted(rows, key=lambda r: r.night):
-        out[(row.case_id, row.platform)].append(row)
+    for row in sorted(rows, key=attrgetter("night")):
+        out[row[:2]].append(row)  # (case_id, platform)
     return dict(out)
 
 
 def _counted(series: Sequence[Row]) -> list[Row]:
-    return [row for row in series if verdict(row.status) != "neutral"]
+    return [row for row in series if row.status not in NEUTRAL]
 
 
 # --- flakiness ------------------------------------------------------------------------------
@@ -107,7 +109,8 @@ def _recovers(window: Sequence[bool]) -> bool:
 
 def flakiness(series: Sequence[Row], rule: FlakeRule = FlakeRule()) -> Flakiness:
     counted = _counted(series)
-    bad_flags = [verdict(r.status) == "bad" for r in counted]
+    bad_flags = [r.status in BAD for r in counted]
+    bad_before = [0, *accumulate(bad_flags)]  # bad runs before index i: window rates in O(1)
     flaky, window_start, passes_in_row = False, 0, 0
     events: list[tuple[str, int]] = []
     for i, (row, bad) in enumerate(zip(counted, bad_flags)):
@@ -120,11 +123,13 @@ def flakiness(series: Sequence[Row], rule: FlakeRule = FlakeRule()) -> Flakiness
                 # is evidence of flakiness, not a fresh start.
                 window_start = i + 1 - rule.reinstate_after
             continue
-        window = bad_flags[max(window_start, i + 1 - rule.window):i + 1]
-        if len(window) < rule.min_runs:
+        start = max(window_start, i + 1 - rule.window)
+        runs = i + 1 - start
+        if runs < rule.min_runs:
             continue
-        rate = sum(window) / len(window)
-        if rule.low <= rate <= rule.high and (not rule.require_recovery or _recovers(window)):
+        rate = (bad_before[i + 1] - bad_before[start]) / runs
+        if rule.low <= rate <= rule.high and (
+                not rule.require_recovery or _recovers(bad_flags[start:i + 1])):
             flaky = True
             events.append(("quarantined", row.night))
     window = bad_flags[max(0, len(bad_flags) - rule.window):]

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.history.queries import Night, Row
-from harness.history.rows import ResultRow
+from harness.history.rows import Fingerprint, ResultRow
 from harness.history.runread import RunBatch
 
 DEFAULT_DB = Path("results/history.sqlite")
@@ -129,18 +129,19 @@ def _most_common(values) -> object:
     return Counter(present).most_common(1)[0][0] if present else None
 
 
-def _fingerprint_ids(conn: sqlite3.Connection, rows: list[ResultRow]) -> dict[str, int]:
-    distinct = {row.fingerprint.key: row.fingerprint for row in rows}
+def _fingerprint_ids(conn: sqlite3.Connection, rows: list[ResultRow]) -> dict[Fingerprint, int]:
+    distinct = {fp: fp.key for fp in {row.fingerprint for row in rows}}
     conn.executemany(INSERT_FINGERPRINT, [
         (key, fp.build_number, fp.commit, fp.vllm_version, fp.image_digest, fp.build_url,
-         fp.accelerator) for key, fp in distinct.items()])
-    ids = {}
-    keys = list(distinct)
+         fp.accelerator) for fp, key in distinct.items()])
+    by_key = {}
+    keys = list(distinct.values())
     for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
         chunk = keys[start:start + 500]
         marks = ",".join("?" * len(chunk))
-        ids.update(conn.execute(f"SELECT key, id FROM fingerprints WHERE key IN ({marks})", chunk))
-    return ids
+        by_key.update(conn.execute(f"SELECT key, id FROM fingerprints WHERE key IN ({marks})",
+                                   chunk))
+    return {fp: by_key[key] for fp, key in distinct.items()}
 
 
 def _run_rows(batch: RunBatch, rows: list[ResultRow], now: str) -> list[tuple]:
@@ -204,7 +205,7 @@ def _insert(conn: sqlite3.Connection, batch: RunBatch, rows: list[ResultRow]) ->
     results, details, requests = [], [], []
     for result_id, row in enumerate(rows, start=first_id):
         results.append((result_id, run_refs[row.platform], case_refs[row.case_id],
-                        fingerprint_ids[row.fingerprint.key], row.status, row.failure_class,
+                        fingerprint_ids[row.fingerprint], row.status, row.failure_class,
                         row.total_s, output_key(row.output_digest)))
         details.append((result_id, row.job_id, row.message, row.started_at, row.finished_at,
                         row.startup_s, row.requests_s, row.peak_rss_mb, row.output_digest,
