@@ -1,6 +1,6 @@
 """A tiny HTML template helper that escapes by default.
 
-``html("<td title={t}>{v}</td>", t=..., v=...)`` escapes every value with ``html.escape`` (quotes
+``html('<td title="{t}">{v}</td>', t=..., v=...)`` escapes every value with ``html.escape`` (quotes
 included) unless the value is already ``Markup`` (the output of this helper, or a literal the
 caller vouches for with ``Markup(...)``). Results, messages and log lines are untrusted text: the
 only way to put them on the page is through here, so forgetting to escape is not possible.
