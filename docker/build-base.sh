@@ -6,10 +6,10 @@
 #   docker/build-base.sh [--engine podman|docker] [--suite bookworm] [--include PKGS] TAG
 #
 # Default packages: what docker/Dockerfile.cpu needs from its base (python3 with venv, CA
-# certificates, libgomp1, libnuma1, g++). The temporary tarball is removed whatever happens.
+# certificates, libgomp1, libnuma1, g++ and Python.h). The tarball is removed whatever happens.
 set -euo pipefail
 engine=podman suite=bookworm
-include=python3,python3-venv,ca-certificates,libgomp1,libnuma1,g++
+include=python3,python3-venv,python3-dev,ca-certificates,libgomp1,libnuma1,g++
 while [ $# -gt 1 ]; do
   case "$1" in
     --engine) engine=$2; shift 2 ;;

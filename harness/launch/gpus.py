@@ -131,7 +131,8 @@ def rocm_args(gpus: list[int] | None, group_file: Path = GROUP_FILE,
     isolation page calls this more secure than the visible-devices variables, which it says
     must not be used for isolation. ROCr inside then enumerates only the exposed GPUs, from 0,
     so HIP_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES are deliberately NOT set: host indices there
-    would point at the wrong GPU (or none) inside the container.
+    would point at the wrong GPU (or none) inside the container. ``--cap-add SYS_PTRACE``
+    (in vLLM's and AMD's examples, for debuggers) is left out: running does not need it.
     """
     args = ["--device", "/dev/kfd"]
     if gpus is None:
