@@ -170,6 +170,14 @@ def iter_result_files(run_dir: Path) -> list[Path]:
     return sorted(p for p in Path(run_dir).glob("*/*.json") if not p.name.startswith("."))
 
 
-def tail(text: str, lines: int = 60, max_chars: int = 8000) -> str:
-    cut = "\n".join(text.splitlines()[-lines:])
-    return cut[-max_chars:]
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def tail(text: str, lines: int = 60, max_chars: int = 8000, traceback_chars: int = 24000) -> str:
+    """The last lines of a log; widened to start at the last traceback when one is near the end,
+    so a result always shows the whole traceback of a crash, not just its last frames."""
+    cut = "\n".join(text.splitlines()[-lines:])[-max_chars:]
+    start = text.rfind(TRACEBACK)
+    if start != -1 and TRACEBACK not in cut and len(text) - start <= traceback_chars:
+        return text[text.rfind("\n", 0, start) + 1:]
+    return cut

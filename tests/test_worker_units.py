@@ -188,3 +188,15 @@ def test_redact_file_rewrites_only_when_a_secret_is_present(tmp_path, monkeypatc
     assert redact_file(log) is True
     assert "xxxxxx" not in log.read_text() and "HF_TOKEN=***" in log.read_text()
     assert redact_file(log) is False
+
+
+def test_tail_widens_to_include_the_last_traceback():
+    from harness.results import tail
+
+    frames = "\n".join(f'[rank0]:   File "x.py", line {i}, in f' for i in range(200))
+    log = ("INFO early\n" * 500 + "[rank0]: Traceback (most recent call last):\n" + frames
+           + "\n[rank0]: AttributeError: 'list' object has no attribute 'to'\n")
+    shown = tail(log)
+    assert shown.startswith("[rank0]: Traceback (most recent call last):")
+    assert shown.rstrip().endswith("has no attribute 'to'")
+    assert tail("a\n" * 1000).count("\n") < 60  # no traceback: just the last lines
