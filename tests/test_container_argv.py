@@ -16,7 +16,8 @@ import pytest
 
 from harness.launch.container import (HF_CACHE_DIR, INNER_DEADLINE_MARGIN_S, MODEL_CACHE_DIR,
                                       ContainerLaunch)
-from harness.launch.gpus import gpus_for_parallel_job, parse_gpus, select_gpus
+from harness.launch.gpus import (gpus_for_parallel_job, parallel_job_index, parse_gpus,
+                                 select_gpus)
 from harness.launch.local import WorkerRequest
 from harness.launch.worker import WorkerOutcome
 from harness.spec import SpecError, load_platforms
@@ -246,12 +247,28 @@ def test_parallel_jobs_map_to_disjoint_gpu_ranges():
 
 def test_gpu_selection_order_cli_then_parallel_job_then_platform():
     rocm = PLATFORMS["rocm"].model_copy(update={"gpus_per_job": 2})
+    assert select_gpus("5", rocm, 3) == [5]
+    assert select_gpus(None, rocm, 3) == [6, 7]
+    assert select_gpus(None, rocm, None) is None  # the platform's "all"
+    assert select_gpus(None, PLATFORMS["rocm"], 3) is None  # no gpus_per_job: not sharded
+    assert select_gpus("0", PLATFORMS["cpu"], 3) is None
+
+
+def test_parallel_job_index_prefers_the_shard_index_over_buildkites():
     job = {"BUILDKITE_PARALLEL_JOB": "3"}
-    assert select_gpus("5", rocm, job) == [5]
-    assert select_gpus(None, rocm, job) == [6, 7]
-    assert select_gpus(None, rocm, {}) is None  # the platform's "all"
-    assert select_gpus(None, PLATFORMS["rocm"], job) is None  # no gpus_per_job: not sharded
-    assert select_gpus("0", PLATFORMS["cpu"], job) is None
+    assert parallel_job_index(1, job) == 1
+    assert parallel_job_index(None, job) == 3
+    assert parallel_job_index(None, {}) is None
+
+
+def test_shards_keep_their_container_logs_apart_fake_inspect(tmp_path, group_file):
+    request = request_for("rocm", tmp_path)
+    request.shard = 2
+    launch = ContainerLaunch(request, environ={"HOME": str(tmp_path)}, group_file=group_file,
+                             sysfs=tmp_path)
+    fake_engine(launch, {"Running": False, "ExitCode": 0}, [])
+    launch.on_stop()
+    assert (tmp_path / "results/build-42/rocm/container-2.log").is_file()
 
 
 def test_parallel_job_on_a_fake_kfd_node_checks_the_gpu_count(tmp_path, group_file, kfd_sysfs):

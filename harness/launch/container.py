@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.launch.gpus import GROUP_FILE, SYSFS, count_gpus, gpu_args, select_gpus
+from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
+                                 parallel_job_index, select_gpus)
 from harness.launch.local import WorkerRequest
 from harness.launch.worker import WorkerOutcome, pytest_argv
 from harness.secrets import redact
@@ -59,7 +60,8 @@ class ContainerLaunch:
         self.engine = engine or self.platform.engine
         self.environ = dict(os.environ if environ is None else environ)
         try:
-            self.gpus = select_gpus(gpus, self.platform, self.environ,
+            self.gpus = select_gpus(gpus, self.platform,
+                                    parallel_job_index(request.shard, self.environ),
                                     total=count_gpus(self.platform.accelerator, sysfs))
             self._gpu_args = gpu_args(self.platform.accelerator, self.engine, self.gpus,
                                       group_file, sysfs)
@@ -246,7 +248,8 @@ class ContainerLaunch:
         if done is None:
             return
         r = self.request
-        path = r.results_dir / r.run_id / self.platform.name / CONTAINER_LOG
+        path = r.results_dir / r.run_id / self.platform.name / CONTAINER_LOG.replace(
+            ".log", f"{r.file_suffix()}.log")  # shards of one platform share its directory
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(redact(done.stdout + done.stderr, self.environ))
 

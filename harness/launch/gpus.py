@@ -3,8 +3,9 @@
 Host facts (``/etc/group``, the KFD topology in sysfs, the NVIDIA driver's /proc entries) are
 read through paths the caller can replace, so tests use small fake trees instead of a GPU.
 
-Selection order: ``--gpus`` on the command line, else Buildkite's parallel job index
-(``BUILDKITE_PARALLEL_JOB``) with the platform's ``gpus_per_job``, else the platform's ``gpus``.
+Selection order: ``--gpus`` on the command line, else the parallel job index (``--shard-index``,
+or Buildkite's ``BUILDKITE_PARALLEL_JOB``) with the platform's ``gpus_per_job``, else the
+platform's ``gpus``.
 Inside the container the selected GPUs are numbered from 0: both engines expose only them.
 """
 
@@ -49,16 +50,23 @@ def gpus_for_parallel_job(job_index: int, gpus_per_job: int,
     return indices
 
 
-def select_gpus(cli: str | None, platform: Platform, environ: Mapping[str, str],
+def parallel_job_index(shard: int | None, environ: Mapping[str, str]) -> int | None:
+    """This job's index among the step's parallel jobs: ``--shard-index``, else Buildkite's."""
+    if shard is not None:
+        return shard
+    job = environ.get("BUILDKITE_PARALLEL_JOB", "")
+    return int(job) if job.isdigit() else None
+
+
+def select_gpus(cli: str | None, platform: Platform, job_index: int | None,
                 total: int | None = None) -> list[int] | None:
     """The host GPU indices for this run (None: all). CPU platforms get none."""
     if platform.accelerator == "cpu":
         return None
     if cli:
         return parse_gpus(cli)
-    job = environ.get("BUILDKITE_PARALLEL_JOB", "")
-    if platform.gpus_per_job and job.isdigit():
-        return gpus_for_parallel_job(int(job), platform.gpus_per_job, total)
+    if platform.gpus_per_job and job_index is not None:
+        return gpus_for_parallel_job(job_index, platform.gpus_per_job, total)
     return parse_gpus(platform.gpus)
 
 
