@@ -117,7 +117,7 @@ def load_selection(args: argparse.Namespace):
     platforms = load_platforms(platforms_file)
     cases = load_cases([args.cases])
     check_overrides(cases, platforms)
-    selected = args.platform or list(platforms)
+    selected = args.platform or [name for name, p in platforms.items() if p.default]
     jobs = plan(cases, platforms, selected, args.keyword)
     return cases, platforms, platforms_file, jobs
 

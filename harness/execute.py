@@ -59,10 +59,20 @@ def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutc
                            details: dict, launch) -> Result:
     path = result_path(request.results_dir, request.run_id, job.platform.name, job.case.id)
     try:
-        return read_result(path)
+        result = read_result(path)
+        if outcome.timed_out and result.failure_class == "interrupted":
+            # The worker saw our SIGINT at the deadline: the cause was the deadline.
+            result = result.model_copy(update={
+                "failure_class": "timeout",
+                "message": f"worker overran its {request.platform.timeout_minutes} min deadline "
+                           f"({result.message})"})
+            write_result(path, result)
+        return result
     except ResultFileError as exc:
         missing_why = exc.problem
-    if outcome.timed_out:
+    if outcome.start_error:
+        failure_class, message = "infra", f"could not start the worker: {outcome.start_error}"
+    elif outcome.timed_out:
         failure_class, message = "timeout", (
             f"worker overran its {request.platform.timeout_minutes} min deadline")
     elif outcome.interrupted:

@@ -61,6 +61,9 @@ class Platform(Strict):
     python: str = "python3"  # interpreter inside the platform
     queue: str | None = None  # Buildkite agent queue
     timeout_minutes: int = Field(default=60, gt=0)
+    # Selected when no --platform is given (plan, pipeline). Off for platforms that need
+    # something set up first, like a locally built image.
+    default: bool = True
 
     @field_validator("pass_env")
     @classmethod

@@ -76,3 +76,39 @@ def test_stale_results_of_a_retried_run_are_not_reused(tmp_path):
     run = execute(jobs, request, StandInLaunch(request, "exit(0)"))
     assert {r.status for r in run.results} == {"error"}
     assert run.exit_code != EXIT_OK
+
+
+def test_missing_container_client_is_an_infra_error(tmp_path):
+    jobs, request = setup(tmp_path)
+
+    class NoDocker(LocalLaunch):
+        def argv(self):
+            return ["/nonexistent/docker", "run", "image"]
+
+    run = execute(jobs, request, NoDocker(request))
+    assert {(r.status, r.failure_class) for r in run.results} == {("error", "infra")}
+    assert "/nonexistent/docker" in run.results[0].message
+    assert "cannot start the worker" in run.results[0].log.tail
+    assert run.exit_code == EXIT_INFRA
+
+
+def test_interrupted_at_the_deadline_is_reported_as_timeout(tmp_path):
+    # The stand-in writes what the real worker writes when our SIGINT lands mid-job.
+    jobs, request = setup(tmp_path, timeout_minutes=0.05)
+    real = REAL_RUN / "real-cpu-1" / "cpu" / "phi4mm_variable_crop.json"
+    target = tmp_path / "r1" / "cpu" / "phi4mm_variable_crop.json"
+    script = (
+        "import json, signal, time\n"
+        f"def stop(*_):\n"
+        f"    data = json.load(open({str(real)!r}))\n"
+        "    data.update(status='error', failure_class='interrupted', message='interrupted')\n"
+        f"    json.dump(data, open({str(target)!r}, 'w'))\n"
+        "    raise SystemExit(2)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "time.sleep(600)\n")
+    run = execute(jobs, request, StandInLaunch(request, script))
+    by_case = {r.case_id: r for r in run.results}
+    assert by_case["phi4mm_variable_crop"].failure_class == "timeout"
+    assert "deadline" in by_case["phi4mm_variable_crop"].message
+    assert read_result(target).failure_class == "timeout"
+    assert by_case["qwen2_5_vl_vit_cudagraph"].failure_class == "timeout"

@@ -118,3 +118,11 @@ def test_shards_partition_each_platforms_jobs():
     assert ids == sorted(j.id for j in jobs)
     assert all({j.platform.name for j in shard} == {"rocm", "cuda"} for shard in shards)
     assert select_shard_jobs(jobs, None, None) == jobs
+
+
+def test_platforms_off_by_default_are_selected_only_by_name(capsys):
+    assert main(["plan", "--cases", str(CASES)]) == 0
+    out = capsys.readouterr().out
+    assert "@cpu-podman" not in out and "@rocm" in out
+    assert main(["plan", "--cases", str(CASES), "--platform", "cpu-podman"]) == 0
+    assert "phi4mm_variable_crop@cpu-podman" in capsys.readouterr().out

@@ -28,6 +28,7 @@ class WorkerOutcome:
     interrupted: bool
     duration_s: float
     log_path: Path
+    start_error: str = ""  # the worker (or the container client) could not be started at all
 
 
 def pytest_argv(python: str, *, platform: str, case_files: Sequence[str], results: str,
@@ -51,8 +52,15 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
                grace_s: float = 30.0) -> WorkerOutcome:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
+    try:
+        child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                 start_new_session=True)
+    except OSError as exc:  # e.g. docker not installed on this agent
+        problem = f"{argv[0]}: {exc.strerror or exc}"
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"harness: cannot start the worker: {problem}\n")
+        return WorkerOutcome(None, False, False, time.monotonic() - began, log_path, problem)
     copier = threading.Thread(target=_copy_output, args=(child, log_path, echo), daemon=True)
     copier.start()
     timed_out = interrupted = False
