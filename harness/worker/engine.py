@@ -30,12 +30,15 @@ class PreparedRequest:
 class Engine(Protocol):
     log_path: Path
     startup_s: float
+    requests_s: float | None  # time spent generating in the last generate() call
 
     def start(self) -> None: ...
 
     def generate(self, requests: list[PreparedRequest], top_k: int) -> list[RequestResult]: ...
 
     def traces(self) -> dict[str, Any]: ...
+
+    def mutations(self) -> list[str]: ...  # fault injections active in the engine (tests only)
 
     def stop(self) -> int | None: ...
 

@@ -128,10 +128,7 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
             pool.put(job.engine_key, engine)  # before start(): an interrupt must stop it too
             engine.start()
         engine_log = engine.log_path
-        t_requests = time.monotonic()
         responses = engine.generate(prepared, job.case.compare.top_k)
-        requests_s = getattr(engine, "state", {}).get("generate_s") or \
-            (time.monotonic() - t_requests)
         probes = run_probes(job, path.with_suffix(".probes.log"), ctx)
         log_text = proc.read_tail(engine_log, 4_000_000)
         checks = evaluate(job.case.checks, Observed(
@@ -145,18 +142,12 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
         fields = {
             "failure_class": failure_class,
             "message": "; ".join(f"{c.name}: {c.message}" for c in failed),
-            "checks": checks, "requests": responses, "traces": engine.traces(),
-            "timings": Timings(startup_s=engine.startup_s, requests_s=requests_s,
+            "checks": checks, "requests": responses,
+            "timings": Timings(startup_s=engine.startup_s, requests_s=engine.requests_s,
                                engine_reused=reused)}
-        if getattr(engine, "mutations", None) and engine.mutations():
-            fields["engine"] = {**base.engine, "mutations": engine.mutations()}
     except EngineFailure as exc:
         pool.close()
         fields = {"failure_class": exc.failure_class, "message": str(exc)}
-        if isinstance(engine, OfflineEngine):
-            fields["traces"] = engine.traces()
-            if engine.mutations():
-                fields["engine"] = {**base.engine, "mutations": engine.mutations()}
     except KeyboardInterrupt:
         pool.close()
         _write_final(path, base, {"failure_class": "interrupted",
@@ -166,6 +157,10 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
     except Exception as exc:  # the harness itself broke: still leave a result that says so
         pool.close()
         fields = {"failure_class": "infra", "message": f"{type(exc).__name__}: {exc}"}
+    if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
+        fields["traces"] = engine.traces()
+        if engine.mutations():
+            fields["engine"] = {**base.engine, "mutations": engine.mutations()}
     return _write_final(path, base, fields, engine_log, began)
 
 

@@ -21,6 +21,7 @@ class OfflineEngine:
         self.model, self.args, self.env, self.log_path = model, args, env, log_path
         self.trace_names, self.timeout_s, self.python = traces, timeout_s, python
         self.startup_s = 0.0
+        self.requests_s: float | None = None
         self.state: dict[str, Any] = {}
 
     def start(self) -> None:
@@ -47,6 +48,7 @@ class OfflineEngine:
                 path.unlink(missing_ok=True)
             work.rmdir()
         self.startup_s = self.state.get("startup_s", 0.0)
+        self.requests_s = self.state.get("generate_s")  # the one batched call
         phase = self.state.get("phase", "startup")
         if finished.timed_out:
             kind = "startup-timeout" if phase == "startup" else "timeout"

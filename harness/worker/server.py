@@ -39,6 +39,7 @@ class ServerEngine:
         self.python = python
         self.port = 0
         self.startup_s = 0.0
+        self.requests_s: float | None = None
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -78,7 +79,10 @@ class ServerEngine:
         return self._proc is not None and self._proc.poll() is None
 
     def generate(self, prepared: list[PreparedRequest], top_k: int) -> list[RequestResult]:
-        return [self._one(request, top_k) for request in prepared]
+        began = time.monotonic()
+        results = [self._one(request, top_k) for request in prepared]
+        self.requests_s = time.monotonic() - began
+        return results
 
     def _one(self, request: PreparedRequest, top_k: int) -> RequestResult:
         body = {"model": "harness-model", "messages": request.messages,
@@ -106,6 +110,9 @@ class ServerEngine:
 
     def traces(self) -> dict[str, Any]:
         return {}  # in-engine traces need the offline (in-process) mode
+
+    def mutations(self) -> list[str]:
+        return []
 
     def stop(self) -> int | None:
         if self._proc is None:
