@@ -29,6 +29,7 @@ from typing import Any
 from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
                                  parallel_job_index, select_gpus)
 from harness.launch.local import WorkerRequest
+from harness.models import default_cache_root
 from harness.launch.worker import WorkerOutcome, pytest_argv
 from harness.secrets import redact
 from harness.spec import SpecError
@@ -163,8 +164,7 @@ class ContainerLaunch:
         return Path(self.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
 
     def host_model_cache(self) -> Path:
-        return Path(self.environ.get("HARNESS_MODEL_CACHE")
-                    or Path.home() / ".cache" / "vllm-harness" / "models")
+        return default_cache_root(self.environ)
 
     def reproduce(self) -> str:
         from harness.execute import shell_join

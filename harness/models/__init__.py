@@ -129,8 +129,9 @@ def recipe_digest(recipe: str | Recipe) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def default_cache_root() -> pathlib.Path:
-    env = os.environ.get("HARNESS_MODEL_CACHE")
+def default_cache_root(environ: Mapping[str, str] | None = None) -> pathlib.Path:
+    """$HARNESS_MODEL_CACHE or ~/.cache/vllm-harness/models: shared by run, reference, launcher."""
+    env = (os.environ if environ is None else environ).get("HARNESS_MODEL_CACHE")
     if env:
         return pathlib.Path(env).expanduser()
     return pathlib.Path("~/.cache/vllm-harness/models").expanduser()

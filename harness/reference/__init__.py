@@ -13,6 +13,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.models import default_cache_root
 from harness.plan import job_id
 from harness.results import LogInfo, Result, Timings, result_path, tail, write_atomic, write_result
 from harness.secrets import redact
@@ -23,13 +24,6 @@ PLATFORM = "hf"
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def default_model_cache() -> Path:
-    # The worker's default, so a tiny model built by `harness run` is reused, not rebuilt.
-    from harness.models import default_cache_root
-
-    return default_cache_root()
 
 
 def model_name(case: Case, source: str) -> str:
@@ -72,7 +66,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
         fields = {"status": "skipped", "message": note}
     else:
         try:
-            fields = _generate(case, model_cache or default_model_cache(), source, log,
+            fields = _generate(case, model_cache or default_cache_root(), source, log,
                                prepare_requests(case), base.engine)
         except Exception as exc:  # the reference broke: say so in its result, never crash
             log(traceback.format_exc())

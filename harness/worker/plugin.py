@@ -7,7 +7,6 @@ So ``-k``, ``-x``, xdist and ``--junitxml`` work for free. Active only with
 from __future__ import annotations
 
 import atexit
-import os
 import signal
 from pathlib import Path
 
@@ -40,8 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from harness.runid import new_run_id
 
-    cache = (config.getoption("harness_model_cache") or os.environ.get("HARNESS_MODEL_CACHE")
-             or str(Path.home() / ".cache" / "vllm-harness" / "models"))
+    from harness.models import default_cache_root
+
+    cache = config.getoption("harness_model_cache") or default_cache_root()
     config.stash[CTX_KEY] = RunContext(
         results_dir=Path(config.getoption("harness_results")),
         run_id=config.getoption("harness_run_id") or new_run_id(),
