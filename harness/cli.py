@@ -15,6 +15,14 @@ from harness.spec import PLATFORMS_FILE, SpecError
 DEFAULT_CASES = Path("cases")
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts (--parallelism, --nights, ...)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _platform_list(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 

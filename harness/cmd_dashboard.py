@@ -7,6 +7,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from harness.cli import positive_int
 from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.history.board import DEFAULT_NIGHTS
 from harness.history.publish import page_from_store
@@ -16,19 +17,12 @@ from harness.results import write_atomic
 DEFAULT_OUT = Path("results/dashboard.html")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=Path, default=DEFAULT_DB,
                         help=f"history store (default: {DEFAULT_DB})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"HTML file to write (default: {DEFAULT_OUT})")
-    parser.add_argument("--nights", type=_positive, default=DEFAULT_NIGHTS,
+    parser.add_argument("--nights", type=positive_int, default=DEFAULT_NIGHTS,
                         help=f"nights shown in the grid (default: {DEFAULT_NIGHTS}); flakiness "
                              "and first-bad builds look at the whole history")
 

@@ -15,16 +15,9 @@ from pathlib import Path
 from harness.buildkite.pipeline import (DEFAULT_HISTORY_DB, MAX_JOBS_PER_UPLOAD, Comparison,
                                         PipelineOptions, plan_pipeline)
 from harness.buildkite.uploads import job_count, render
+from harness.cli import DEFAULT_CASES, positive_int
 from harness.execute import EXIT_OK, EXIT_USAGE
 
-DEFAULT_CASES = Path("cases")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
     parser.add_argument("--nightly", action="store_true",
                         help="add the history ingest and dashboard step")
-    parser.add_argument("--parallelism", type=_positive, default=1,
+    parser.add_argument("--parallelism", type=positive_int, default=1,
                         help="parallel jobs per platform (capped at what can be non-empty)")
     parser.add_argument("--build-images", action="store_true",
                         help="build each container platform's image first (platform.build)")
@@ -54,12 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history-db", default=DEFAULT_HISTORY_DB,
                         help="history store of the nightly step: a path that outlives the "
                              f"checkout on that agent (default: {DEFAULT_HISTORY_DB})")
-    parser.add_argument("--max-jobs-per-upload", type=_positive, default=MAX_JOBS_PER_UPLOAD,
+    parser.add_argument("--max-jobs-per-upload", type=positive_int, default=MAX_JOBS_PER_UPLOAD,
                         help=f"split into chained uploads above this (default: Buildkite's "
                              f"{MAX_JOBS_PER_UPLOAD})")
     parser.add_argument("--harness-command", default="harness",
                         help="how steps invoke the harness, e.g. '.venv/bin/harness'")
-    parser.add_argument("--part", type=_positive, default=1,
+    parser.add_argument("--part", type=positive_int, default=1,
                         help="which upload to print when the pipeline is split (1-based)")
 
 

@@ -165,9 +165,18 @@ def read_result(path: Path | str) -> Result:
         raise ResultFileError(path, f"invalid result: {where}: {first['msg']}") from None
 
 
+def _is_result_file(path: Path) -> bool:
+    return not path.name.startswith(".")  # ".<name>.json.*.tmp": an atomic write in progress
+
+
 def iter_result_files(run_dir: Path) -> list[Path]:
     """``<run>/<platform>/<case>.json`` files, sorted; temp files are not results."""
-    return sorted(p for p in Path(run_dir).glob("*/*.json") if not p.name.startswith("."))
+    return sorted(filter(_is_result_file, Path(run_dir).glob("*/*.json")))
+
+
+def platform_result_files(platform_dir: Path) -> list[Path]:
+    """``<case>.json`` files of one platform directory, sorted."""
+    return sorted(filter(_is_result_file, Path(platform_dir).glob("*.json")))
 
 
 TRACEBACK = "Traceback (most recent call last)"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.compare.model import ResultProblem, Side
 from harness.compare.outputs import policy_of
-from harness.results import ResultFileError, read_result
+from harness.results import ResultFileError, platform_result_files, read_result
 
 
 def platforms_in(run_dir: Path) -> list[str]:
@@ -19,12 +19,7 @@ def platforms_in(run_dir: Path) -> list[str]:
     if not run_dir.is_dir():
         return []
     return sorted(p.name for p in run_dir.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and any(_result_files(p)))
-
-
-def _result_files(platform_dir: Path) -> list[Path]:
-    # Temp files of an atomic write start with "."; they are not results.
-    return sorted(p for p in platform_dir.glob("*.json") if not p.name.startswith("."))
+                  if p.is_dir() and not p.name.startswith(".") and any(platform_result_files(p)))
 
 
 def load_side(run_dir: Path, platform: str) -> Side:
@@ -33,7 +28,7 @@ def load_side(run_dir: Path, platform: str) -> Side:
     if not platform_dir.is_dir():
         return Side(run_dir, platform, note=f"{platform_dir}: no such directory (no results)")
     results, problems = {}, {}
-    for path in _result_files(platform_dir):
+    for path in platform_result_files(platform_dir):
         case_id = path.stem
         try:
             result = read_result(path)
