@@ -9,7 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = REPO / "cases"
-SHARED = REPO.parent / "shared"
+BUILDKITE_SCHEMA = Path(__file__).parent / "data" / "buildkite" / "pipeline-schema.json"
 REAL_RUN = Path(__file__).parent / "data" / "real_run"
 
 
@@ -21,10 +21,14 @@ def cases_copy(tmp_path: Path) -> Path:
     return target
 
 
-def shared_file(relative: str) -> Path:
-    """A file from ../shared (data the project is given); skip loudly when it is missing."""
-    path = SHARED / relative
-    if not path.exists():
-        pytest.skip(f"../shared/{relative} missing: this test reads the project's shared data "
-                    f"from {SHARED}")
-    return path
+def require_tools(*tools: str) -> None:
+    """Fail (never skip) when a system tool the test needs is missing: `make test` installs
+    them (scripts/system-packages.sh), so a missing one is a broken set-up, not a reason to
+    pass quietly."""
+    from harness.syspkgs import missing_packages
+
+    missing = missing_packages(tools)
+    if missing:
+        pytest.fail(f"missing system packages {' '.join(missing)}: run `make test` as root, or "
+                    f"apt-get install -y --no-install-recommends {' '.join(missing)}",
+                    pytrace=False)

@@ -25,9 +25,7 @@ Mutation = Callable[[Result], Result]
 def real_run() -> Path:
     """The committed real run holding the CPU results of both cases."""
     runs = sorted(p.parent.parent for p in REAL_RUN.glob(f"*/cpu/{QWEN}.json"))
-    if not runs:
-        pytest.skip(f"{REAL_RUN} holds no <run>/cpu/{QWEN}.json: the real CPU results are "
-                    "not there")
+    assert runs, f"{REAL_RUN} holds no <run>/cpu/{QWEN}.json: the committed real results are gone"
     return runs[-1]
 
 

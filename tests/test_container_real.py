@@ -14,7 +14,6 @@ Afterwards nothing of ours is left: no container, no process, no temporary file.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,15 +30,9 @@ from harness.launch.local import WorkerRequest
 from harness.plan import plan
 from harness.results import read_result
 from harness.spec import load_cases, load_platforms
-from tests.conftest import CASES, REPO
+from tests.conftest import CASES, REPO, require_tools
 
 pytestmark = pytest.mark.container
-
-MISSING = [tool for tool in ("podman", "runc", "mmdebstrap") if shutil.which(tool) is None]
-if MISSING:
-    pytest.skip(f"{', '.join(MISSING)} not installed: real-container tests need podman, runc and "
-                "mmdebstrap (`apt-get install -y podman runc mmdebstrap`; .ci/run installs them)",
-                allow_module_level=True)
 
 # The base image docker/build-base.sh makes with its default packages (python3's shared
 # libraries, libgomp1, g++ for torch.compile); built once (~1-3 min), then reused.
@@ -59,6 +52,7 @@ def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
+    require_tools("podman", "runc", "catatonit", "mmdebstrap")
     if podman("image", "exists", BASE_IMAGE).returncode != 0:
         built = subprocess.run([str(REPO / "docker/build-base.sh"), "--engine", "podman",
                                 BASE_IMAGE], capture_output=True, text=True, timeout=900)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tools
 from tests.test_history_data import Planted, planted_history
 
 pytestmark = pytest.mark.browser
@@ -30,11 +30,8 @@ QUIET_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
 
 
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium; CI's .ci/run "
-                    "installs it)")
-    return found
+    require_tools("chromium")
+    return shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +83,7 @@ def test_chromium_cli_renders_the_grid_and_runs_the_script(page_file, tmp_path):
 
 
 def test_playwright_sees_no_script_errors_and_the_planted_regression(page_file):
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright; "
-                                      "it drives the system chromium, no browser download)")
+    from playwright import sync_api  # the test extra; it drives the system chromium
     out, planted, runs = page_file
     exe = chromium()
     errors: list[str] = []

@@ -27,7 +27,7 @@ from harness.buildkite.shard import ShardPlan, select_shard, useful_shards, vali
 from harness.cli import load_selection, main
 from harness.runid import new_run_id
 from harness.spec import load_platforms
-from tests.conftest import CASES, REAL_RUN, REPO, shared_file
+from tests.conftest import BUILDKITE_SCHEMA, CASES, REAL_RUN, REPO
 
 BOOTSTRAP = REPO / ".buildkite" / "pipeline.yml"
 # The tests follow the real file: the platforms selected when none is named.
@@ -36,8 +36,7 @@ PLATFORMS = [name for name, p in load_platforms(CASES / "platforms.yaml").items(
 
 @pytest.fixture(scope="module")
 def schema() -> jsonschema.Draft7Validator:
-    path = shared_file("buildkite/pipeline-schema.json")
-    return jsonschema.Draft7Validator(json.loads(path.read_text()))
+    return jsonschema.Draft7Validator(json.loads(BUILDKITE_SCHEMA.read_text()))
 
 
 @pytest.fixture(autouse=True)
@@ -390,8 +389,7 @@ def test_bad_shard_index_or_count_is_refused(index, count):
 
 def real_cpu_results() -> Path:
     found = sorted(REAL_RUN.glob("*/cpu/*.json"))
-    if not found:
-        pytest.skip(f"{REAL_RUN} holds no <run>/cpu/*.json: the real CPU results are not there")
+    assert found, f"{REAL_RUN} holds no <run>/cpu/*.json: the committed real CPU results are gone"
     return found[0].parent
 
 
