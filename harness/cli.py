@@ -76,6 +76,7 @@ EXTRA_COMMANDS = {
     "ingest": "add runs to the history store",
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
+    "bisect": "find the first bad image for a case (flake-aware, resumable)",
 }
 
 
