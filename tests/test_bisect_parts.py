@@ -188,7 +188,7 @@ def test_registry_tags_pages_token_and_index(fake_registry):
 
 
 def test_registry_errors_name_the_url(fake_registry):
-    with pytest.raises(RegistryError, match=r"/v2/vllm/y/tags/list: HTTP 404"):
+    with pytest.raises(RegistryError, match=r"/v2/vllm/y/tags/list\?n=1000: HTTP 404 .*NAME_UNKNOWN"):
         registry_candidates(f"{fake_registry}/vllm/y")
     with pytest.raises(RegistryError, match="ConnectionError"):
         registry_candidates("127.0.0.1:1/vllm/x")
