@@ -149,7 +149,8 @@ class FakeRegistry(BaseHTTPRequestHandler):
         if "/manifests/" in self.path:
             ref = self.path.rsplit("/", 1)[1]
             if ref in self.images:  # an index pointing at the amd64 manifest
-                return self._send(200, {"mediaType": "application/vnd.oci.image.index.v1+json",
+                return self._send(200, headers={"Docker-Content-Digest": f"sha256:idx-{ref}"},
+                                  body={"mediaType": "application/vnd.oci.image.index.v1+json",
                                         "manifests": [{"digest": f"sha256:{ref}-arm",
                                                        "platform": {"os": "linux", "architecture": "arm64"}},
                                                       {"digest": f"sha256:{ref}",
@@ -178,6 +179,7 @@ def test_registry_tags_pages_token_and_index(fake_registry):
     found = registry_candidates(f"{fake_registry}/vllm/x")
     assert [c.ref for c in found] == [f"{fake_registry}/vllm/x:t{i}" for i in range(5)]
     assert found[2].labels == {"v": "2"} and found[2].created == "2026-11-26T00:00:00Z"
+    assert found[2].digest == "sha256:idx-t2"  # the tag's own digest (the index), as pulled
     # created: t0 11-20, t1 11-23, t2 11-26, t3 11-22, t4 11-25
     assert [c.ref.rsplit(":", 1)[1] for c in by_creation_time(found)] == [
         "t0", "t3", "t1", "t4", "t2"]
@@ -305,9 +307,42 @@ def test_suggested_command_line_round_trips_through_the_parser():
     assert suggest("c", "rocm", "a/x:1", "a/x:1") is None  # same image: no range
     assert suggest("c", "rocm", "a/x:1", "b/y:2") is None  # different repositories
     assert suggest("c", "rocm", None, "b/y:2") is None
-    assert image_repository("h:5/a/b@sha256:00") is None
     request = BisectRequest("c", "rocm", "g", "b", candidates="c.txt", confirmations=2,
                             verify_ends=False, results="out")
     args = build_parser().parse_args(request.argv())
     assert (args.candidates, args.confirmations, args.no_verify_ends, args.results) == (
         Path("c.txt"), 2, True, Path("out"))
+
+
+# ---------------------------------------------------------------- the compare annotation
+
+
+def test_compare_annotation_of_two_runs_shows_the_bisect_command(tmp_path):
+    from harness.compare import compare_runs
+    from harness.report.markdown import LinkStyle, render_markdown
+    from tests.test_compare_data import PHI, failed, fingerprint, make_run
+
+    repo = "127.0.0.1:5000/vllm/vllm-openai-rocm"
+    night_1 = fingerprint(image=f"{repo}:nightly", image_digest=f"{repo}@sha256:{'a' * 64}")
+    night_2 = fingerprint(image=f"{repo}:nightly", image_digest=f"{repo}@sha256:{'b' * 64}")
+    good = make_run(tmp_path, {"rocm": {PHI: night_1}}, "build-1")
+    bad = make_run(tmp_path, {"rocm": {PHI: lambda r: failed("'list' object has no attribute "
+                                                            "'to'", "crash")(night_2(r))}},
+                   "build-2")
+    text = render_markdown(compare_runs([good, bad]), LinkStyle(relative_to=tmp_path))
+    expected = suggest(PHI, "rocm", f"{repo}@sha256:{'a' * 64}", f"{repo}@sha256:{'b' * 64}")
+    assert expected and f"find the first bad image: `{expected}`" in text
+    assert f"--tags-from {repo}" in expected
+    # The same image on both sides (nothing between them), or one run of two platforms: none.
+    same = make_run(tmp_path, {"rocm": {PHI: lambda r: failed()(night_1(r))}}, "build-3")
+    assert "harness bisect" not in render_markdown(compare_runs([good, same]))
+    cross = make_run(tmp_path, {"cuda": None, "rocm": {PHI: failed()}}, "build-4")
+    assert "harness bisect" not in render_markdown(compare_runs([cross], "cuda", ["rocm"]))
+
+
+def test_a_digest_reference_resolves_to_its_tag():
+    listed = [Candidate(ref="r:5/x:n1", digest="sha256:aa"), Candidate(ref="r:5/x:n2",
+                                                                        digest="sha256:bb")]
+    assert resolve(listed, "r:5/x@sha256:bb", "bad") == 1
+    assert image_repository("r:5/x@sha256:bb") == "r:5/x"
+    assert image_repository("r:5/x:n1") == "r:5/x" and image_repository("sha256:00") is None

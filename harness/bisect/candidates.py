@@ -48,10 +48,15 @@ def tag_of(ref: str) -> str:
 
 
 def resolve(candidates: Sequence[Candidate], ref: str, role: str) -> int:
-    """Index of the candidate ``ref`` names: its full reference, or its tag alone."""
+    """Index of the candidate ``ref`` names: its full reference, its digest (``repo@sha256:..``
+    as a result's fingerprint records it), or its tag alone."""
     exact = [i for i, c in enumerate(candidates) if c.ref == ref]
     if exact:
         return exact[0]
+    digest = ref.rsplit("@", 1)[1] if "@" in ref else ""
+    by_digest = [i for i, c in enumerate(candidates) if digest and c.digest == digest]
+    if by_digest:
+        return by_digest[-1]  # a digest pushed under several tags: the newest of them
     by_tag = [i for i, c in enumerate(candidates) if tag_of(c.ref) == ref]
     if len(by_tag) == 1:
         return by_tag[0]

@@ -49,11 +49,28 @@ class BisectRequest:
 
 
 def image_repository(ref: str) -> str | None:
-    """``host/repo`` of ``host/repo:tag`` (what --tags-from takes), None without a tag."""
-    last = ref.rsplit("/", 1)[-1]
-    if "@" in last or ":" not in last:
+    """``host/repo`` of ``host/repo:tag`` or ``host/repo@sha256:..`` (what --tags-from takes);
+    None for a bare name or image id."""
+    if ref.startswith("sha256:"):  # a local image id (no registry digest)
         return None
-    return ref[: len(ref) - len(last.split(":", 1)[1]) - 1]
+    name = ref.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        name = name[: len(name) - len(last.split(":", 1)[1]) - 1]
+    elif "@" not in ref:
+        return None
+    return name or None
+
+
+def range_images(good_fingerprint: dict, bad_fingerprint: dict) -> tuple[str, str] | None:
+    """The (good, bad) image references of two results' fingerprints: the registry digests
+    when both have one (a nightly tag names a different image every night), else the tags."""
+    good_digest, bad_digest = (str(fp.get("image_digest") or "")
+                               for fp in (good_fingerprint, bad_fingerprint))
+    if "@" in good_digest and "@" in bad_digest and good_digest != bad_digest:
+        return good_digest, bad_digest
+    good, bad = (str(fp.get("image") or "") for fp in (good_fingerprint, bad_fingerprint))
+    return (good, bad) if good and bad and good != bad else None
 
 
 def suggest(case: str, platform: str, good_image: str | None, bad_image: str | None,

@@ -85,23 +85,27 @@ class RegistryClient:
 
     def candidate(self, tag: str) -> Candidate:
         """The image ``prefix:tag`` with its creation time and labels from its config."""
-        config = self.image_config(tag)
+        digest, config = self.image_config(tag)
         labels = (config.get("config") or {}).get("Labels") or {}
-        return Candidate(ref=f"{self.repo.prefix}:{tag}", created=str(config.get("created", "")),
+        return Candidate(ref=f"{self.repo.prefix}:{tag}", digest=digest,
+                         created=str(config.get("created", "")),
                          labels={str(k): str(v) for k, v in labels.items()})
 
-    def image_config(self, reference: str) -> dict[str, Any]:
+    def image_config(self, reference: str) -> tuple[str, dict[str, Any]]:
+        """The digest ``reference`` resolves to (what `docker pull` records as RepoDigests) and
+        the image config it names."""
         url = f"{self.repo.base}/manifests/{reference}"
-        manifest = _json(self._get(url, MANIFEST_TYPES), url)
+        response = self._get(url, MANIFEST_TYPES)
+        digest = response.headers.get("Docker-Content-Digest", "")
+        manifest = _json(response, url)
         if manifest.get("mediaType") in _INDEX_TYPES or "manifests" in manifest:
-            digest = _amd64(manifest, url)
-            url = f"{self.repo.base}/manifests/{digest}"
+            url = f"{self.repo.base}/manifests/{_amd64(manifest, url)}"
             manifest = _json(self._get(url, MANIFEST_TYPES), url)
-        digest = (manifest.get("config") or {}).get("digest")
-        if not digest:
+        config_digest = (manifest.get("config") or {}).get("digest")
+        if not config_digest:
             raise RegistryError(f"{url}: manifest has no config digest (schema 1 is not read)")
-        blob = f"{self.repo.base}/blobs/{digest}"
-        return _json(self._get(blob, "application/json"), blob)
+        blob = f"{self.repo.base}/blobs/{config_digest}"
+        return digest, _json(self._get(blob, "application/json"), blob)
 
     def _get(self, url: str, accept: str) -> requests.Response:
         for attempt in range(2):

@@ -31,6 +31,7 @@ class _Model(BaseModel):
 
 class Candidate(_Model):
     ref: str  # image reference, as `harness run --image` takes it
+    digest: str = ""  # the registry's manifest digest (sha256:...), when known
     created: str = ""  # the image config's creation time, when known
     labels: dict[str, str] = {}
 
