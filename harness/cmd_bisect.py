@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     except StepUsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # between steps: every finished run is already in the state
+        print("harness bisect: interrupted; rerun the same command to continue", file=sys.stderr)
+        return EXIT_INFRA
 
 
 def _set_up(args: argparse.Namespace):
