@@ -346,3 +346,25 @@ def test_a_digest_reference_resolves_to_its_tag():
     assert resolve(listed, "r:5/x@sha256:bb", "bad") == 1
     assert image_repository("r:5/x@sha256:bb") == "r:5/x"
     assert image_repository("r:5/x:n1") == "r:5/x" and image_repository("sha256:00") is None
+
+
+# ---------------------------------------------------------------- the dashboard
+
+
+def test_dashboard_newly_broken_mark_shows_the_bisect_command(tmp_path):
+    from harness.cli import main
+    from tests.test_compare_data import PHI, failed, fingerprint, make_run
+
+    repo = "127.0.0.1:5000/vllm/vllm-openai-rocm"
+    digests = {night: f"{repo}@sha256:{c * 64}" for night, c in ((1, "a"), (2, "b"))}
+    results = tmp_path / "results"
+    good = make_run(results, {"rocm": {PHI: fingerprint(image_digest=digests[1])}}, "build-1")
+    bad = make_run(results, {"rocm": {PHI: lambda r: failed("'list' object", "crash")(
+        fingerprint(image_digest=digests[2])(r))}}, "build-2")
+    db, out = results / "history.sqlite", results / "dashboard.html"
+    assert main(["ingest", "--db", str(db), str(good), str(bad)]) == 0
+    assert main(["dashboard", "--db", str(db), "--out", str(out)]) == 0
+    page = out.read_text()
+    expected = suggest(PHI, "rocm", digests[1], digests[2])
+    assert expected is not None
+    assert f'<div class="bisect">find the first bad image: <code>{expected}</code></div>' in page

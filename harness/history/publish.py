@@ -18,9 +18,12 @@ def board_from_store(conn: sqlite3.Connection, shown_nights: int = DEFAULT_NIGHT
 
 
 def _outside_grid_ids(board: Board) -> list[int]:
-    """Results the page names that may lie before the shown nights: the first bad runs."""
-    return sorted(line.first_bad.first_bad.result_id for platform in board.platforms
-                  for line in platform.lines if line.first_bad is not None)
+    """Results the page names that may lie before the shown nights: the first bad runs and
+    the last good runs before them."""
+    return sorted(row.result_id for platform in board.platforms for line in platform.lines
+                  if line.first_bad is not None
+                  for row in (line.first_bad.first_bad, line.first_bad.last_good)
+                  if row is not None)  # the last good one too: the bisect range starts there
 
 
 def page_from_store(conn: sqlite3.Connection, out_path: Path,
