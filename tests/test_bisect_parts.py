@@ -368,3 +368,29 @@ def test_dashboard_newly_broken_mark_shows_the_bisect_command(tmp_path):
     expected = suggest(PHI, "rocm", digests[1], digests[2])
     assert expected is not None
     assert f'<div class="bisect">find the first bad image: <code>{expected}</code></div>' in page
+
+
+# ---------------------------------------------------------------- the image declares mutations
+
+
+@pytest.mark.parametrize("host_value, passed", [(None, False), ("", False),
+                                                ("phi4mm_revert_stack_with_pad", True)])
+def test_the_image_env_decides_the_mutation_unless_the_host_sets_one(tmp_path, host_value,
+                                                                     passed):
+    """HARNESS_MUTATIONS reaches the container by name only when the host sets a value; else
+    `docker run` passes nothing and the image's own ENV (a bisect candidate's) is what runs."""
+    from harness.launch.container import ContainerLaunch
+    from harness.launch.local import WorkerRequest
+    from harness.spec import load_platforms
+    from tests.conftest import CASES, REPO
+
+    platform = load_platforms(CASES / "platforms.yaml")["cpu-podman"]
+    environ = {"HOME": str(tmp_path)}
+    if host_value is not None:
+        environ["HARNESS_MUTATIONS"] = host_value
+    request = WorkerRequest(platform, sorted(CASES.glob("*_*.yaml")), CASES / "platforms.yaml",
+                            tmp_path / "results", "b-1", None, REPO)
+    argv = ContainerLaunch(request, environ=environ).argv()
+    options = argv[:argv.index(platform.image)]
+    assert ("HARNESS_MUTATIONS" in options) is passed
+    assert not any(a.startswith("HARNESS_MUTATIONS=") for a in options)  # never by value
