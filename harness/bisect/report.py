@@ -22,6 +22,7 @@ VERSION_LABELS = ("org.opencontainers.image.version", "org.opencontainers.image.
 REVISION_LABELS = ("org.opencontainers.image.revision", "vllm.commit", "vcs-ref", "revision")
 SOURCE_LABEL = "org.opencontainers.image.source"
 _COMMIT_TAG = re.compile(r"(?:^|[-_.])([0-9a-f]{7,40})$")
+RUN_VERDICT = {"pass": "pass", "fail": "fail", "infra": "skip"}  # one run's word in the report
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def terminal(summary: Summary) -> str:
     width = max(len(c.ref) for c in s.candidates)
     for st in s.steps:
         lines.append(f"  {st.number:>2} {st.purpose:<11} {s.candidates[st.candidate].ref:<{width}} "
-                     f"{st.outcome:<5} {st.duration_s:>6.0f}s  {st.result or st.name}"
+                     f"{RUN_VERDICT[st.outcome]:<5} {st.duration_s:>6.0f}s  {st.result or st.name}"
                      + (f"  {st.reason}" if st.outcome != "pass" else ""))
     final = summary.step_verdicts()
     lines.append("candidates: " + "  ".join(f"{tag_of(c.ref) or c.ref}={v}"
@@ -186,7 +187,7 @@ def markdown(summary: Summary, link_to: Callable[[str], str]) -> str:
         target = link(st.result, link_to(st.result)) if st.result else escape(st.name)
         why = escape(st.reason) if st.outcome != "pass" else ""
         out.append(f"| {st.number} | {escape(st.purpose)} | {code_span(s.candidates[st.candidate].ref)}"
-                   f" | {escape(st.outcome)} | {st.duration_s:.0f} s | {target} | {why} |")
+                   f" | {RUN_VERDICT[st.outcome]} | {st.duration_s:.0f} s | {target} | {why} |")
     skipped = summary.skipped()
     if skipped:
         out += ["", "Skipped candidates (infrastructure, as `git bisect skip`):", ""]
