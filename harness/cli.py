@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--engine", choices=["docker", "podman"], default=None,
                      help="container engine (overrides the platform's)")
     run.add_argument("--gpus", default=None, help="GPU indices for container platforms, e.g. 0,1")
+    run.add_argument("--image", default=None,
+                     help="container image to run (overrides the platform's), e.g. a PR build")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
     run.add_argument("--shard-index", type=int, default=None,
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
@@ -76,6 +78,7 @@ EXTRA_COMMANDS = {
     "ingest": "add runs to the history store",
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
+    "image": "build, push or pull a container platform's image",
 }
 
 
@@ -170,6 +173,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not jobs:
         print("error: no job matches the selection", file=sys.stderr)
         return EXIT_USAGE
+    local = [n for n in args.platform if args.image and platforms[n].launcher != "container"]
+    if local:
+        print(f"error: --image: platform {local[0]} runs on this host, not in a container",
+              file=sys.stderr)
+        return EXIT_USAGE
     run_id = args.run_id or new_run_id()
     if not is_valid_run_id(run_id):
         print(f"error: bad run id {run_id!r}", file=sys.stderr)
@@ -182,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index)
-        launch = make_launch(request, engine=args.engine, gpus=args.gpus)
+        launch = make_launch(request, engine=args.engine, gpus=args.gpus, image=args.image)
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue

@@ -32,12 +32,13 @@ class PlatformRun:
     exit_code: int
 
 
-def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None):
+def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None,
+                image: str | None = None):
     if request.platform.launcher == "local":
         return LocalLaunch(request)
     from harness.launch.container import ContainerLaunch
 
-    return ContainerLaunch(request, engine=engine, gpus=gpus)
+    return ContainerLaunch(request, engine=engine, gpus=gpus, image=image)
 
 
 def execute(jobs: list[Job], request: WorkerRequest, launch) -> PlatformRun:
@@ -46,9 +47,15 @@ def execute(jobs: list[Job], request: WorkerRequest, launch) -> PlatformRun:
     for job in jobs:  # a retried build must not pick up the previous attempt's verdicts
         result_path(request.results_dir, request.run_id, job.platform.name,
                     job.case.id).unlink(missing_ok=True)
-    outcome = run_worker(launch.argv(), platform_dir / f"worker{request.file_suffix()}.log",
-                         timeout_s=request.platform.timeout_minutes * 60, env=launch.env(),
-                         cwd=request.repo, on_stop=launch.on_stop)
+    log_path = platform_dir / f"worker{request.file_suffix()}.log"
+    blocked = launch.prepare()  # e.g. the image is missing: say so, start nothing
+    if blocked:
+        log_path.write_text(f"harness: not started: {redact(blocked)}\n", encoding="utf-8")
+        outcome = WorkerOutcome(None, False, False, 0.0, log_path, blocked)
+    else:
+        outcome = run_worker(launch.argv(), log_path,
+                             timeout_s=request.platform.timeout_minutes * 60, env=launch.env(),
+                             cwd=request.repo, on_stop=launch.on_stop)
     details = launch.describe(outcome)
     results = [_result_or_placeholder(job, request, outcome, details, launch) for job in jobs]
     return PlatformRun(request.platform.name, platform_dir, results, outcome,
@@ -70,7 +77,9 @@ def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutc
         return result
     except ResultFileError as exc:
         missing_why = exc.problem
-    if outcome.start_error:
+    if details.get("failure"):  # the launcher knows better (image missing, engine exit 125...)
+        failure_class, message = details["failure"]
+    elif outcome.start_error:
         failure_class, message = "infra", f"could not start the worker: {outcome.start_error}"
     elif outcome.timed_out:
         failure_class, message = "timeout", (

@@ -28,9 +28,14 @@ FailureClass = Literal[
     "interrupted",  # Ctrl-C / SIGTERM
     "infra",  # the harness or container runtime failed; not the code under test
     "collection",  # pytest collected nothing or could not collect
+    "image-missing",  # the container image is not here and could not be pulled
+    "container-start",  # the engine could not start the container (exit 125/126)
+    "command-not-found",  # the worker command is not in the image (exit 127)
+    "container-lost",  # the container vanished during the run
 ]
 CheckOutcome = Literal["passed", "failed", "not-applicable", "error"]
-INFRA_CLASSES = {"startup-timeout", "timeout", "oom", "interrupted", "infra", "collection"}
+INFRA_CLASSES = {"startup-timeout", "timeout", "oom", "interrupted", "infra", "collection",
+                 "image-missing", "container-start", "command-not-found", "container-lost"}
 
 
 class _Model(BaseModel):

@@ -41,7 +41,11 @@ class Platform(Strict):
     accelerator: Literal["rocm", "cuda", "cpu"]
     # Container platforms: engine (docker|podman), image and run flags.
     engine: Literal["docker", "podman"] = "docker"
+    # The image a run uses; without one, <registry>/<namespace>/vllm-harness:<name>-latest
+    # (harness.images). `pull`: before the run, always, when missing here, or never.
     image: str | None = None
+    pull: Literal["always", "missing", "never"] = "missing"
+    client: str | None = None  # the engine's client binary ($HARNESS_DOCKER/$HARNESS_PODMAN win)
     build: BuildSpec | None = None
     runtime: str | None = None  # e.g. runc for podman on hosts where crun fails
     ulimits: dict[str, str] = {}
@@ -92,8 +96,8 @@ class Platform(Strict):
 
     @model_validator(mode="after")
     def _container_needs_image(self) -> "Platform":
-        if self.launcher == "container" and not self.image:
-            raise ValueError("a container platform needs `image`")
+        if self.launcher == "container" and not (self.image or self.build):
+            raise ValueError("a container platform needs `image` or `build`")
         return self
 
 

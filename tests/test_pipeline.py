@@ -222,17 +222,40 @@ def test_parallelism_shards_by_buildkite_parallel_job_and_is_capped(capsys):
                                        ' --shard-count "$$BUILDKITE_PARALLEL_JOB_COUNT"')
 
 
-def test_image_builds_come_first_and_the_run_waits_for_them(capsys):
-    steps = steps_by_key(yaml.safe_load(generate(capsys, "--build-images", "--push-images")[0]))
+def test_image_builds_come_first_and_the_run_waits_for_them(capsys, monkeypatch):
+    monkeypatch.delenv("HARNESS_REGISTRY", raising=False)
+    monkeypatch.delenv("HARNESS_NAMESPACE", raising=False)
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--build-images", "--push-images",
+                                                 "--registry", "ghcr.io/me")[0]))
     assert "image-cpu" not in steps  # a local platform has no image
     image = steps["image-rocm"]
     assert image["agents"] == {"queue": "amd-mi300"}
+    # Built (--pull, BuildKit, tagged by vLLM version) and pushed by `harness image build`, under
+    # this build's own tag, which the run step then runs: never an image built by hand.
+    this_build = "ghcr.io/me/vllm-harness/vllm-harness:rocm-build-$BUILDKITE_BUILD_NUMBER"
     assert image["commands"] == [
-        "docker build -f docker/Dockerfile.rocm --build-arg BASE_IMAGE=vllm/vllm-openai-rocm"
-        " --build-arg BASE_TAG=nightly -t rocm/vllm-harness:rocm-nightly .",
-        "docker push rocm/vllm-harness:rocm-nightly"]
+        f"harness image build --platform rocm --image {this_build} --registry ghcr.io/me --push"]
+    assert f"--image {this_build}" in steps["run-rocm"]["commands"][0]
     assert steps["run-rocm"]["depends_on"] == "image-rocm"
-    assert "depends_on" not in steps["run-cpu"]
+    assert "depends_on" not in steps["run-cpu"] and "--image" not in steps["run-cpu"]["commands"][0]
+
+
+def test_image_option_runs_that_image_without_building(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(
+        capsys, "--platform", "rocm,cuda", "--image", "rocm=vllm/vllm-openai-rocm:nightly-abc123",
+        "--no-compare")[0]))
+    assert "image-rocm" not in steps
+    assert "--image vllm/vllm-openai-rocm:nightly-abc123" in steps["run-rocm"]["commands"][0]
+    assert "--image" not in steps["run-cuda"]["commands"][0]
+
+
+def test_bare_image_option_needs_one_container_platform(capsys):
+    assert main(["pipeline", "--platform", "rocm,cuda", "--image", "x/y:z"]) == 2
+    assert "exactly one container platform" in capsys.readouterr().err
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu", "--image",
+                                                 "registry.example:5000/x/y:z",
+                                                 "--no-compare")[0]))
+    assert "--image registry.example:5000/x/y:z" in steps["run-rocm"]["commands"][0]
 
 
 def test_nightly_adds_ingest_and_dashboard_after_everything(capsys):

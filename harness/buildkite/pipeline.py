@@ -18,11 +18,13 @@ enforces exactly that.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from harness import images
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
@@ -79,6 +81,9 @@ class PipelineOptions:
     parallelism: int = 1
     build_images: bool = False
     push_images: bool = False
+    images: tuple[tuple[str, str], ...] = ()  # (platform, image) given by --image: run those
+    registry: str | None = None  # where built images are named (harness.images settings)
+    namespace: str | None = None
     comparisons: tuple[Comparison, ...] = (Comparison("cuda", "rocm"),)
     cases: str | None = None  # passed on to `harness run` when not the default
     platforms_file: str | None = None
@@ -105,6 +110,12 @@ class PipelineOptions:
             out.append("--build-images")
         if self.push_images:
             out.append("--push-images")
+        for platform, image in self.images:
+            out += ["--image", f"{platform}={image}"]
+        if self.registry:
+            out += ["--registry", self.registry]
+        if self.namespace:
+            out += ["--namespace", self.namespace]
         if self.comparisons != PipelineOptions.comparisons:
             for comparison in self.comparisons:
                 out += ["--compare", f"{comparison.baseline}:{comparison.candidate}"]
@@ -141,13 +152,13 @@ def _harness(options: PipelineOptions) -> list[Raw]:
     return [Raw(options.harness)]  # may be several words, e.g. ".venv/bin/python -m harness"
 
 
-def _selection_args(options: PipelineOptions) -> list[str]:
+def _selection_args(options: PipelineOptions, keyword: bool = True) -> list[str]:
     out: list[str] = []
     if options.cases:
         out += ["--cases", options.cases]
     if options.platforms_file:
         out += ["--platforms-file", options.platforms_file]
-    if options.keyword:
+    if options.keyword and keyword:
         out += ["-k", options.keyword]
     return out
 
@@ -163,19 +174,41 @@ def _agents(queue: str | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- steps
 
 
+def build_image(platform: Platform, options: PipelineOptions) -> Raw:
+    """This build's image of a platform: <registry>/<namespace>/vllm-harness:<p>-build-<N>, so a
+    run step runs what its own image step built (pulled on other agents), never a stale tag."""
+    registry, namespace = images.settings(os.environ, options.registry, options.namespace)
+    prefix = images.image_ref(registry, namespace, platform.name, "build-")
+    return Raw(shlex.quote(prefix).replace("$", "$$") + "$BUILDKITE_BUILD_NUMBER")
+
+
+def run_image(platform: Platform, options: PipelineOptions) -> str | Raw | None:
+    given = dict(options.images).get(platform.name)
+    if given:
+        return given
+    if options.build_images and platform.build is not None and platform.launcher == "container":
+        return build_image(platform, options)
+    return None
+
+
 def image_step(platform: Platform, options: PipelineOptions) -> dict[str, Any]:
-    assert platform.build is not None and platform.image is not None
+    assert platform.build is not None
     secret = [name for name in platform.build.args if is_secret_name(name)]
     if secret:
         raise PipelineError(f"platform {platform.name}: build arg {secret[0]} looks like a secret; "
                             "build args are written into the pipeline, pass secrets another way")
-    argv: list[str | Raw] = [platform.engine, "build", "-f", platform.build.dockerfile]
-    for name, value in sorted(platform.build.args.items()):
-        argv += ["--build-arg", f"{name}={value}"]
-    argv += ["-t", platform.image, "."]
+    # `harness image build`: --pull, BuildKit, tags by vLLM version and commit, then this
+    # build's tag; pushed (every tag) for queues whose other agents pull it.
+    argv: list[str | Raw] = [*_harness(options), "image", "build", "--platform", platform.name,
+                             *_selection_args(options, keyword=False),
+                             "--image", build_image(platform, options)]
+    if options.registry:
+        argv += ["--registry", options.registry]
+    if options.namespace:
+        argv += ["--namespace", options.namespace]
+    if options.push_images:
+        argv.append("--push")
     commands = [sh(*argv)]
-    if options.push_images:  # other agents of the queue pull it; without a push it stays local
-        commands.append(sh(platform.engine, "push", platform.image))
     return {"label": f"image {platform.name}", "key": f"image-{platform.name}",
             "commands": commands, **_agents(platform.queue),
             "timeout_in_minutes": IMAGE_BUILD_TIMEOUT_MIN,
@@ -187,6 +220,9 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     shards = useful_shards(jobs, options.parallelism)
     argv: list[str | Raw] = [*_harness(options), "run", "--platform", platform.name,
                              "--run-id", Raw(RUN_ID), *_selection_args(options)]
+    image = run_image(platform, options)
+    if image is not None:
+        argv += ["--image", image]
     if shards > 1:
         argv += ["--shard-index", Raw('"$$BUILDKITE_PARALLEL_JOB"'),
                  "--shard-count", Raw('"$$BUILDKITE_PARALLEL_JOB_COUNT"')]

@@ -46,6 +46,9 @@ class LocalLaunch:
             platforms_file=str(r.platforms_file.resolve()),
             extra=["--rootdir", str(r.repo.resolve())])
 
+    def prepare(self) -> str | None:
+        return None  # nothing to fetch: this host's environment is the platform
+
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
