@@ -231,6 +231,8 @@ class ContainerLaunch:
             cache.mkdir(parents=True, exist_ok=True)
         compile_cache = self.host_compile_cache()
         _make_dirs(compile_cache, self.user)
+        if compile_cache.stat().st_uid != self.user[0]:  # the harness's own cache: follow the user
+            _hand_over(compile_cache, self.user)
         for _, sub in self._compile_caches():
             _make_dirs(compile_cache / sub, self.user)
         r = self.request
