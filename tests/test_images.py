@@ -66,3 +66,24 @@ def test_build_pulls_its_base_and_passes_the_platforms_args():
     podman = images.build_argv(images.client("podman", PLATFORMS["cpu-podman"], {}),
                                PLATFORMS["cpu-podman"], "t")
     assert podman[:4] == ["podman", "--runtime", "runc", "build"] and "--network=host" in podman
+
+
+def test_image_command_names_and_refuses_bad_input(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def image(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "harness", "image", *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HARNESS_REGISTRY": "reg.example:5000"})
+
+    named = image("name", "--platform", "rocm", "--namespace", "team")
+    assert named.returncode == 0 and named.stdout.strip() == \
+        "reg.example:5000/team/vllm-harness:rocm-latest"
+    local = image("build", "--platform", "cpu")
+    assert local.returncode == 2 and "runs on this host" in local.stderr
+    unknown = image("pull", "--platform", "nope")
+    assert unknown.returncode == 2 and "unknown platform 'nope'" in unknown.stderr
