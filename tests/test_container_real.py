@@ -322,3 +322,31 @@ def test_worker_that_collects_nothing_is_an_error_not_a_pass(tmp_path, engine, m
     assert run.outcome.returncode == 5 and run.exit_code == 3
     assert (result.status, result.failure_class) == ("error", "collection")
     assert launch.removed and our_containers(engine, run_id) == []
+
+
+def test_container_removed_by_someone_else_is_classified_lost(tmp_path, engine, monkeypatch):
+    """Someone (a janitor, an operator) removes the container while it runs: the job gets an
+    infrastructure error saying the container vanished, not a worker crash."""
+    platforms = stand_in_platforms(tmp_path, engine, ignore_signals=True)
+    run_id = f"ctr-lost-{engine.name}-{UNIQUE}"
+
+    def remove_when_running():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            names = engine("ps", "--filter", f"label={LABEL}={run_id}", "--filter",
+                           "status=running", "--format", "{{.Names}}").stdout.split()
+            if names:
+                time.sleep(2)
+                engine("rm", "-f", *names)
+                return
+            time.sleep(0.5)
+
+    import threading
+    remover = threading.Thread(target=remove_when_running, daemon=True)
+    remover.start()
+    run, launch = run_platform(tmp_path, engine, run_id, platforms, monkeypatch, deadline_s=180)
+    remover.join(timeout=130)
+    [result] = run.results
+    assert (result.status, result.failure_class) == ("error", "container-lost"), result.message
+    assert launch.name in result.message and run.exit_code == 3
+    assert our_containers(engine, run_id) == []
