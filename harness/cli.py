@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus", default=None, help="GPU indices for container platforms, e.g. 0,1")
     run.add_argument("--image", default=None,
                      help="container image to run (overrides the platform's), e.g. a PR build")
+    run.add_argument("--pull", choices=["always", "missing", "never"], default=None,
+                     help="pull the image before the run (overrides the platform's `pull`)")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
     run.add_argument("--shard-index", type=int, default=None,
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
@@ -190,7 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index)
-        launch = make_launch(request, engine=args.engine, gpus=args.gpus, image=args.image)
+        launch = make_launch(request, engine=args.engine, gpus=args.gpus, image=args.image,
+                             pull=args.pull)
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue

@@ -33,12 +33,12 @@ class PlatformRun:
 
 
 def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None,
-                image: str | None = None):
+                image: str | None = None, pull: str | None = None):
     if request.platform.launcher == "local":
         return LocalLaunch(request)
     from harness.launch.container import ContainerLaunch
 
-    return ContainerLaunch(request, engine=engine, gpus=gpus, image=image)
+    return ContainerLaunch(request, engine=engine, gpus=gpus, image=image, pull=pull)
 
 
 def execute(jobs: list[Job], request: WorkerRequest, launch) -> PlatformRun:

@@ -469,3 +469,11 @@ def test_cli_image_on_a_local_platform_is_a_usage_error(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--image" in done.stderr and "cpu" in done.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_pull_policy_option_overrides_the_platforms(tmp_path, group_file):
+    assert launch_for("rocm", tmp_path, group_file).pull == "missing"
+    launch = ContainerLaunch(request_for("rocm", tmp_path), environ={"HOME": str(tmp_path)},
+                             group_file=group_file, sysfs=tmp_path / "no-sys", pull="always")
+    assert launch.pull == "always"
+    assert launch_for("cpu-podman", tmp_path, group_file).pull == "never"

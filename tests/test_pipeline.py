@@ -165,7 +165,7 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
     assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
         {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
     assert rocm["commands"] == [
-        "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"]
+        "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER --pull always"]
     assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
     assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
     # Retried for infrastructure only: agent lost, the harness's infra exit, GPU hang on ROCm.
@@ -198,7 +198,7 @@ def test_keyword_selection_reaches_the_run_command_quoted(capsys):
     assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     assert steps["run-rocm"]["commands"] == [
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"
-        " -k 'cudagraph[rocm] or phi4mm'"]
+        " -k 'cudagraph[rocm] or phi4mm' --pull always"]
 
 
 def test_keyword_that_narrows_platforms_drops_their_steps(capsys):
@@ -542,3 +542,13 @@ def test_options_survive_the_round_trip_through_the_chained_command_line():
                                     history_db="/var/lib/h.sqlite", max_jobs_per_upload=50,
                                     harness=".venv/bin/harness")):
         assert options_from(parser.parse_args(options.argv())) == options
+
+
+def test_run_steps_without_a_built_image_pull_the_moving_tag_afresh(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu",
+                                                 "--no-compare")[0]))
+    assert "--pull always" in steps["run-rocm"]["commands"][0]
+    assert "--pull" not in steps["run-cpu"]["commands"][0]
+    built = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm", "--build-images",
+                                                 "--no-compare")[0]))
+    assert "--pull" not in built["run-rocm"]["commands"][0]  # its own build's tag

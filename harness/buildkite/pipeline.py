@@ -223,6 +223,8 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     image = run_image(platform, options)
     if image is not None:
         argv += ["--image", image]
+    elif platform.launcher == "container":  # a moving tag: tonight's, not this agent's copy
+        argv += ["--pull", "always"]
     if shards > 1:
         argv += ["--shard-index", Raw('"$$BUILDKITE_PARALLEL_JOB"'),
                  "--shard-count", Raw('"$$BUILDKITE_PARALLEL_JOB_COUNT"')]

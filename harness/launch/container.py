@@ -79,12 +79,14 @@ BY_NAME = (*BUILDKITE_FIELDS.values(), "BUILDKITE_PARALLEL_JOB", "HARNESS_MUTATI
 class ContainerLaunch:
     def __init__(self, request: WorkerRequest, engine: str | None = None,
                  gpus: str | None = None, *, environ: dict[str, str] | None = None,
-                 group_file: Path = GROUP_FILE, sysfs: Path = SYSFS, image: str | None = None):
+                 group_file: Path = GROUP_FILE, sysfs: Path = SYSFS, image: str | None = None,
+                 pull: str | None = None):
         self.request = request
         self.platform = request.platform
         self.engine = engine or self.platform.engine
         self.environ = dict(os.environ if environ is None else environ)
         self.image = images.platform_image(self.platform, self.environ, image)
+        self.pull = pull or self.platform.pull  # always | missing | never
         self.user = _owner(request.results_dir)
         try:
             self.gpus = select_gpus(gpus, self.platform,
@@ -248,8 +250,8 @@ class ContainerLaunch:
         message names the image and the command that builds or pulls it, and is printed)."""
         p, prefix = self.platform, self.engine_prefix()
         present = self._inspect_image()
-        if p.pull == "always" or (p.pull == "missing" and present is None):
-            print(f"pulling {self.image} (platform {p.name}: pull {p.pull})", flush=True)
+        if self.pull == "always" or (self.pull == "missing" and present is None):
+            print(f"pulling {self.image} (platform {p.name}: pull {self.pull})", flush=True)
             pulled = images.pull(prefix, self.image, self.environ)
             if not pulled.ok:
                 how = self._how_to_get() if pulled.failure_class == "image-missing" else (
@@ -258,7 +260,7 @@ class ContainerLaunch:
             present = self._inspect_image()
         if present is None:
             return self._fail("image-missing", f"image {self.image} is not on this host "
-                                               f"(platform {p.name}: pull {p.pull}); "
+                                               f"(platform {p.name}: pull {self.pull}); "
                                                f"{self._how_to_get()}")
         self._image = present
         return None
