@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE, worst_exit
 from harness.spec import PLATFORMS_FILE, SpecError
 
 DEFAULT_CASES = Path("cases")
@@ -153,7 +153,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.execute import execute, make_launch, shell_join
+    from harness.execute import execute, make_launch
+    from harness.proc import shell_join
     from harness.launch.local import WorkerRequest
     from harness.report.terminal import run_table
     from harness.runid import is_valid_run_id, new_run_id
@@ -189,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = execute(platform_jobs, request, launch)
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
-        worst = max(worst, outcome.exit_code, key=_severity)
+        worst = worst_exit([worst, outcome.exit_code])
         if outcome.outcome.interrupted:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
@@ -207,10 +208,6 @@ def select_shard_jobs(jobs, index: int | None, count: int | None):
     platforms = list(dict.fromkeys(job.platform.name for job in jobs))
     return [job for name in platforms
             for job in select_shard([j for j in jobs if j.platform.name == name], index, count)]
-
-
-def _severity(code: int) -> int:
-    return {EXIT_OK: 0, EXIT_INFRA: 1, 1: 2}.get(code, 3)
 
 
 def cmd_not_available(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_USAGE
+from harness.outcomes import EXIT_USAGE
 
 
 def _names(text: str) -> list[str]:

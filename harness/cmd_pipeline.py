@@ -16,7 +16,7 @@ from harness.buildkite.pipeline import (DEFAULT_HISTORY_DB, MAX_JOBS_PER_UPLOAD,
                                         PipelineOptions, plan_pipeline)
 from harness.buildkite.uploads import job_count, render
 from harness.cli import DEFAULT_CASES, positive_int
-from harness.execute import EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_OK, EXIT_USAGE
 
 
 

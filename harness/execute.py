@@ -6,21 +6,20 @@ here, from the worker's log, so the run directory always holds one result per pl
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.launch.local import LocalLaunch, WorkerRequest
 from harness.launch.worker import WorkerOutcome, run_worker
 from harness.plan import Job
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
 from harness.proc import read_tail
 from harness.results import (Expect, LogInfo, Result, ResultFileError, read_result, result_path,
                              tail, write_result)
 from harness.secrets import redact
-from harness.worker.job import now
+from harness.runinfo import now
 
 PYTEST_NO_TESTS = 5
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
 
 
 @dataclass
@@ -108,7 +107,3 @@ def exit_code(results: list[Result], outcome: WorkerOutcome) -> int:
     if outcome.returncode not in (0, 1) and results:  # pytest itself broke
         return EXIT_INFRA
     return EXIT_OK
-
-
-def shell_join(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

@@ -15,23 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from harness.outcomes import CheckOutcome, FailureClass, Status
+
 SCHEMA_VERSION = 1
-
-Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
-FailureClass = Literal[
-    "startup-timeout",  # engine not ready within the deadline
-    "crash",  # engine or worker process died
-    "oom",  # killed for memory (container OOM-killed, or exit 137 with OOM evidence)
-    "request-error",  # a request failed (HTTP error, engine error)
-    "check-failed",  # the engine ran; a declared check failed
-    "timeout",  # the whole job or container overran its deadline
-    "interrupted",  # Ctrl-C / SIGTERM
-    "infra",  # the harness or container runtime failed; not the code under test
-    "collection",  # pytest collected nothing or could not collect
-]
-CheckOutcome = Literal["passed", "failed", "not-applicable", "error"]
-INFRA_CLASSES = {"startup-timeout", "timeout", "oom", "interrupted", "infra", "collection"}
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -26,12 +26,12 @@ from typing import Any, Mapping, Sequence
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_USAGE
 from harness.plan import Job
 from harness.spec import Platform, is_secret_name
 
 RUN_ID = "build-$BUILDKITE_BUILD_NUMBER"  # harness.runid.new_run_id gives the same on Buildkite
 RESULTS = "results"
-EXIT_REGRESSION, EXIT_INFRA = 1, 3
 AGENT_LOST, ROCM_GPU_HANG = -1, 134
 TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can still write results
 IMAGE_BUILD_TIMEOUT_MIN = 180
@@ -193,7 +193,7 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     retry = [{"exit_status": AGENT_LOST, "limit": 2}, {"exit_status": EXIT_INFRA, "limit": 1}]
     if platform.accelerator == "rocm":
         retry.append({"exit_status": ROCM_GPU_HANG, "limit": 1})
-    soft = [EXIT_INFRA] + ([EXIT_REGRESSION] if compared else [])
+    soft = [EXIT_INFRA] + ([EXIT_FAILED] if compared else [])
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
@@ -286,7 +286,7 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
         **_agents(options.queue),
         "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
-        "soft_fail": [{"exit_status": 2}, {"exit_status": EXIT_INFRA}],
+        "soft_fail": [{"exit_status": EXIT_USAGE}, {"exit_status": EXIT_INFRA}],
         "artifact_paths": [DASHBOARD],
     }
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-from harness.results import INFRA_CLASSES, Result
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK, is_infra
+from harness.results import Result
 
 
 class Outcome(str, Enum):
@@ -45,8 +46,6 @@ class Verdict(str, Enum):
         return self.value
 
 
-EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 3
-
 VERDICT_EXIT = {
     Verdict.PARITY: EXIT_OK, Verdict.FIXED: EXIT_OK, Verdict.BOTH_FAIL: EXIT_OK,
     Verdict.XFAIL: EXIT_OK, Verdict.SKIPPED: EXIT_OK, Verdict.NEW: EXIT_OK,
@@ -59,7 +58,7 @@ VERDICT_EXIT = {
 def outcome_of(result: Result | None, problem: str | None = None) -> Outcome:
     if result is None:
         return Outcome.MISSING if problem in (None, "missing") else Outcome.CORRUPT
-    if result.status == "error" or result.failure_class in INFRA_CLASSES:
+    if result.status == "error" or (result.status != "failed" and is_infra(result.failure_class)):
         return Outcome.INFRA
     if result.status == "xpassed":
         return Outcome.XPASS_STRICT if result.expect.strict else Outcome.PASS
@@ -98,9 +97,3 @@ def parity_verdict(baseline: Outcome, candidate: Outcome) -> Verdict:
     if candidate_ok:
         return Verdict.FIXED
     return Verdict.BOTH_FAIL
-
-
-def worst_exit(codes: list[int]) -> int:
-    """A regression outranks an infrastructure error: it is the more specific news."""
-    rank = {EXIT_OK: 0, EXIT_INFRA: 1, EXIT_FAILED: 2}
-    return max(codes, key=lambda c: rank.get(c, 3), default=EXIT_OK)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,10 @@ from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
 from harness.launch.local import WorkerRequest
 from harness.models import default_cache_root
 from harness.launch.worker import WorkerOutcome, pytest_argv
+from harness import proc
 from harness.secrets import redact
 from harness.spec import SpecError
-from harness.worker.fingerprint import BUILDKITE_FIELDS, git_commit
+from harness.runinfo import BUILDKITE_FIELDS, git_env
 
 REPO_DIR = "/workspace"
 RESULTS_DIR = "/results"
@@ -70,7 +70,7 @@ class ContainerLaunch:
             raise SpecError("--gpus" if gpus else self.platform.name, None, "gpus",
                             str(exc)) from None
         self.name = _container_name(self.platform.name, request.run_id)
-        self.commit = git_commit(request.repo)
+        self.git = git_env(request.repo, self.environ)  # one commit + dirty flag per run
         self._mounts, self._paths = self._plan_mounts()
         self._state: dict[str, Any] | None = None
         self._image: dict[str, Any] | None = None
@@ -125,8 +125,7 @@ class ContainerLaunch:
         fixed = {"HARNESS_IN_CONTAINER": "1", "HARNESS_IMAGE": p.image or "",
                  "PYTHONPATH": REPO_DIR, "PYTHONDONTWRITEBYTECODE": "1",
                  "PYTHONUNBUFFERED": "1", "HF_HOME": HF_CACHE_DIR}
-        if self.commit:
-            fixed["HARNESS_GIT_COMMIT"] = self.commit
+        fixed.update(self.git)
         if p.model_source == "tiny":
             fixed["HARNESS_MODEL_CACHE"] = MODEL_CACHE_DIR
         fixed.update(p.env)  # the platform's own values win (they are checked not to be secrets)
@@ -167,9 +166,7 @@ class ContainerLaunch:
         return default_cache_root(self.environ)
 
     def reproduce(self) -> str:
-        from harness.execute import shell_join
-
-        return shell_join(self.argv())
+        return proc.shell_join(self.argv())
 
     # ------------------------------------------------------------ the run
 
@@ -253,16 +250,13 @@ class ContainerLaunch:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(redact(done.stdout + done.stderr, self.environ))
 
-    def _call(self, *args: str) -> subprocess.CompletedProcess | None:
-        try:
-            return subprocess.run([*self.engine_prefix(), *args], capture_output=True, text=True,
-                                  errors="replace", stdin=subprocess.DEVNULL,
-                                  timeout=ENGINE_CALL_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
+    def _call(self, *args: str) -> proc.Captured | None:
+        # Through the one process-group manager: a hung client is stopped like any child.
+        done = proc.call([*self.engine_prefix(), *args], timeout_s=ENGINE_CALL_TIMEOUT_S)
+        return None if done is None or done.returncode is None else done
 
 
-def _first(done: subprocess.CompletedProcess | None) -> dict[str, Any] | None:
+def _first(done: proc.Captured | None) -> dict[str, Any] | None:
     """The first object of an `inspect` answer (a JSON list), or None."""
     if done is None or done.returncode != 0:
         return None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.launch.worker import WorkerOutcome, pytest_argv
+from harness.runinfo import git_env
 from harness.spec import Platform
 
 
@@ -47,7 +48,8 @@ class LocalLaunch:
             extra=["--rootdir", str(r.repo.resolve())])
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ)
+        # One git commit and dirty flag per run, taken here (the host), read by every job.
+        return {**os.environ, **git_env(self.request.repo)}
 
     def on_stop(self) -> None:
         pass  # the worker's process group is stopped by run_worker

@@ -8,7 +8,6 @@ runs, so nothing is left behind.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from harness import proc
 from harness.secrets import redact
 
 
@@ -53,9 +53,7 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     try:
-        child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                                 start_new_session=True)
+        child = proc.spawn(argv, stdout=subprocess.PIPE, env=env, cwd=cwd)
     except OSError as exc:  # e.g. docker not installed on this agent
         problem = f"{argv[0]}: {exc.strerror or exc}"
         with open(log_path, "a", encoding="utf-8") as log:
@@ -73,9 +71,9 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if child.poll() is None:
-            # SIGINT first: the worker's pytest turns it into "interrupted" results.
-            _stop(child, grace_s)
+        # SIGINT first (proc.ESCALATION): the worker's pytest turns it into "interrupted"
+        # results; the group is swept even when the leader already exited.
+        proc.stop(child, grace_s)
         if on_stop is not None:
             on_stop()
         copier.join(timeout=10)
@@ -87,23 +85,6 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _stop(child: subprocess.Popen, grace_s: float) -> None:
-    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(child.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            child.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:  # stragglers that left the leader behind
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _copy_output(child: subprocess.Popen, log_path: Path, echo: bool) -> None:

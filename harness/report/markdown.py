@@ -22,14 +22,16 @@ from urllib.parse import quote
 from harness.compare.explain import (counts_line, output_lines, pair_title, reference_line,
                                      side_status, strip_ansi)
 from harness.compare.model import CaseComparison, Comparison, PairComparison
-from harness.compare.verdicts import EXIT_OK, Outcome, Verdict
+from harness.compare.verdicts import Outcome, Verdict
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
 from harness.results import Result
 
 MAX_BYTES = 1024 * 1024  # Buildkite's limit for one annotation body
 _NOTE_RESERVE = 512  # room kept for the truncation note
 _PUNCTUATION = re.compile(r"([\\`*_\[\]|#!~{}()+])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-EXIT_MEANING = {0: "parity", 1: "regression or divergence", 3: "missing results or infrastructure"}
+EXIT_MEANING = {EXIT_OK: "parity", EXIT_FAILED: "a case fails, regression or divergence",
+                EXIT_INFRA: "missing results or infrastructure"}
 _FAILING = (Outcome.FAIL, Outcome.INFRA, Outcome.XPASS_STRICT, Outcome.MISSING, Outcome.CORRUPT)
 
 

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import os
 import platform as host
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BUILDKITE_FIELDS = {
-    "build_number": "BUILDKITE_BUILD_NUMBER",
-    "commit": "BUILDKITE_COMMIT",
-    "build_url": "BUILDKITE_BUILD_URL",
-    "job_id": "BUILDKITE_JOB_ID",
-    "parallel_job": "BUILDKITE_PARALLEL_JOB",
-    "parallel_job_count": "BUILDKITE_PARALLEL_JOB_COUNT",
-    "pipeline": "BUILDKITE_PIPELINE_SLUG",
-    "branch": "BUILDKITE_BRANCH",
-}
-
+from harness.runinfo import BUILDKITE_FIELDS, git_state, hostname
 
 def version_of(*distributions: str) -> str | None:
     for name in distributions:
@@ -28,17 +17,6 @@ def version_of(*distributions: str) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
-
-
-def git_commit(repo: Path) -> str | None:
-    if os.environ.get("HARNESS_GIT_COMMIT"):  # set by the launcher where .git is not mounted
-        return os.environ["HARNESS_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def device_name(accelerator: str) -> str:
@@ -62,6 +40,7 @@ def device_name(accelerator: str) -> str:
 
 
 def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, Any]:
+    commit, dirty = git_state(repo)
     buildkite = {key: os.environ[var] for key, var in BUILDKITE_FIELDS.items() if var in os.environ}
     return {
         "harness": version_of("vllm-rocm-harness"),
@@ -74,8 +53,9 @@ def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, A
         "platform": platform_name,
         "accelerator": accelerator,
         "device": device_name(accelerator),
-        "hostname": host.node(),
-        "git_commit": git_commit(repo),
+        "hostname": hostname(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "image": os.environ.get("HARNESS_IMAGE") or None,
         "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
         "container": bool(os.environ.get("HARNESS_IN_CONTAINER")),

@@ -8,13 +8,14 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness import proc
 from harness.plan import Job
-from harness.results import (INFRA_CLASSES, Expect, LogInfo, Result, Timings, result_path, tail,
+from harness.runinfo import now
+from harness.outcomes import INFRA_CLASSES
+from harness.results import (Expect, LogInfo, Result, Timings, result_path, tail,
                              write_result)
 from harness.secrets import redact, redact_file
 from harness.spec import ProbeCheck
@@ -35,10 +36,6 @@ class RunContext:
     repo: Path
     model_cache: Path
     python: str = sys.executable
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def resolve_model(job: Job, ctx: RunContext) -> str:
