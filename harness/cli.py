@@ -155,6 +155,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.execute import execute, make_launch
     from harness.proc import shell_join
+    from harness.results import DiskFull
     from harness.launch.local import WorkerRequest
     from harness.report.terminal import run_table
     from harness.runid import is_valid_run_id, new_run_id
@@ -187,9 +188,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
-        outcome = execute(platform_jobs, request, launch)
+        try:
+            outcome = execute(platform_jobs, request, launch, relaunch=lambda r: make_launch(
+                r, engine=args.engine, gpus=args.gpus))
+        except DiskFull as exc:
+            print(f"error: infrastructure: disk full: {exc}; results written before it are "
+                  "intact", file=sys.stderr)
+            return EXIT_INFRA
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
+        if outcome.problem:
+            print(f"error: infrastructure: disk full: {outcome.problem}; results written "
+                  "before it are intact", file=sys.stderr)
         worst = worst_exit([worst, outcome.exit_code])
         if outcome.outcome.interrupted:
             print("interrupted: remaining platforms not run", file=sys.stderr)

@@ -13,6 +13,7 @@ not bad luck.
 
 from __future__ import annotations
 
+import re
 from typing import Literal, get_args
 
 # ---------------------------------------------------------------- statuses
@@ -43,14 +44,15 @@ FailureClass = Literal[
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 
 # Failures that may be the machine's fault: one retry decides (see the module docstring).
+# Not `timeout`: the whole worker overran the platform's deadline, and a retry would overrun
+# the Buildkite step's; not `interrupted`: someone asked to stop.
 RETRIED_CLASSES = frozenset({
-    "startup-timeout", "oom", "gpu-hang", "timeout", "infra", "container-lost",
-    "container-start",
+    "startup-timeout", "oom", "gpu-hang", "infra", "container-lost", "container-start",
 })
 # Classes that give no verdict on the code under test: status "error" (unless repeated on the
 # retry, for the RETRIED ones). `harness-error` is here but not retried: a bug repeats.
 INFRA_CLASSES = RETRIED_CLASSES | frozenset({
-    "interrupted", "collection", "harness-error", "disk-full", "image-missing",
+    "timeout", "interrupted", "collection", "harness-error", "disk-full", "image-missing",
     "command-not-found",
 })
 VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
@@ -88,3 +90,27 @@ def is_infra(failure_class: str | None) -> bool:
 
 def is_retried(failure_class: str | None) -> bool:
     return failure_class in RETRIED_CLASSES
+
+
+# ---------------------------------------------------------------- how a process ended
+
+SIGABRT_EXITS = (-6, 134)  # killed by SIGABRT: Popen's -6, a shell's or container's 128+6
+SIGKILL_EXITS = (-9, 137)
+# What ROCm prints when a GPU hangs or faults before it aborts the process.
+GPU_HANG_RE = re.compile(r"HW Exception by GPU node|GPU Hang|HSA_STATUS_ERROR")
+OOM_RE = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError", re.I)
+
+
+def classify_exit(returncode: int | None, log_text: str) -> str:
+    """The class of an engine (or worker) that exited on its own with ``returncode``.
+
+    A GPU hang's log signature wins (ROCm aborts after printing it; SIGABRT alone is any C++
+    abort, a crash). A SIGKILL we did not send is the kernel's OOM killer in practice; OOM in
+    the log is OOM. Both are retried once (RETRIED_CLASSES), so a guess that is wrong by bad
+    luck does not stand, and one that repeats becomes the case's failure.
+    """
+    if GPU_HANG_RE.search(log_text):
+        return "gpu-hang"
+    if returncode in SIGKILL_EXITS or OOM_RE.search(log_text):
+        return "oom"
+    return "crash"

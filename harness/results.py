@@ -7,6 +7,7 @@ Everything after this module reads files, never a live engine.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -72,6 +73,19 @@ class Expect(_Model):
     strict: bool = True
 
 
+class Attempt(_Model):
+    """One earlier attempt of a retried job (see harness.outcomes: the retry rule)."""
+
+    attempt: int
+    status: Status
+    failure_class: FailureClass | None = None
+    message: str = ""
+    result_path: str = ""  # the attempt's own result file, relative to this one
+    log: LogInfo = LogInfo()
+    image_digest: str | None = None
+    finished_at: str = ""
+
+
 class Result(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     run_id: str
@@ -91,6 +105,9 @@ class Result(_Model):
     fingerprint: dict[str, Any] = {}
     compare: dict[str, Any] = {}  # the case's output-comparison policy, for `harness compare`
     reproduce: str = ""
+    # Every attempt of a retried job, the last one included (empty when it ran once).
+    attempts: list[Attempt] = []
+    harness_traceback: str = ""  # where the harness's own code raised (failure_class harness-error)
     started_at: str = ""
     finished_at: str = ""
 
@@ -107,7 +124,28 @@ def result_path(results_dir: Path, run_id: str, platform: str, case_id: str) -> 
     return Path(results_dir) / run_id / platform / f"{case_id}.json"
 
 
+class DiskFull(OSError):
+    """No space left while writing a result: an infrastructure error that names the file.
+    The atomic write leaves the previous content of the file (or none) intact."""
+
+    def __init__(self, path: Path | str):
+        super().__init__(errno.ENOSPC, f"no space left on device writing {path}")
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def write_atomic(path: Path, text: str) -> None:
+    try:
+        _write_atomic(path, text)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
+            raise DiskFull(path) from exc
+        raise
+
+
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -22,7 +22,7 @@ _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ff
 _TEXT_LIMIT = 64_000
 
 _FAILURE = {Verdict.REGRESSION, Verdict.DIVERGENCE, Verdict.XPASS, Verdict.BOTH_FAIL,
-            Verdict.NEW_FAILING}
+            Verdict.NEW_FAILING, Verdict.ALONE_FAILING}
 _ERROR = {Verdict.INFRA, Verdict.MISSING, Verdict.CORRUPT}
 _SKIP = {Verdict.XFAIL, Verdict.SKIPPED}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,12 @@ def _evaluate_one(check: Check, name: str, observed: Observed) -> CheckResult:
     if missing:
         return CheckResult(name=name, kind=check.kind, outcome="not-applicable",
                            message=f"platform lacks {', '.join(missing)}")
-    ok, message, evidence = _RULES[type(check)](check, observed)
+    try:
+        ok, message, evidence = _RULES[type(check)](check, observed)
+    except Exception as exc:  # a bug in the check (or data it did not expect): its own error
+        return CheckResult(name=name, kind=check.kind, outcome="error",
+                           message=f"check raised {type(exc).__name__}: {exc}",
+                           evidence={"traceback": traceback.format_exc()[-3000:]})
     return CheckResult(name=name, kind=check.kind, outcome="passed" if ok else "failed",
                        message=message, evidence=evidence)
 

@@ -7,6 +7,7 @@ import os
 import resource
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,13 +133,16 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
             capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
             requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
         failed = [c for c in checks if c.outcome == "failed"]
+        errored = [c for c in checks if c.outcome == "error"]
         failure_class = None
         if failed:
             failure_class = ("request-error" if any(c.kind == "requests_succeed" for c in failed)
                              else "check-failed")
+        elif errored:  # no check failed, but one could not judge: no verdict on vLLM
+            failure_class = "harness-error"
         fields = {
             "failure_class": failure_class,
-            "message": "; ".join(f"{c.name}: {c.message}" for c in failed),
+            "message": "; ".join(f"{c.name}: {c.message}" for c in failed + errored),
             "checks": checks, "requests": responses,
             "timings": Timings(startup_s=engine.startup_s, requests_s=engine.requests_s,
                                engine_reused=reused)}
@@ -151,9 +155,11 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
                                   "message": "interrupted (Ctrl-C or SIGTERM)"},
                      engine_log, began)
         raise
-    except Exception as exc:  # the harness itself broke: still leave a result that says so
+    except Exception as exc:  # the harness itself broke: no verdict on vLLM, and it says so
         pool.close()
-        fields = {"failure_class": "infra", "message": f"{type(exc).__name__}: {exc}"}
+        fields = {"failure_class": "harness-error",
+                  "message": f"harness error, not a verdict on vLLM: {type(exc).__name__}: {exc}",
+                  "harness_traceback": traceback.format_exc()[-4000:]}
     if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
         fields["traces"] = engine.traces()
         if engine.mutations():

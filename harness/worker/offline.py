@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import proc
+from harness.outcomes import classify_exit
 from harness.results import RequestResult, TopLogprob
 from harness.worker.engine import EngineFailure, PreparedRequest
-from harness.worker.server import classify_exit
 
 
 class OfflineEngine:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
 import sys
@@ -13,21 +12,14 @@ from typing import Any
 import requests
 
 from harness import proc
+from harness.outcomes import classify_exit
 from harness.results import RequestResult, TopLogprob
 from harness.worker.engine import EngineFailure, PreparedRequest, cli_args
-
-_OOM_RE = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError", re.I)
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def classify_exit(returncode: int | None, log_text: str) -> str:
-    """An engine killed by SIGKILL that we did not send is the kernel's OOM killer in practice."""
-    return "oom" if returncode in (-9, 137) or _OOM_RE.search(log_text) else "crash"
 
 
 class ServerEngine:
