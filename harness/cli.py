@@ -118,13 +118,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def load_selection(args: argparse.Namespace):
     """Cases, platforms and the planned jobs for a plan/run command line."""
     from harness.plan import plan
-    from harness.spec import check_overrides, load_cases, load_platforms
+    from harness.spec import check_overrides, check_registries, load_cases, load_platforms
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
     platforms_file = args.platforms_file or case_dir / PLATFORMS_FILE
     platforms = load_platforms(platforms_file)
     cases = load_cases([args.cases])
     check_overrides(cases, platforms)
+    for case in cases:
+        check_registries(case)
     selected = args.platform or [name for name, p in platforms.items() if p.default]
     jobs = plan(cases, platforms, selected, args.keyword)
     return cases, platforms, platforms_file, jobs

@@ -84,10 +84,10 @@ def run(argv: Sequence[str], log_path: Path, timeout_s: float, env: dict[str, st
     """Run to completion or deadline; on deadline or Ctrl-C the group is stopped first."""
     began = time.monotonic()
     child = start(argv, log_path, env=env, cwd=cwd)
-    return _wait(child, timeout_s, grace_s, began)
+    return wait(child, timeout_s, grace_s, began)
 
 
-def _wait(child: subprocess.Popen, timeout_s: float, grace_s: float, began: float) -> Finished:
+def wait(child: subprocess.Popen, timeout_s: float, grace_s: float, began: float) -> Finished:
     try:
         returncode = child.wait(timeout=timeout_s)
         stop(child, grace_s=1.0)  # reap stragglers left in the group

@@ -30,6 +30,7 @@ class CheckResult(_Model):
     outcome: CheckOutcome
     message: str = ""
     evidence: dict[str, Any] = {}
+    decisive: bool = False  # what the case exists to prove (see spec: decisive)
 
 
 class TopLogprob(_Model):
@@ -49,6 +50,8 @@ class RequestResult(_Model):
     # Per generated position: the top-k alternatives (always includes the sampled token).
     logprobs: list[list[TopLogprob]] = []
     prompt_tokens: int | None = None
+    # The same prompt with its images left out, tokenized by the engine (token_counts).
+    text_only_prompt_tokens: int | None = None
     finish_reason: str | None = None
     latency_s: float | None = None
 
@@ -110,6 +113,26 @@ class Result(_Model):
     harness_traceback: str = ""  # where the harness's own code raised (failure_class harness-error)
     started_at: str = ""
     finished_at: str = ""
+
+
+def not_applicable(result: "Result") -> list[CheckResult]:
+    return [c for c in result.checks if c.outcome == "not-applicable"]
+
+
+def not_decisive(checks: list[CheckResult]) -> bool:
+    """Decisive checks were declared and none of them applied here: not a plain pass."""
+    decisive = [c for c in checks if c.decisive]
+    return bool(decisive) and all(c.outcome == "not-applicable" for c in decisive)
+
+
+def status_label(result: "Result") -> str:
+    """The status as every report shows it: a pass whose decisive checks did not apply, or
+    with checks that did not apply, says so."""
+    if result.status in ("passed", "xpassed") and not_decisive(result.checks):
+        return f"{result.status} (not decisive: {len(not_applicable(result))} n/a)"
+    if result.status in ("passed", "xpassed") and not_applicable(result):
+        return f"{result.status} ({len(not_applicable(result))} n/a)"
+    return result.status
 
 
 class ResultFileError(Exception):

@@ -166,7 +166,7 @@ def test_a_raising_check_records_error_for_itself_and_keeps_the_others():
                                   _request("small", [3])], log_text="all fine",
                         probes={"phi4mm_stack_with_pad": {"ok": True},
                                 "phi4mm_schema_ragged_masks": {"ok": True}},
-                        traces={"phi4mm_image_batches": [{"unexpected": "format"}]})
+                        traces={"phi4mm_image_batches": [{"phase": "requests", "unexpected": "format"}]})
     checks = {c.kind: c for c in evaluate(case.checks, observed)}
     assert checks["ragged_batch"].outcome == "error"
     assert "KeyError" in checks["ragged_batch"].message

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 import traceback
@@ -16,8 +15,8 @@ from harness import proc
 from harness.plan import Job
 from harness.runinfo import now
 from harness.outcomes import INFRA_CLASSES
-from harness.results import (Expect, LogInfo, Result, Timings, result_path, tail,
-                             write_result)
+from harness.results import (Expect, LogInfo, Result, Timings, not_decisive, result_path,
+                             tail, write_result)
 from harness.secrets import redact, redact_file
 from harness.spec import ProbeCheck
 from harness.worker.checks import Observed, evaluate
@@ -74,6 +73,9 @@ def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str,
     names = [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
     if not names:
         return {}
+    # Each attempt's evidence is its own: the log is started afresh, so the only
+    # HARNESS-PROBES line in it is this run's (an earlier attempt's cannot win).
+    log_path.unlink(missing_ok=True)
     finished = proc.run([ctx.python, "-m", "harness.worker.probes", *names], log_path,
                         timeout_s=PROBE_TIMEOUT_S, env=engine_env(job))
     for line in reversed(proc.read_tail(log_path, 200_000).splitlines()):
@@ -82,6 +84,15 @@ def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str,
     why = "timed out" if finished.timed_out else f"exited {finished.returncode}"
     return {name: {"ok": False, "error": f"probe process {why} without a result"}
             for name in names}
+
+
+def job_log_text(engine_log: Path, ready_offset: int, job_offset: int) -> str:
+    """The part of an engine log that is this job's evidence: everything for a fresh engine;
+    for a reused one, its start-up (up to ``ready_offset``) and what came after ``job_offset``."""
+    if job_offset <= 0:
+        return proc.read_from(engine_log, 0)
+    startup = proc.read_from(engine_log, 0)[:ready_offset] if ready_offset > 0 else ""
+    return startup + proc.read_from(engine_log, job_offset)
 
 
 def final_status(failure_class: str | None, expect: Expect) -> str:
@@ -126,9 +137,14 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
             pool.put(job.engine_key, engine)  # before start(): an interrupt must stop it too
             engine.start()
         engine_log = engine.log_path
+        # A reused engine's log holds earlier jobs' requests: this job reads the engine's
+        # start-up (shared evidence: the engine serving it) and its own part, nothing between.
+        job_offset = proc.log_size(engine_log) if reused else 0
+        engine.reset_peak()
         responses = engine.generate(prepared, job.case.compare.top_k)
+        peak_mb = engine.peak_rss_mb()
         probes = run_probes(job, path.with_suffix(".probes.log"), ctx)
-        log_text = proc.read_tail(engine_log, 4_000_000)
+        log_text = job_log_text(engine_log, engine.ready_log_offset if reused else 0, job_offset)
         checks = evaluate(job.case.checks, Observed(
             capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
             requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
@@ -140,12 +156,16 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
                              else "check-failed")
         elif errored:  # no check failed, but one could not judge: no verdict on vLLM
             failure_class = "harness-error"
+        message = "; ".join(f"{c.name}: {c.message}" for c in failed + errored)
+        if failure_class is None and not_decisive(checks):
+            message = ("passed, but not decisive: its decisive checks did not apply on "
+                       f"{job.platform.name}: " + "; ".join(
+                           f"{c.name}: {c.message}" for c in checks if c.decisive))
         fields = {
-            "failure_class": failure_class,
-            "message": "; ".join(f"{c.name}: {c.message}" for c in failed + errored),
+            "failure_class": failure_class, "message": message,
             "checks": checks, "requests": responses,
             "timings": Timings(startup_s=engine.startup_s, requests_s=engine.requests_s,
-                               engine_reused=reused)}
+                               engine_reused=reused, peak_rss_mb=peak_mb)}
     except EngineFailure as exc:
         pool.close()
         fields = {"failure_class": exc.failure_class, "message": str(exc)}
@@ -170,10 +190,8 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
 def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: Path,
                  began: float) -> Result:
     timings: Timings = fields.pop("timings", None) or Timings()
-    timings = timings.model_copy(update={
-        "total_s": time.monotonic() - began,
-        # Largest resident set among this worker's finished children (the engines), in MiB.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    # peak_rss_mb: this job's engine process tree, sampled while the job ran (see generate).
+    timings = timings.model_copy(update={"total_s": time.monotonic() - began})
     failure_class = fields.get("failure_class")
     status = final_status(failure_class, base.expect)
     message = fields.pop("message", "")
