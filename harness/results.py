@@ -115,6 +115,9 @@ class Result(_Model):
     finished_at: str = ""
 
 
+NOT_DECISIVE = "passed, but not decisive"  # how such a pass's message starts (dashboard reads it)
+
+
 def not_applicable(result: "Result") -> list[CheckResult]:
     return [c for c in result.checks if c.outcome == "not-applicable"]
 
@@ -123,6 +126,12 @@ def not_decisive(checks: list[CheckResult]) -> bool:
     """Decisive checks were declared and none of them applied here: not a plain pass."""
     decisive = [c for c in checks if c.decisive]
     return bool(decisive) and all(c.outcome == "not-applicable" for c in decisive)
+
+
+def not_applicable_line(result: "Result") -> str:
+    """'3:log_present (platform lacks encoder_cudagraph); ...' or ''."""
+    return "; ".join(f"{c.name} ({c.message})" + (" [decisive]" if c.decisive else "")
+                     for c in not_applicable(result))
 
 
 def status_label(result: "Result") -> str:

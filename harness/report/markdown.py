@@ -24,7 +24,8 @@ from harness.compare.explain import (counts_line, output_lines, pair_title, refe
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import Outcome, Verdict
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
-from harness.results import Result
+from harness.results import (Result, not_applicable, not_applicable_line, not_decisive,
+                             status_label)
 
 MAX_BYTES = 1024 * 1024  # Buildkite's limit for one annotation body
 _NOTE_RESERVE = 512  # room kept for the truncation note
@@ -118,6 +119,8 @@ def _table(pair: PairComparison) -> list[str]:
 
 
 def _needs_detail(case: CaseComparison) -> bool:
+    if any(r is not None and not_applicable(r) for r in (case.baseline, case.candidate)):
+        return True  # what did not run is shown as not run
     if case.verdict in (Verdict.PARITY, Verdict.SKIPPED, Verdict.NEW):
         return bool(case.outputs and any(r.divergence for r in case.outputs.requests))
     return True
@@ -137,9 +140,12 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
             continue
         if result is None:
             continue
-        if result.message and outcome is not Outcome.PASS:
-            lines.append(f"- **{escape(name)}** ({escape(result.status)}): "
+        if result.message and (outcome is not Outcome.PASS or not_decisive(result.checks)):
+            lines.append(f"- **{escape(name)}** ({escape(status_label(result))}): "
                          f"{escape(result.message[:2000])}")
+        if not_applicable_line(result):
+            lines.append(f"- **{escape(name)}** not applicable: "
+                         f"{escape(not_applicable_line(result))}")
         if result.expect.outcome == "xfail":
             expect = f"- **{escape(name)}** expected to fail: {escape(result.expect.reason)}"
             if result.expect.link:

@@ -15,7 +15,7 @@ from harness import proc
 from harness.plan import Job
 from harness.runinfo import now
 from harness.outcomes import INFRA_CLASSES
-from harness.results import (Expect, LogInfo, Result, Timings, not_decisive, result_path,
+from harness.results import (NOT_DECISIVE, Expect, LogInfo, Result, Timings, not_decisive, result_path,
                              tail, write_result)
 from harness.secrets import redact, redact_file
 from harness.spec import ProbeCheck
@@ -158,7 +158,7 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
             failure_class = "harness-error"
         message = "; ".join(f"{c.name}: {c.message}" for c in failed + errored)
         if failure_class is None and not_decisive(checks):
-            message = ("passed, but not decisive: its decisive checks did not apply on "
+            message = (f"{NOT_DECISIVE}: its decisive checks did not apply on "
                        f"{job.platform.name}: " + "; ".join(
                            f"{c.name}: {c.message}" for c in checks if c.decisive))
         fields = {
