@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import signal
 import subprocess
@@ -83,16 +84,20 @@ def test_one_escalation_sigint_then_sigterm_then_sigkill(tmp_path):
               "while True: time.sleep(0.1)\n")
     log = tmp_path / "child.log"
     child = proc.start([sys.executable, "-c", script], log)
-    deadline = time.monotonic() + 20
-    while "ready" not in proc.read_tail(log):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    began = time.monotonic()
-    proc.TERM_GRACE_S, saved = 0.5, proc.TERM_GRACE_S
     try:
+        deadline = time.monotonic() + 20
+        while "ready" not in proc.read_tail(log):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        began = time.monotonic()
+        saved = getattr(proc, "TERM_GRACE_S", None)
+        proc.TERM_GRACE_S = 0.5
         code = proc.stop(child, grace_s=0.5)
     finally:
         proc.TERM_GRACE_S = saved
+        if child.poll() is None:  # whatever stop() did, leave nothing behind
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
     assert code == -signal.SIGKILL and time.monotonic() - began < 10
     got = [line.split()[1] for line in proc.read_tail(log).splitlines() if line.startswith("got")]
     assert got == [str(int(signal.SIGINT)), str(int(signal.SIGTERM))]

