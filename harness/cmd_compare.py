@@ -1,10 +1,10 @@
 """`harness compare RUN_DIR [RUN_DIR2]`: parity, outputs and environment across platforms/runs.
 
-Exit codes: 0 parity (fixed, both-fail, expected failures and skips included); 1 a regression,
-an output divergence, a strict unexpected pass, or a new case that fails; 2 usage or input error
-(no such run directory, no platform to compare); 3 results missing or corrupt (named in the
-report), or an infrastructure error (timeout, OOM, lost container) that left a case untested.
-A regression outranks an infrastructure error when both occur.
+Exit codes (harness/outcomes.py): 0 parity (fixed, expected failures, skips, not comparable,
+and a candidate that passes with no baseline); 1 a case that fails on the candidate (regression,
+both-fail, fails with no baseline, a new failing case), an output divergence or a strict
+unexpected pass; 2 usage or input error; 3 results missing or corrupt, or an infrastructure
+error that left a case untested. A failure outranks an infrastructure error when both occur.
 """
 
 from __future__ import annotations
