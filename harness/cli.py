@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE, worst_exit
 from harness.spec import PLATFORMS_FILE, SpecError
 
 DEFAULT_CASES = Path("cases")
@@ -123,13 +123,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def load_selection(args: argparse.Namespace):
     """Cases, platforms and the planned jobs for a plan/run command line."""
     from harness.plan import plan
-    from harness.spec import check_overrides, load_cases, load_platforms
+    from harness.spec import check_overrides, check_registries, load_cases, load_platforms
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
     platforms_file = args.platforms_file or case_dir / PLATFORMS_FILE
     platforms = load_platforms(platforms_file)
     cases = load_cases([args.cases])
     check_overrides(cases, platforms)
+    for case in cases:
+        check_registries(case)
     selected = args.platform or [name for name, p in platforms.items() if p.default]
     jobs = plan(cases, platforms, selected, args.keyword)
     return cases, platforms, platforms_file, jobs
@@ -158,7 +160,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.execute import execute, make_launch, shell_join
+    from harness.execute import execute, make_launch
+    from harness.proc import shell_join
+    from harness.results import DiskFull
     from harness.launch.local import WorkerRequest
     from harness.report.terminal import run_table
     from harness.runid import is_valid_run_id, new_run_id
@@ -197,10 +201,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
-        outcome = execute(platform_jobs, request, launch)
+        try:
+            outcome = execute(platform_jobs, request, launch, relaunch=lambda r: make_launch(
+                r, engine=args.engine, gpus=args.gpus))
+        except DiskFull as exc:
+            print(f"error: infrastructure: disk full: {exc}; results written before it are "
+                  "intact", file=sys.stderr)
+            return EXIT_INFRA
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
-        worst = max(worst, outcome.exit_code, key=_severity)
+        if outcome.problem:
+            print(f"error: infrastructure: disk full: {outcome.problem}; results written "
+                  "before it are intact", file=sys.stderr)
+        worst = worst_exit([worst, outcome.exit_code])
         if outcome.outcome.interrupted:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
@@ -218,10 +231,6 @@ def select_shard_jobs(jobs, index: int | None, count: int | None):
     platforms = list(dict.fromkeys(job.platform.name for job in jobs))
     return [job for name in platforms
             for job in select_shard([j for j in jobs if j.platform.name == name], index, count)]
-
-
-def _severity(code: int) -> int:
-    return {EXIT_OK: 0, EXIT_INFRA: 1, 1: 2}.get(code, 3)
 
 
 def cmd_not_available(args: argparse.Namespace) -> int:

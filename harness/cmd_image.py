@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness import images
 from harness.cli import DEFAULT_CASES
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.spec import PLATFORMS_FILE, Platform, load_platforms
 
 ACTIONS = ("build", "push", "pull", "name")

@@ -16,7 +16,7 @@ from harness.buildkite.pipeline import (DEFAULT_HISTORY_DB, MAX_JOBS_PER_UPLOAD,
                                         PipelineOptions, plan_pipeline)
 from harness.buildkite.uploads import job_count, render
 from harness.cli import DEFAULT_CASES, positive_int
-from harness.execute import EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_OK, EXIT_USAGE
 
 
 
@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="a compare step, repeatable (default: cuda:rocm); it is left out "
                               "when either platform has no job")
     compare.add_argument("--no-compare", action="store_true", help="no compare step")
+    parser.add_argument("--baseline-run", default=None, metavar="DIR",
+                        help="a stored earlier run on the compare agent that supplies the "
+                             "baseline when this build has none (e.g. an AMD-only organisation "
+                             "with no CUDA agents); without it the candidate is reported alone")
     parser.add_argument("--queue", default=None,
                         help="agents queue of the compare/nightly/upload steps (default: none)")
     parser.add_argument("--history-db", default=DEFAULT_HISTORY_DB,
@@ -78,7 +82,7 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
         registry=args.registry, namespace=args.namespace,
         cases=None if args.cases == DEFAULT_CASES else str(args.cases),
         platforms_file=str(args.platforms_file) if args.platforms_file else None,
-        queue=args.queue, history_db=args.history_db,
+        queue=args.queue, history_db=args.history_db, baseline_run=args.baseline_run,
         max_jobs_per_upload=args.max_jobs_per_upload, harness=args.harness_command)
 
 

@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Mapping
 
+from harness import proc
 from harness.spec import Platform
 
 DEFAULT_REGISTRY = "localhost"
@@ -135,12 +136,11 @@ def client(engine: str, platform: Platform | None, environ: Mapping[str, str]) -
 
 
 def call(prefix: list[str], *args: str, environ: Mapping[str, str],
-         timeout: float = ENGINE_CALL_TIMEOUT_S) -> subprocess.CompletedProcess | None:
-    try:
-        return subprocess.run([*prefix, *args], capture_output=True, text=True, errors="replace",
-                              stdin=subprocess.DEVNULL, env=dict(environ), timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+         timeout: float = ENGINE_CALL_TIMEOUT_S) -> proc.Captured | None:
+    """One engine client call through the one process-group manager; None when it could not
+    start or overran its deadline (a hung client is stopped like any child)."""
+    done = proc.call([*prefix, *args], timeout_s=timeout, env=dict(environ))
+    return None if done is None or done.returncode is None else done
 
 
 def inspect(prefix: list[str], image: str, environ: Mapping[str, str]) -> dict | None:

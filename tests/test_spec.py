@@ -99,7 +99,7 @@ def test_bad_check_field_inside_discriminated_union(cases_copy):
     path.write_text(text)
     with pytest.raises(SpecError) as info:
         load_case(path)
-    assert info.value.key == "checks[6].severity"
+    assert info.value.key == "checks[5].severity"
     assert info.value.line == line_of(text, "severity: high")
 
 

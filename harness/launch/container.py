@@ -29,7 +29,6 @@ import json
 import os
 import re
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,9 +41,10 @@ from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
 from harness.launch.local import WorkerRequest
 from harness.models import default_cache_root
 from harness.launch.worker import WorkerOutcome, pytest_argv
+from harness import proc
 from harness.secrets import redact
 from harness.spec import SpecError
-from harness.worker.fingerprint import BUILDKITE_FIELDS, git_commit
+from harness.runinfo import BUILDKITE_FIELDS, git_env
 
 REPO_DIR = "/workspace"
 RESULTS_DIR = "/results"
@@ -61,7 +61,6 @@ COMPILE_CACHES = {"VLLM_CACHE_ROOT": "vllm", "TORCHINDUCTOR_CACHE_DIR": "inducto
 ROCM_COMPILE_CACHES = {"MIOPEN_USER_DB_PATH": "miopen", "MIOPEN_CUSTOM_CACHE_DIR": "miopen"}
 CONTAINER_LOG = "container.log"
 LABEL = "vllm-harness.run"
-ENGINE_CALL_TIMEOUT_S = 60
 # The container's own deadline comes this long after the host's, so the host's (which
 # interrupts gracefully and classifies the result as a timeout) normally fires first.
 INNER_DEADLINE_MARGIN_S = 300
@@ -98,7 +97,7 @@ class ContainerLaunch:
             raise SpecError("--gpus" if gpus else self.platform.name, None, "gpus",
                             str(exc)) from None
         self.name = _container_name(self.platform.name, request.run_id)
-        self.commit = git_commit(request.repo)
+        self.git = git_env(request.repo, self.environ)  # one commit + dirty flag per run
         self._mounts, self._paths = self._plan_mounts()
         self._state: dict[str, Any] | None = None
         self._image: dict[str, Any] | None = None
@@ -156,8 +155,7 @@ class ContainerLaunch:
                  # Any uid: a writable HOME, and a user name for tools that ask (inductor).
                  "HOME": CONTAINER_HOME, "USER": f"uid{self.user[0]}"}
         fixed.update({name: f"{COMPILE_CACHE_DIR}/{sub}" for name, sub in self._compile_caches()})
-        if self.commit:
-            fixed["HARNESS_GIT_COMMIT"] = self.commit
+        fixed.update(self.git)
         if p.model_source == "tiny":
             fixed["HARNESS_MODEL_CACHE"] = MODEL_CACHE_DIR
         fixed.update(p.env)  # the platform's own values win (they are checked not to be secrets)
@@ -214,9 +212,7 @@ class ContainerLaunch:
         return list(caches.items())
 
     def reproduce(self) -> str:
-        from harness.execute import shell_join
-
-        return shell_join(self.argv())
+        return proc.shell_join(self.argv())
 
     # ------------------------------------------------------------ the run
 
@@ -377,11 +373,11 @@ class ContainerLaunch:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(redact(done.stdout + done.stderr, self.environ))
 
-    def _call(self, *args: str) -> subprocess.CompletedProcess | None:
+    def _call(self, *args: str) -> proc.Captured | None:
         return images.call(self.engine_prefix(), *args, environ=self.environ)
 
 
-def _first(done: subprocess.CompletedProcess | None) -> dict[str, Any] | None:
+def _first(done: proc.Captured | None) -> dict[str, Any] | None:
     """The first object of an `inspect` answer (a JSON list), or None."""
     if done is None or done.returncode != 0:
         return None
