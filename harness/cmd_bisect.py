@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from harness.cli import DEFAULT_CASES, positive_int
-from harness.execute import EXIT_FAILED, EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.spec import PLATFORMS_FILE
 
 ANNOTATION_CONTEXT = "harness-bisect"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from harness.bisect.search import Outcome
 from harness.launch.worker import run_worker
+from harness.outcomes import EXIT_USAGE
 from harness.results import Result, ResultFileError, read_result, result_path
 
 # Beyond the platform's own deadline (which `harness run` enforces and reports as a timeout
 # result), so the child's deadline normally fires first.
 STEP_MARGIN_S = 600
-EXIT_USAGE = 2
 RUN_LOG = "harness-run.log"
 GOOD_STATUSES = ("passed", "xpassed")  # the case's code path works on this image
 BAD_STATUSES = ("failed", "xfailed")  # it fails (an xfail case fails as declared)
