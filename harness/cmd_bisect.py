@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bisect id (default: derived from case, platform, good and bad)")
     parser.add_argument("--engine", choices=["docker", "podman"], default=None,
                         help="container engine (overrides the platform's)")
+    parser.add_argument("--pull", choices=["always", "missing", "never"], default="missing",
+                        help="pull each candidate before its run (default: when missing here)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="also write the Markdown report here")
     parser.add_argument("--max-runs", type=positive_int, default=None,
@@ -61,7 +63,7 @@ def request_from(args: argparse.Namespace):
         args.case, args.platform, args.good, args.bad,
         candidates=str(args.candidates) if args.candidates else None, tags_from=args.tags_from,
         tag_pattern=args.tag_pattern, confirmations=args.confirmations,
-        verify_ends=not args.no_verify_ends,
+        verify_ends=not args.no_verify_ends, pull=args.pull,
         cases=None if args.cases == DEFAULT_CASES else str(args.cases),
         platforms_file=str(args.platforms_file) if args.platforms_file else None,
         results=None if args.results == Path("results") else str(args.results),
@@ -183,7 +185,7 @@ def _search(args, state, bisect_dir: Path, case, platform, platforms_file: Path)
         request = StepRequest(bisect_dir, name, case.id, Path(case.source), platform.name,
                               platforms_file, candidate.ref,
                               timeout_s=platform.timeout_minutes * 60 + STEP_MARGIN_S,
-                              engine=args.engine)
+                              engine=args.engine, pull=args.pull)
         outcome = run_step(request, env)
         if outcome.outcome is None:
             print(f"harness bisect: interrupted during step {number}; nothing recorded for it. "

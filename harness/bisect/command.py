@@ -20,6 +20,7 @@ class BisectRequest:
     tag_pattern: str | None = None
     confirmations: int = DEFAULT_CONFIRMATIONS
     verify_ends: bool = True
+    pull: str = "missing"
     cases: str | None = None
     platforms_file: str | None = None
     results: str | None = None
@@ -38,6 +39,8 @@ class BisectRequest:
             out += ["--confirmations", str(self.confirmations)]
         if not self.verify_ends:
             out.append("--no-verify-ends")
+        if self.pull != "missing":
+            out += ["--pull", self.pull]
         for flag, value in (("--cases", self.cases), ("--platforms-file", self.platforms_file),
                             ("--results", self.results), ("--id", self.bisect_id)):
             if value:

@@ -41,12 +41,14 @@ class StepRequest:
     image: str
     timeout_s: float
     engine: str | None = None
+    pull: str = "missing"  # candidates live in a registry: fetch each one the host lacks
     harness: tuple[str, ...] = (sys.executable, "-m", "harness")
 
     def argv(self) -> list[str]:
         argv = [*self.harness, "run", "--platform", self.platform, "--cases", str(self.case_file),
                 "--platforms-file", str(self.platforms_file), "-k", self.case_id,
-                "--image", self.image, "--results", str(self.bisect_dir), "--run-id", self.name]
+                "--image", self.image, "--pull", self.pull, "--results", str(self.bisect_dir),
+                "--run-id", self.name]
         if self.engine:
             argv += ["--engine", self.engine]
         return argv
@@ -87,7 +89,9 @@ def classify(result: Result | None, exit_code: int | None, interrupted: bool,
     cause = next((line.strip() for line in reversed(result.log.tail.splitlines())
                   if _CAUSE.search(line)), "")
     reason = f"{result.failure_class or 'error'}: {result.message}"
-    return "infra", reason + (f" ({cause[:300]})" if cause and cause not in reason else "")
+    if _CAUSE.search(reason):  # the message already names the cause
+        return "infra", reason
+    return "infra", reason + (f" ({cause[:300]})" if cause else "")
 
 
 def run_step(request: StepRequest, env: dict[str, str], echo: bool = True) -> StepOutcome:
