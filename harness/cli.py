@@ -76,6 +76,7 @@ EXTRA_COMMANDS = {
     "ingest": "add runs to the history store",
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
+    "models": "fetch the hub snapshots (or build the tiny models) a platform needs",
 }
 
 

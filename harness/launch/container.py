@@ -161,7 +161,9 @@ class ContainerLaunch:
         return mounts, paths
 
     def host_hf_cache(self) -> Path:
-        return Path(self.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+        from harness.models.hub import host_hf_home
+
+        return host_hf_home(self.environ)
 
     def host_model_cache(self) -> Path:
         return default_cache_root(self.environ)
