@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="container engine (overrides the platform's)")
     run.add_argument("--gpus", default=None, help="GPU indices for container platforms, e.g. 0,1")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
+    run.add_argument("--in-place", action="store_true",
+                     help="run the platform's cases here, against the vLLM installed in this "
+                          "environment (e.g. inside a vLLM container you started): no container "
+                          "is started; results record launch=in-place")
     run.add_argument("--shard-index", type=int, default=None,
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
     run.add_argument("--shard-count", type=int, default=None,
@@ -171,6 +175,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not jobs:
         print("error: no job matches the selection", file=sys.stderr)
         return EXIT_USAGE
+    if args.in_place and (args.engine or args.gpus):
+        print("error: --in-place starts no container: --engine and --gpus do not apply (expose "
+              "the GPUs to the container you are in)", file=sys.stderr)
+        return EXIT_USAGE
     run_id = args.run_id or new_run_id()
     if not is_valid_run_id(run_id):
         print(f"error: bad run id {run_id!r}", file=sys.stderr)
@@ -183,7 +191,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index)
-        launch = make_launch(request, engine=args.engine, gpus=args.gpus)
+        launch = make_launch(request, engine=args.engine, gpus=args.gpus,
+                             in_place=args.in_place)
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue

@@ -32,9 +32,10 @@ class PlatformRun:
     exit_code: int
 
 
-def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None):
-    if request.platform.launcher == "local":
-        return LocalLaunch(request)
+def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None,
+                in_place: bool = False):
+    if in_place or request.platform.launcher == "local":
+        return LocalLaunch(request, in_place=in_place)
     from harness.launch.container import ContainerLaunch
 
     return ContainerLaunch(request, engine=engine, gpus=gpus)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.launch.agent_gpus import agent_pinning, pinned_args, share_for_parallel_job
 from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
                                  parallel_job_index, select_gpus)
 from harness.launch.local import WorkerRequest
@@ -61,11 +62,21 @@ class ContainerLaunch:
         self.engine = engine or self.platform.engine
         self.environ = dict(os.environ if environ is None else environ)
         try:
-            self.gpus = select_gpus(gpus, self.platform,
-                                    parallel_job_index(request.shard, self.environ),
-                                    total=count_gpus(self.platform.accelerator, sysfs))
-            self._gpu_args = gpu_args(self.platform.accelerator, self.engine, self.gpus,
-                                      group_file, sysfs)
+            job_index = parallel_job_index(request.shard, self.environ)
+            # The agent's own pinning (its environment) wins over ranges and the platform.
+            self.pinning = None if gpus else agent_pinning(self.platform.accelerator,
+                                                           self.environ, sysfs)
+            if self.pinning is not None:
+                self.gpus = None
+                devices = share_for_parallel_job(self.pinning.devices, job_index,
+                                                 self.platform.gpus_per_job)
+                self._gpu_args = pinned_args(self.platform.accelerator, self.engine, devices,
+                                             group_file)
+            else:
+                self.gpus = select_gpus(gpus, self.platform, job_index,
+                                        total=count_gpus(self.platform.accelerator, sysfs))
+                self._gpu_args = gpu_args(self.platform.accelerator, self.engine, self.gpus,
+                                          group_file, sysfs)
         except ValueError as exc:
             raise SpecError("--gpus" if gpus else self.platform.name, None, "gpus",
                             str(exc)) from None
@@ -236,7 +247,8 @@ class ContainerLaunch:
                 "removed": self.removed,
                 "fingerprint": {"image": self.platform.image,
                                 "image_digest": self.image_digest() or image_id,
-                                "container": True}}
+                                "container": True, "launch": "container",
+                                "container_started_by_harness": True}}
 
     def inspect(self) -> dict[str, Any] | None:
         return _first(self._call("inspect", self.name))
