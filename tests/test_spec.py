@@ -129,7 +129,9 @@ def test_secret_in_platform_env_by_value_is_refused(cases_copy):
 
 def test_override_for_unknown_platform(cases_copy):
     path = cases_copy / QWEN
-    path.write_text(path.read_text() + "platforms:\n  tpu:\n    skip: no such platform\n")
+    text = path.read_text()
+    text = text[:text.index("\nplatforms:")]  # the case's own GPU overrides, replaced here
+    path.write_text(text + "\nplatforms:\n  tpu:\n    skip: no such platform\n")
     errors = validate_paths([cases_copy])
     assert len(errors) == 1
     assert errors[0].key == "platforms.tpu" and "unknown platform" in errors[0].message

@@ -7,7 +7,6 @@ So ``-k``, ``-x``, xdist and ``--junitxml`` work for free. Active only with
 from __future__ import annotations
 
 import atexit
-import os
 import signal
 from pathlib import Path
 
@@ -63,7 +62,9 @@ XDIST_ON_GPU = ("pytest-xdist (-n) is refused on GPU platforms: every worker wou
 def refuse_xdist_on_gpus(config: pytest.Config) -> None:
     """Each xdist worker would start an engine sized for the whole GPU (gpu_memory_utilization):
     two on one GPU fail or starve, so -n is refused there (CPU platforms may use it)."""
-    if not (config.getoption("numprocesses", None) or os.environ.get("PYTEST_XDIST_WORKER")):
+    # The controller has -n; its workers have `workerinput`. (Not PYTEST_XDIST_WORKER: a
+    # harness run started from inside someone else's xdist worker inherits that variable.)
+    if not (config.getoption("numprocesses", None) or hasattr(config, "workerinput")):
         return
     name = config.getoption("harness_platform")
     path = config.getoption("harness_platforms_file")
