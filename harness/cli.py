@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the platform's cases here, against the vLLM installed in this "
                           "environment (e.g. inside a vLLM container you started): no container "
                           "is started; results record launch=in-place")
+    run.add_argument("--skip-preflight", action="store_true",
+                     help="do not run the cheap `harness doctor` checks before starting")
     run.add_argument("--shard-index", type=int, default=None,
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
     run.add_argument("--shard-count", type=int, default=None,
@@ -81,6 +83,7 @@ EXTRA_COMMANDS = {
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
     "models": "fetch the hub snapshots (or build the tiny models) a platform needs",
+    "doctor": "preflight checks for a platform's node, one line each with the fix",
 }
 
 
@@ -196,7 +199,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
-        outcome = execute(platform_jobs, request, launch)
+        problem = None if args.skip_preflight else preflight_problem(
+            platforms[name], args.engine, args.in_place)
+        if problem:
+            from harness.execute import not_started
+
+            print(f"preflight failed for {name}: {problem}", file=sys.stderr)
+            outcome = not_started(platform_jobs, request, launch, f"preflight: {problem}")
+        else:
+            outcome = execute(platform_jobs, request, launch)
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
         worst = max(worst, outcome.exit_code, key=_severity)
@@ -204,6 +215,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
     return worst
+
+
+def preflight_problem(platform, engine: str | None, in_place: bool) -> str | None:
+    """The cheap part of `harness doctor`: engine, devices, GPUs clean. The first failure."""
+    from harness.doctor import Host, failed, platform_checks
+
+    problems = failed(platform_checks(platform, Host(), engine=engine, in_place=in_place,
+                                      cheap=True))
+    if not problems:
+        return None
+    return "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in problems)
 
 
 def select_shard_jobs(jobs, index: int | None, count: int | None):

@@ -34,7 +34,8 @@ def test_in_place_results_say_no_container_was_started(tmp_path: Path):
     # The rocm platform here: hub models with an empty cache, so the job stops at model
     # resolution (the platform's model source and environment are the rocm platform's).
     env = {"HF_HOME": str(tmp_path / "hf")}
-    done = harness("run", "--platform", "rocm", "--in-place", "-k", "qwen", "--results",
+    done = harness("run", "--platform", "rocm", "--in-place", "--skip-preflight", "-k", "qwen",
+                   "--results",
                    str(tmp_path), "--run-id", "inplace", env=env)
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     result = read_result(tmp_path / "inplace/rocm/qwen2_5_vl_vit_cudagraph.json")
