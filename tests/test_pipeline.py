@@ -164,8 +164,10 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
     rocm, cuda, cpu = steps["run-rocm"], steps["run-cuda"], steps["run-cpu"]
     assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
         {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
-    assert rocm["commands"] == [
+    assert rocm["commands"] == [  # hub snapshots first, outside the run's startup deadline
+        "harness models fetch --platform rocm",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"]
+    assert cpu["commands"] == ["harness run --platform cpu --run-id build-$BUILDKITE_BUILD_NUMBER"]
     assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
     assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
     # Retried for infrastructure only: agent lost, the harness's infra exit, GPU hang on ROCm.
@@ -197,6 +199,7 @@ def test_keyword_selection_reaches_the_run_command_quoted(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "-k", "cudagraph[rocm] or phi4mm")[0]))
     assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     assert steps["run-rocm"]["commands"] == [
+        "harness models fetch --platform rocm -k 'cudagraph[rocm] or phi4mm'",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"
         " -k 'cudagraph[rocm] or phi4mm'"]
 
@@ -218,7 +221,7 @@ def test_parallelism_shards_by_buildkite_parallel_job_and_is_capped(capsys):
     run = steps["run-rocm"]
     assert run["parallelism"] == 2  # two cases (two engine scopes): a third job would idle
     assert run["label"] == "run rocm %n"
-    assert run["commands"][0].endswith(' --shard-index "$$BUILDKITE_PARALLEL_JOB"'
+    assert run["commands"][-1].endswith(' --shard-index "$$BUILDKITE_PARALLEL_JOB"'
                                        ' --shard-count "$$BUILDKITE_PARALLEL_JOB_COUNT"')
 
 
