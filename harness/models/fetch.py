@@ -56,12 +56,13 @@ def fetch_hub(pairs: list[tuple[str, str | None]], cache: Path, platform: str,
 
 
 def build_tiny(recipes: list[str], model_cache: Path) -> list[Fetched]:
-    from harness.models import build_model
+    from harness.models import build_model, model_dir_for
 
     out = []
     for name in dict.fromkeys(recipes):
         try:
-            out.append(Fetched(name, "", "built", str(build_model(name, model_cache))))
+            state = "present" if model_dir_for(name, model_cache).is_dir() else "built"
+            out.append(Fetched(name, "", state, str(build_model(name, model_cache))))
         except Exception as exc:
             out.append(Fetched(name, "", "failed", f"{type(exc).__name__}: {exc}"))
     return out
