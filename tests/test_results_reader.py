@@ -49,5 +49,5 @@ def test_missing_and_non_utf8_files(tmp_path):
     with pytest.raises(ResultFileError, match=r"case.json: missing"):
         read_result(tmp_path / "case.json")
     (tmp_path / "bin.json").write_bytes(b'{"schema_version": 1, "run_id": "\xff"}')
-    with pytest.raises(ResultFileError, match=r"bin.json: not UTF-8 text \(byte 34\)"):
+    with pytest.raises(ResultFileError, match=r"bin.json: not UTF-8 text \(byte 33\)"):
         read_result(tmp_path / "bin.json")
