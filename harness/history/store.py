@@ -192,10 +192,14 @@ def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
     """Add a validated run in one transaction; keys already stored are left as they are."""
     outcome = StoreOutcome(batch.run_id)
     with conn.write():
-        stored = {(p, c): sha for p, c, sha in conn.execute(
-            "SELECT u.platform, c.case_id, r.file_sha256 FROM results r "
-            "JOIN runs u ON u.id = r.run_ref JOIN cases c ON c.id = r.case_ref "
-            "WHERE u.run_id = ?", (batch.run_id,))}
+        stored = {}
+        # run first, then its results by the (run_ref, case_ref) index: a join from runs can
+        # make the planner scan every stored result, every night
+        for ref, platform in list(conn.execute("SELECT id, platform FROM runs WHERE run_id = ?",
+                                               (batch.run_id,))):
+            stored.update(((platform, case), sha) for case, sha in conn.execute(
+                "SELECT c.case_id, r.file_sha256 FROM results r JOIN cases c "
+                "ON c.id = r.case_ref WHERE r.run_ref = ?", (ref,)))
         new: list[ResultRow] = []
         for row in batch.rows:
             sha = stored.get((row.platform, row.case_id))
