@@ -51,3 +51,13 @@ def test_missing_and_non_utf8_files(tmp_path):
     (tmp_path / "bin.json").write_bytes(b'{"schema_version": 1, "run_id": "\xff"}')
     with pytest.raises(ResultFileError, match=r"bin.json: not UTF-8 text \(byte 33\)"):
         read_result(tmp_path / "bin.json")
+
+
+def test_an_unknown_key_in_a_logprob_is_invalid_too(tmp_path):
+    data = json.loads(real_files()[0].read_text())
+    request = next(r for r in data["requests"] if r["logprobs"])
+    request["logprobs"][0][0]["surprise"] = 1
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultFileError, match=r"invalid result: requests\.\d+\.logprobs\.0\.0"):
+        read_result(path)
