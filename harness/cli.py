@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 failures/regressions, 2 usage or input error, 3 infrastructu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
     run.add_argument("--shard-count", type=int, default=None,
                      help="number of parallel jobs ($BUILDKITE_PARALLEL_JOB_COUNT)")
+    run.add_argument("--progress", choices=["auto", "tty", "ci", "buildkite", "off"],
+                     default="auto", help="live progress: auto (Buildkite groups on Buildkite, "
+                     "a heartbeat every 5 s on a terminal, every 30 s otherwise)")
+    run.add_argument("--stream-engine-log", action="store_true",
+                     help="show the engine's own log live")
 
     # Later stages live in their own modules (harness/cmd_<name>.py: add_arguments + run).
     for name, text in EXTRA_COMMANDS.items():
@@ -174,6 +180,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not is_valid_run_id(run_id):
         print(f"error: bad run id {run_id!r}", file=sys.stderr)
         return EXIT_USAGE
+    from harness.worker.progress import choose_mode
+
+    progress = choose_mode(args.progress, dict(os.environ), sys.stdout.isatty())
     worst = EXIT_OK
     for name in args.platform:
         platform_jobs = [job for job in jobs if job.platform.name == name]
@@ -181,11 +190,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
-                                run_id, args.keyword, Path.cwd(), shard=args.shard_index)
+                                run_id, args.keyword, Path.cwd(), shard=args.shard_index,
+                                progress=progress, stream_engine_log=args.stream_engine_log)
         launch = make_launch(request, engine=args.engine, gpus=args.gpus)
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
+        if progress != "off":
+            print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
+                  f"{args.results / run_id / name}/worker{request.file_suffix()}.log", flush=True)
         outcome = execute(platform_jobs, request, launch)
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")

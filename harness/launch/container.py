@@ -118,7 +118,8 @@ class ContainerLaunch:
             case_files=[paths[p] for p in r.case_files], results=RESULTS_DIR,
             run_id=r.run_id, keyword=r.keyword,
             junit=f"{RESULTS_DIR}/{r.run_id}/{self.platform.name}/{r.junit_name()}",
-            platforms_file=paths[r.platforms_file], extra=["--rootdir", REPO_DIR])
+            platforms_file=paths[r.platforms_file],
+            extra=["--rootdir", REPO_DIR, *r.worker_options()])
 
     def _env_args(self) -> list[str]:
         p = self.platform
