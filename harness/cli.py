@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "a heartbeat every 5 s on a terminal, every 30 s otherwise)")
     run.add_argument("--stream-engine-log", action="store_true",
                      help="show the engine's own log live")
+    run.add_argument("--keep-container", action="store_true",
+                     help="container platforms: keep a failed run's container (stopped) and "
+                     "print how to enter it")
 
     # Later stages live in their own modules (harness/cmd_<name>.py: add_arguments + run).
     for name, text in EXTRA_COMMANDS.items():
@@ -82,6 +85,7 @@ EXTRA_COMMANDS = {
     "ingest": "add runs to the history store",
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
+    "prune": "remove the harness's own old containers and images (by label)",
 }
 
 
@@ -193,6 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index,
                                 progress=progress, stream_engine_log=args.stream_engine_log)
         launch = make_launch(request, engine=args.engine, gpus=args.gpus)
+        if args.keep_container and hasattr(launch, "keep_container"):
+            launch.keep_container = True
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
@@ -200,6 +206,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
                   f"{args.results / run_id / name}/worker{request.file_suffix()}.log", flush=True)
         outcome = execute(platform_jobs, request, launch)
+        if hasattr(launch, "release"):
+            kept = launch.release(failed=outcome.exit_code != EXIT_OK)
+            if kept:
+                print(kept, file=sys.stderr)
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
         worst = max(worst, outcome.exit_code, key=_severity)

@@ -111,9 +111,17 @@ def is_secret_name(name: str) -> bool:
 
 class ModelSpec(Strict):
     hub: str  # the real model id for GPU runs
-    tiny: str  # the offline recipe (harness.models) used where weights cannot be fetched
+    # The offline recipe (harness.models) used where weights cannot be fetched. Optional: a
+    # case without one runs on hub platforms and is skipped, with that reason, on tiny ones.
+    tiny: str | None = None
     reference: Literal["hf", "none"] = "none"
     reference_note: str = ""
+
+    @model_validator(mode="after")
+    def _reference_needs_tiny(self) -> "ModelSpec":
+        if self.reference == "hf" and not self.tiny:
+            raise ValueError("reference: hf runs on the tiny recipe's weights: set `tiny`")
+        return self
 
 
 class EngineSpec(Strict):

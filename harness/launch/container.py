@@ -55,7 +55,8 @@ BY_NAME = (*BUILDKITE_FIELDS.values(), "BUILDKITE_PARALLEL_JOB", "HARNESS_MUTATI
 class ContainerLaunch:
     def __init__(self, request: WorkerRequest, engine: str | None = None,
                  gpus: str | None = None, *, environ: dict[str, str] | None = None,
-                 group_file: Path = GROUP_FILE, sysfs: Path = SYSFS):
+                 group_file: Path = GROUP_FILE, sysfs: Path = SYSFS,
+                 keep_container: bool = False):
         self.request = request
         self.platform = request.platform
         self.engine = engine or self.platform.engine
@@ -76,6 +77,8 @@ class ContainerLaunch:
         self._image: dict[str, Any] | None = None
         self._stopped = False
         self.removed = False
+        self.keep_container = keep_container  # --keep-container: release() decides after the run
+        self.kept = False
 
     # ------------------------------------------------------------ the command
 
@@ -217,8 +220,30 @@ class ContainerLaunch:
             state = self.inspect() or state
         self._state = state
         self._save_log()
+        if self.keep_container:  # stopped, kept until release() knows whether a job failed
+            self.kept = True
+            return
         self._call("rm", "-f", self.name)
         self.removed = not self._exists()
+
+    def release(self, failed: bool) -> str:
+        """--keep-container: remove the stopped container unless a job failed; then say how to
+        look inside it. Returns the lines to print ("" when nothing was kept)."""
+        if not self.kept:
+            return ""
+        if not failed:
+            self._call("rm", "-f", self.name)
+            self.removed, self.kept = not self._exists(), False
+            return ""
+        engine = " ".join(self.engine_prefix())
+        debug_image = f"localhost/harness-debug:{self.name.removeprefix('harness-')}"
+        return "\n".join([
+            f"kept container {self.name} (stopped) for debugging:",
+            f"  logs:   {engine} logs {self.name}",
+            f"  rerun:  {engine} start -ai {self.name}",
+            f"  shell:  {engine} commit {self.name} {debug_image} && {engine} run --rm -it "
+            f"--entrypoint /bin/sh {debug_image}",
+            f"  remove: {engine} rm {self.name}   (or: harness prune)"])
 
     def describe(self, outcome: WorkerOutcome) -> dict[str, Any]:
         self.on_stop()  # idempotent: inspect before the container is gone

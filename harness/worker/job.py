@@ -65,7 +65,7 @@ def resolve_model(job: Job, ctx: RunContext, build_log: Path | None = None) -> s
 
 def model_identity(job: Job) -> dict[str, str]:
     """For tiny models, the recipe digest: `harness compare` checks both sides used one weights."""
-    if job.platform.model_source != "tiny":
+    if job.platform.model_source != "tiny" or not job.case.model.tiny:
         return {}
     from harness.models import recipe_digest
 
