@@ -24,13 +24,56 @@ def positive_int(text: str) -> int:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (the full usage is one ``--help`` away), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def output_file(text: str) -> Path:
+    """argparse type for files the command writes: refused before any work or output when
+    the path is a directory or its directory cannot be written."""
+    path = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    problem = _usable_output_dir(path.parent)
+    if problem is None and path.parent.is_dir():
+        import tempfile
+
+        try:  # what really tells (permissions, read-only or pseudo file systems like /proc)
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+        except OSError as exc:
+            problem = f"cannot write in {path.parent}: {exc.strerror or exc}"
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
+    return path
+
+
 def _platform_list(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no platform named in {text!r}")
+    return names
+
+
+def _usable_output_dir(path: Path) -> str | None:
+    """Why ``path`` cannot hold results (None when it can): checked before anything runs or
+    is printed, so a bad --results leaves no partial output."""
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is not a directory"
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     validate = sub.add_parser("validate", help="validate case and platform YAML files")
     validate.add_argument("paths", nargs="*", type=Path, default=[DEFAULT_CASES])
@@ -112,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a path given on the command line that cannot be read or written
+        where = exc.filename if exc.filename is not None else "input/output"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -180,9 +227,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not jobs:
         print("error: no job matches the selection", file=sys.stderr)
         return EXIT_USAGE
-    run_id = args.run_id or new_run_id()
+    run_id = new_run_id() if args.run_id is None else args.run_id
     if not is_valid_run_id(run_id):
         print(f"error: bad run id {run_id!r}", file=sys.stderr)
+        return EXIT_USAGE
+    unusable = None if args.dry_run else _usable_output_dir(args.results)
+    if unusable:
+        print(f"error: --results {args.results}: {unusable}", file=sys.stderr)
         return EXIT_USAGE
     from harness.worker.progress import choose_mode
 

@@ -359,7 +359,10 @@ def validate_paths(paths: list[Path | str]) -> list[SpecError]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(path.glob("*.yaml")))
+            found = sorted(path.glob("*.yaml"))
+            if not found:
+                errors.append(SpecError(path, None, "", "no .yaml file in this directory"))
+            files.extend(found)
         elif path.exists():
             files.append(path)
         else:
