@@ -129,9 +129,17 @@ class ModelSpec(Strict):
     # The hub snapshot (a 40-hex commit) GPU runs use: `harness models fetch` downloads it, the
     # engine gets `--revision`, results record it, and compare keeps other snapshots apart.
     revision: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")
-    tiny: str  # the offline recipe (harness.models) used where weights cannot be fetched
+    # The offline recipe (harness.models) used where weights cannot be fetched. Optional: a
+    # case without one runs on hub platforms and is skipped, with that reason, on tiny ones.
+    tiny: str | None = None
     reference: Literal["hf", "none"] = "none"
     reference_note: str = ""
+
+    @model_validator(mode="after")
+    def _reference_needs_tiny(self) -> "ModelSpec":
+        if self.reference == "hf" and not self.tiny:
+            raise ValueError("reference: hf runs on the tiny recipe's weights: set `tiny`")
+        return self
 
 
 class LoraSpec(Strict):
@@ -438,7 +446,7 @@ def check_registries(case: Case) -> None:
     def fail(keypath: tuple, message: str):
         raise load_located(case.source).error(keypath, message)
 
-    if case.model.tiny not in RECIPES:
+    if case.model.tiny is not None and case.model.tiny not in RECIPES:
         fail(("model", "tiny"), f"unknown tiny recipe {case.model.tiny!r}; known: {sorted(RECIPES)}")
     for i, name in enumerate(case.engine.traces):
         if name not in TRACES:
@@ -473,7 +481,10 @@ def validate_paths(paths: list[Path | str]) -> list[SpecError]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(path.glob("*.yaml")))
+            found = sorted(path.glob("*.yaml"))
+            if not found:
+                errors.append(SpecError(path, None, "", "no .yaml file in this directory"))
+            files.extend(found)
         elif path.exists():
             files.append(path)
         else:

@@ -16,7 +16,7 @@ from harness.history.html import Markup, html, href, join
 from harness.history.queries import Night, Row
 from harness.history.rows import verdict
 from harness.history.store import Detail
-from harness.results import NOT_DECISIVE
+from harness.history.rows import NOT_DECISIVE_MARK
 
 STYLE = Markup("""
 body{font:13px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px;color:#1b1f24}
@@ -133,6 +133,7 @@ def rich_cell(line: CaseLine, row: Row) -> bool:
     """A cell written out in full (tooltip, log link, mark): bad, first bad, or output changed.
     Every other cell is its status class alone; the script describes it when pointed at."""
     return (verdict(row.status) == "bad" or row.night in line.drift_nights
+            or row.failure_class == NOT_DECISIVE_MARK
             or (line.first_bad is not None and line.first_bad.first_bad.result_id
                 == row.result_id) or row.status not in STATUS_CLASS)
 
@@ -232,7 +233,7 @@ class Renderer:
         detail = self.details.get(row.result_id)
         classes = [STATUS_CLASS.get(row.status, NOT_RUN)]
         mark = SYMBOL.get(row.status, "?")
-        if detail and detail.message.startswith(NOT_DECISIVE):
+        if row.failure_class == NOT_DECISIVE_MARK:
             classes.append("nd")  # a pass whose decisive checks did not apply: not plain green
             mark = "n/a"
         if anchor:

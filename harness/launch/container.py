@@ -80,7 +80,7 @@ class ContainerLaunch:
     def __init__(self, request: WorkerRequest, engine: str | None = None,
                  gpus: str | None = None, *, environ: dict[str, str] | None = None,
                  group_file: Path = GROUP_FILE, sysfs: Path = SYSFS, image: str | None = None,
-                 pull: str | None = None):
+                 pull: str | None = None, keep_container: bool = False):
         self.request = request
         self.platform = request.platform
         self.engine = engine or self.platform.engine
@@ -115,6 +115,8 @@ class ContainerLaunch:
         self._stopped = False
         self._failure: tuple[str, str] | None = None  # (failure class, message) found by us
         self.removed = False
+        self.keep_container = keep_container  # --keep-container: release() decides after the run
+        self.kept = False
 
     # ------------------------------------------------------------ the command
 
@@ -156,7 +158,8 @@ class ContainerLaunch:
             case_files=[paths[p] for p in r.case_files], results=RESULTS_DIR,
             run_id=r.run_id, keyword=r.keyword,
             junit=f"{RESULTS_DIR}/{r.run_id}/{self.platform.name}/{r.junit_name()}",
-            platforms_file=paths[r.platforms_file], extra=["--rootdir", REPO_DIR])
+            platforms_file=paths[r.platforms_file],
+            extra=["--rootdir", REPO_DIR, *r.worker_options()])
 
     def _env_args(self) -> list[str]:
         p = self.platform
@@ -314,6 +317,9 @@ class ContainerLaunch:
             state = self.inspect() or state
         self._state = state
         self._save_log()
+        if self.keep_container:  # stopped, kept until release() knows whether a job failed
+            self.kept = True
+            return
         self._call("rm", "-f", self.name)
         self.removed = not self._exists()
         _hand_over(self._platform_dir(), self.user)
@@ -321,6 +327,25 @@ class ContainerLaunch:
     def _platform_dir(self) -> Path:
         r = self.request
         return r.results_dir / r.run_id / self.platform.name
+
+    def release(self, failed: bool) -> str:
+        """--keep-container: remove the stopped container unless a job failed; then say how to
+        look inside it. Returns the lines to print ("" when nothing was kept)."""
+        if not self.kept:
+            return ""
+        if not failed:
+            self._call("rm", "-f", self.name)
+            self.removed, self.kept = not self._exists(), False
+            return ""
+        engine = " ".join(self.engine_prefix())
+        debug_image = f"localhost/harness-debug:{self.name.removeprefix('harness-')}"
+        return "\n".join([
+            f"kept container {self.name} (stopped) for debugging:",
+            f"  logs:   {engine} logs {self.name}",
+            f"  rerun:  {engine} start -ai {self.name}",
+            f"  shell:  {engine} commit {self.name} {debug_image} && {engine} run --rm -it "
+            f"--entrypoint /bin/sh {debug_image}",
+            f"  remove: {engine} rm {self.name}   (or: harness prune)"])
 
     def describe(self, outcome: WorkerOutcome) -> dict[str, Any]:
         self.on_stop()  # idempotent: inspect before the container is gone
