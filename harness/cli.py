@@ -142,6 +142,7 @@ EXTRA_COMMANDS = {
     "models": "fetch the hub snapshots (or build the tiny models) a platform needs",
     "doctor": "preflight checks for a platform's node, one line each with the fix",
     "prune": "remove the harness's own old containers and images (by label)",
+    "bisect": "find the first bad image for a case (flake-aware, resumable)",
 }
 
 

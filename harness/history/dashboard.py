@@ -276,6 +276,23 @@ class Renderer:
         return html('<a class="flag new" href="{}" title="first bad run; {}">{}</a>', link,
                     between, text)
 
+    def bisect_hint(self, line: CaseLine) -> Markup:
+        """The `harness bisect` command for a newly broken case whose last good and first bad
+        runs name registry images (harness.bisect.command); nothing when they do not."""
+        from harness.bisect.command import range_images, suggest
+
+        fb = line.first_bad
+        if not line.newly_broken or fb is None or fb.last_good is None:
+            return Markup("")
+        good, bad = (self.details.get(row.result_id) for row in (fb.last_good, fb.first_bad))
+        images = range_images({"image_digest": good.image_digest if good else None},
+                              {"image_digest": bad.image_digest if bad else None})
+        command = suggest(line.case_id, line.platform, *images) if images else None
+        if command is None:
+            return Markup("")
+        return html('<div class="bisect">find the first bad image: <code>{}</code></div>',
+                    command)
+
     def line(self, p_index: int, l_index: int, line: CaseLine) -> Markup:
         anchor = None
         fb = line.first_bad
@@ -369,13 +386,14 @@ class Renderer:
                          detail.log_tail) if detail and detail.log_tail else Markup(""))
             items.append(html(
                 '<li class="broken"><b>{case}</b> {status}{fclass} {fb} '
-                '<span class="msg">{msg}</span> {log}{tail}</li>',
+                '<span class="msg">{msg}</span> {log}{tail}{bisect}</li>',
                 case=line.case_id, status=line.last.status,
                 fclass=f" [{line.last.failure_class}]" if line.last.failure_class else "",
                 fb=join([Markup('<span class="flag new">new</span> ') if line.newly_broken
                          else Markup(""), self.first_bad_text(line)]),
                 msg=detail.message if detail else "",
-                log=html('<a href="{}">log</a>', log) if log else Markup(""), tail=tail))
+                log=html('<a href="{}">log</a>', log) if log else Markup(""), tail=tail,
+                bisect=self.bisect_hint(line)))
         for line in (l for l in platform.lines if l.flaky.flaky):
             rate = line.flaky.fail_rate
             items.append(html('<li><b>{}</b> <span class="flag flaky">flaky</span> fail rate {} '
