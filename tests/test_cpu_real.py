@@ -74,8 +74,9 @@ def test_live_progress_shows_each_phase_while_jobs_run(cpu_run):
     for job, mode in (("qwen2_5_vl_vit_cudagraph@cpu", "server"),
                       ("phi4mm_variable_crop@cpu", "offline")):
         mine = [line for line in out.splitlines() if f"[{job}]" in line]
+        n = len(read_result(run_dir / f"{job.split('@')[0]}.json").requests)
         expected = ["start (", "model: ", f"engine starting ({mode}", "engine ready after ",
-                    "requests done: 3/3 ok", "probes: ", "checks: ", "verdict: passed after "]
+                    f"requests done: {n}/{n} ok", "probes: ", "checks: ", "verdict: passed after "]
         seen = [next((i for i, line in enumerate(mine) if want in line), None)
                 for want in expected]
         assert None not in seen and seen == sorted(seen), (expected, seen, mine)
@@ -120,7 +121,8 @@ def test_phi4mm_one_encoder_batch_held_different_crop_counts(cpu_run):
     ours = [call for call in calls if call["phase"] == "requests"]
     assert any(len(set(call["crop_counts"])) > 1 and call["mask_type"] == "list"
                for call in ours), calls
-    assert any(call["phase"] == "startup" for call in calls)  # vLLM's profiling, not counted
+    # vLLM's profiling call (with dummy images), where the engine makes one, is phase "startup"
+    # and not counted (tests/test_worker_units.py); with the vision LoRA config it may make none.
     ragged = next(c for c in result.checks if c.kind == "ragged_batch")
     assert ragged.outcome == "passed" and result.message == ""
     # The vision LoRA, as vLLM runs this model: loaded by the engine, on every request.
