@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.cli import output_file, positive_int
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.history.board import DEFAULT_NIGHTS
 from harness.history.publish import page_from_store
 from harness.history.store import DEFAULT_DB, StoreError, open_store

@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.history.runread import IncompleteRun, read_run
 from harness.history.store import DEFAULT_DB, StoreError, open_store, store_run
 

@@ -32,3 +32,7 @@ def require_tools(*tools: str) -> None:
         pytest.fail(f"missing system packages {' '.join(missing)}: run `make test` as root, or "
                     f"apt-get install -y --no-install-recommends {' '.join(missing)}",
                     pytrace=False)
+
+
+# Real engines (dockerd, registry) shared by every test module, one of each per session.
+from tests.engines import docker_base_image, docker_engine, podman_base, registry  # noqa: E402,F401

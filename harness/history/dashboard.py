@@ -15,6 +15,7 @@ from harness.history.board import Board, CaseLine, PlatformBoard
 from harness.history.html import Markup, html, href, join
 from harness.history.queries import Night, Row
 from harness.history.store import Detail
+from harness.results import NOT_DECISIVE
 
 STYLE = Markup("""
 body{font:13px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px;color:#1b1f24}
@@ -29,7 +30,7 @@ td.c{width:18px;height:18px;text-align:center;font-size:11px;line-height:18px}
 td.c a{display:block;color:inherit;text-decoration:none}
 .s-passed{background:#2da44e;color:#fff}.s-xfailed{background:#8fd19e}
 .s-failed{background:#cf222e;color:#fff}.s-error{background:#bc4c00;color:#fff}
-.s-xpassed{background:#d4a72c}.s-skipped{background:#d0d7de}.s-none{background:#fff}
+.s-xpassed{background:#d4a72c}.nd{background:#a6d8b4;color:#1f2328}.s-skipped{background:#d0d7de}.s-none{background:#fff}
 td.fb{outline:3px solid #000;outline-offset:-3px}
 .flag{font-size:11px;border-radius:3px;padding:0 4px;margin-left:4px}
 .flaky{background:#fff8c5;border:1px solid #d4a72c}.new{background:#ffebe9;border:1px solid #cf222e}
@@ -157,6 +158,9 @@ class Renderer:
         detail = self.details.get(row.result_id)
         classes = ["c", f"s-{row.status}"]
         mark = SYMBOL.get(row.status, "?")
+        if detail and detail.message.startswith(NOT_DECISIVE):
+            classes.append("nd")  # a pass whose decisive checks did not apply: not plain green
+            mark = "n/a"
         if anchor:
             classes.append("fb")
             mark = "!"

@@ -5,21 +5,22 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
+import traceback
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from harness import proc
 from harness.plan import Job
-from harness.results import (INFRA_CLASSES, Expect, LogInfo, Result, Timings, result_path, tail,
-                             write_result)
+from harness.runinfo import now
+from harness.outcomes import INFRA_CLASSES
+from harness.results import (NOT_DECISIVE, Expect, LogInfo, Result, Timings, not_decisive, result_path,
+                             tail, write_result)
 from harness.secrets import redact, redact_file
 from harness.spec import ProbeCheck
 from harness.worker.checks import Observed, evaluate
@@ -42,34 +43,50 @@ class RunContext:
     python: str = sys.executable
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def resolve_model(job: Job, ctx: RunContext, build_log: Path | None = None) -> str:
+def resolve_model(job: Job, ctx: RunContext) -> str:
     if job.platform.model_source == "hub":
         return job.case.model.hub
     from harness.models import build_model
 
-    # A build's own chatter (transformers' "Writing model shards" bars) goes to a log file,
-    # not into the worker's output, where it would fill a passing run's report.
+    return str(build_model(job.case.model.tiny, ctx.model_cache))
+
+
+@contextmanager
+def output_to(log_path: Path) -> Iterator[None]:
+    """In-process chatter (a tiny model build's "Writing model shards" bars) goes to a log
+    file, not into the worker's output, where it would fill a passing run's report."""
     captured = io.StringIO()
     try:
         with redirect_stdout(captured), redirect_stderr(captured):
-            return str(build_model(job.case.model.tiny, ctx.model_cache))
+            yield
     finally:
-        if captured.getvalue() and build_log is not None:
-            build_log.parent.mkdir(parents=True, exist_ok=True)
-            build_log.write_text(captured.getvalue())
+        if captured.getvalue():
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(captured.getvalue())
 
 
 def model_identity(job: Job) -> dict[str, str]:
-    """For tiny models, the recipe digest: `harness compare` checks both sides used one weights."""
-    if job.platform.model_source != "tiny" or not job.case.model.tiny:
+    """What `harness compare` checks both sides share: for tiny models the recipe digest, for
+    hub models the revision (pinned in the engine args, else the cache's resolved main)."""
+    if job.platform.model_source != "tiny":
+        revision = job.engine_args.get("revision") or cached_revision(job.case.model.hub)
+        return {"model_revision": str(revision)} if revision else {}
+    if not job.case.model.tiny:
         return {}
     from harness.models import recipe_digest
 
     return {"recipe_digest": recipe_digest(job.case.model.tiny)}
+
+
+def cached_revision(hub_id: str, environ: dict[str, str] | None = None) -> str | None:
+    """The revision the Hugging Face cache resolves ``main`` to (hub layout), if cached."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    ref = home / "hub" / f"models--{hub_id.replace('/', '--')}" / "refs" / "main"
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def engine_env(job: Job) -> dict[str, str]:
@@ -96,6 +113,8 @@ def start_probes(job: Job, log_path: Path, ctx: RunContext) -> subprocess.Popen 
     names = probe_names(job)
     if not names:
         return None
+    # Each attempt's evidence is its own: the log is started afresh, so the only
+    # HARNESS-PROBES line in it is this run's (an earlier attempt's cannot win).
     log_path.unlink(missing_ok=True)
     nice = ["nice", "-n", "10"] if shutil.which("nice") else []
     return proc.start([*nice, ctx.python, "-m", "harness.worker.probes", *names], log_path,
@@ -105,7 +124,6 @@ def start_probes(job: Job, log_path: Path, ctx: RunContext) -> subprocess.Popen 
 def collect_probes(job: Job, started: subprocess.Popen | None, log_path: Path,
                    deadline: float) -> dict[str, dict[str, Any]]:
     """Wait (until ``deadline``, monotonic) for the probes and read their one JSON line."""
-    names = probe_names(job)
     if started is None:
         return {}
     try:
@@ -119,7 +137,27 @@ def collect_probes(job: Job, started: subprocess.Popen | None, log_path: Path,
             return json.loads(line.split(" ", 1)[1])
     why = "timed out" if timed_out else f"exited {code}"
     return {name: {"ok": False, "error": f"probe process {why} without a result"}
-            for name in names}
+            for name in probe_names(job)}
+
+
+def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str, Any]]:
+    """Start and collect in one go (the job itself starts them earlier, see start_probes)."""
+    return collect_probes(job, start_probes(job, log_path, ctx), log_path,
+                          time.monotonic() + PROBE_TIMEOUT_S)
+
+
+def _stop_probes(started: subprocess.Popen | None) -> None:
+    if started is not None and started.poll() is None:
+        proc.stop(started, grace_s=1.0)
+
+
+def job_log_text(engine_log: Path, ready_offset: int, job_offset: int) -> str:
+    """The part of an engine log that is this job's evidence: everything for a fresh engine;
+    for a reused one, its start-up (up to ``ready_offset``) and what came after ``job_offset``."""
+    if job_offset <= 0:
+        return proc.read_from(engine_log, 0)
+    startup = proc.read_from(engine_log, 0)[:ready_offset] if ready_offset > 0 else ""
+    return startup + proc.read_from(engine_log, job_offset)
 
 
 def final_status(failure_class: str | None, expect: Expect) -> str:
@@ -170,11 +208,12 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
     clock = PhaseClock()
     probes_proc = None
     reused = False
+    peak_mb = None
     try:
         probes_proc = start_probes(job, probes_log, ctx)
         progress.phase(f"model: {job.model} ({job.platform.model_source})")
-        with clock.timed("model"):
-            model = resolve_model(job, ctx, path.with_suffix(".model.log"))
+        with clock.timed("model"), output_to(path.with_suffix(".model.log")):
+            model = resolve_model(job, ctx)
         prepared = prepare_requests(job.case)
         engine = pool.get(job.engine_key)
         reused = engine is not None
@@ -191,10 +230,15 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
         else:
             progress.phase(f"engine reused; {len(prepared)} request(s)")
         engine_log = engine.log_path
+        # A reused engine's log holds earlier jobs' requests: this job reads the engine's
+        # start-up (shared evidence: the engine serving it) and its own part, nothing between.
+        job_offset = proc.log_size(engine_log) if reused else 0
+        engine.reset_peak()
         ready = getattr(engine, "ready_after", None)
-        label = "engine starting" if ready else "requests"
-        with progress.waiting(label, engine_log, ready=ready):
+        with progress.waiting("engine starting" if ready else "requests", engine_log,
+                              ready=ready):
             responses = engine.generate(prepared, job.case.compare.top_k)
+        peak_mb = engine.peak_rss_mb()
         progress.phase(f"requests done: {sum(r.ok for r in responses)}/{len(responses)} ok"
                        + (f" in {engine.requests_s:.1f} s" if engine.requests_s else ""))
         if probes_proc is not None:
@@ -203,19 +247,27 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
             probes = collect_probes(job, probes_proc, probes_log,
                                     time.monotonic() + PROBE_TIMEOUT_S)
         with clock.timed("checks"):
-            log_text = proc.read_tail(engine_log, 4_000_000)
+            log_text = job_log_text(engine_log, engine.ready_log_offset if reused else 0,
+                                    job_offset)
             checks = evaluate(job.case.checks, Observed(
                 capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
                 requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
         progress.phase("checks: " + ", ".join(f"{c.name} {c.outcome}" for c in checks))
         failed = [c for c in checks if c.outcome == "failed"]
+        errored = [c for c in checks if c.outcome == "error"]
         failure_class = None
         if failed:
             failure_class = ("request-error" if any(c.kind == "requests_succeed" for c in failed)
                              else "check-failed")
+        elif errored:  # no check failed, but one could not judge: no verdict on vLLM
+            failure_class = "harness-error"
+        message = "; ".join(f"{c.name}: {c.message}" for c in failed + errored)
+        if failure_class is None and not_decisive(checks):
+            message = (f"{NOT_DECISIVE}: its decisive checks did not apply on "
+                       f"{job.platform.name}: " + "; ".join(
+                           f"{c.name}: {c.message}" for c in checks if c.decisive))
         fields = {
-            "failure_class": failure_class,
-            "message": "; ".join(f"{c.name}: {c.message}" for c in failed),
+            "failure_class": failure_class, "message": message,
             "checks": checks, "requests": responses}
     except EngineFailure as exc:
         pool.close()
@@ -227,38 +279,33 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
                                   "message": "interrupted (Ctrl-C or SIGTERM)"},
                      engine_log, began)
         raise
-    except Exception as exc:  # the harness itself broke: still leave a result that says so
+    except Exception as exc:  # the harness itself broke: no verdict on vLLM, and it says so
         pool.close()
-        fields = {"failure_class": "infra", "message": f"{type(exc).__name__}: {exc}"}
+        fields = {"failure_class": "harness-error",
+                  "message": f"harness error, not a verdict on vLLM: {type(exc).__name__}: {exc}",
+                  "harness_traceback": traceback.format_exc()[-4000:]}
     _stop_probes(probes_proc)
     if not keep_engine:  # no later job shares this engine: stop it now and time it
         with clock.timed("shutdown"):
             pool.close()
+    fields["timings"] = Timings(
+        startup_s=(engine.startup_s or None) if engine is not None else None,
+        requests_s=engine.requests_s if engine is not None else None,
+        engine_reused=reused, peak_rss_mb=peak_mb, model_s=clock.seconds.get("model"),
+        probes_s=clock.seconds.get("probes"), checks_s=clock.seconds.get("checks"),
+        shutdown_s=clock.seconds.get("shutdown"))
     if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
         fields["traces"] = engine.traces()
         if engine.mutations():
             fields["engine"] = {**base.engine, "mutations": engine.mutations()}
-    fields["timings"] = Timings(
-        startup_s=(engine.startup_s or None) if engine is not None else None,
-        requests_s=engine.requests_s if engine is not None else None,
-        engine_reused=reused, model_s=clock.seconds.get("model"),
-        probes_s=clock.seconds.get("probes"), checks_s=clock.seconds.get("checks"),
-        shutdown_s=clock.seconds.get("shutdown"))
     return _write_final(path, base, fields, engine_log, began)
-
-
-def _stop_probes(started: subprocess.Popen | None) -> None:
-    if started is not None and started.poll() is None:
-        proc.stop(started, grace_s=1.0)
 
 
 def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: Path,
                  began: float) -> Result:
     timings: Timings = fields.pop("timings", None) or Timings()
-    timings = timings.model_copy(update={
-        "total_s": time.monotonic() - began,
-        # Largest resident set among this worker's finished children (the engines), in MiB.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    # peak_rss_mb: this job's engine process tree, sampled while the job ran (see generate).
+    timings = timings.model_copy(update={"total_s": time.monotonic() - began})
     failure_class = fields.get("failure_class")
     status = final_status(failure_class, base.expect)
     message = fields.pop("message", "")

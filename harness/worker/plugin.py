@@ -14,7 +14,8 @@ import pytest
 
 from harness import proc
 from harness.plan import plan_job
-from harness.results import Result
+from harness.outcomes import EXIT_INFRA
+from harness.results import DiskFull, Result
 from harness.secrets import redact
 from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
@@ -144,8 +145,11 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
-        result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
-                         self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
+        try:
+            result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
+                             self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
+        except DiskFull as exc:  # the results already written stay; say why the run stops
+            pytest.exit(f"harness: disk full: {exc}", returncode=EXIT_INFRA)
         self.user_properties.append(("status", result.status))
         self.user_properties.append(("failure_class", result.failure_class or ""))
         if result.status == "skipped":
