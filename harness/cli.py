@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pull", choices=["always", "missing", "never"], default=None,
                      help="pull the image before the run (overrides the platform's `pull`)")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
+    run.add_argument("--in-place", action="store_true",
+                     help="run the platform's cases here, against the vLLM installed in this "
+                          "environment (e.g. inside a vLLM container you started): no container "
+                          "is started; results record launch=in-place")
+    run.add_argument("--skip-preflight", action="store_true",
+                     help="do not run the cheap `harness doctor` checks before starting")
     run.add_argument("--shard-index", type=int, default=None,
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
     run.add_argument("--shard-count", type=int, default=None,
@@ -133,6 +139,8 @@ EXTRA_COMMANDS = {
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
     "image": "build, push or pull a container platform's image",
+    "models": "fetch the hub snapshots (or build the tiny models) a platform needs",
+    "doctor": "preflight checks for a platform's node, one line each with the fix",
     "prune": "remove the harness's own old containers and images (by label)",
 }
 
@@ -241,6 +249,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: --image: platform {local[0]} runs on this host, not in a container",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.in_place and (args.engine or args.gpus):
+        print("error: --in-place starts no container: --engine and --gpus do not apply (expose "
+              "the GPUs to the container you are in)", file=sys.stderr)
+        return EXIT_USAGE
     run_id = new_run_id() if args.run_id is None else args.run_id
     if not is_valid_run_id(run_id):
         print(f"error: bad run id {run_id!r}", file=sys.stderr)
@@ -263,27 +275,36 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 progress=progress, stream_engine_log=args.stream_engine_log)
         launches: list = []
 
-        def keep_if_asked(made):
+        def launcher(r: WorkerRequest):
+            made = make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
+                               pull=args.pull, in_place=args.in_place)
             if args.keep_container and hasattr(made, "keep_container"):
                 made.keep_container = True
             launches.append(made)
             return made
 
-        launch = keep_if_asked(make_launch(request, engine=args.engine, gpus=args.gpus,
-                                           image=args.image, pull=args.pull))
+        launch = launcher(request)
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
-        if progress != "off":
-            print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
-                  f"{args.results / run_id / name}/worker{request.file_suffix()}.log", flush=True)
-        try:
-            outcome = execute(platform_jobs, request, launch, relaunch=lambda r: keep_if_asked(
-                make_launch(r, engine=args.engine, gpus=args.gpus)))
-        except DiskFull as exc:
-            print(f"error: infrastructure: disk full: {exc}; results written before it are "
-                  "intact", file=sys.stderr)
-            return EXIT_INFRA
+        problem = None if args.skip_preflight else preflight_problem(
+            platforms[name], args.engine, args.in_place)
+        if problem:
+            from harness.execute import not_started
+
+            print(f"preflight failed for {name}: {problem}", file=sys.stderr)
+            outcome = not_started(platform_jobs, request, launch, f"preflight: {problem}")
+        else:
+            if progress != "off":
+                print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
+                      f"{args.results / run_id / name}/worker{request.file_suffix()}.log",
+                      flush=True)
+            try:
+                outcome = execute(platform_jobs, request, launch, relaunch=launcher)
+            except DiskFull as exc:
+                print(f"error: infrastructure: disk full: {exc}; results written before it are "
+                      "intact", file=sys.stderr)
+                return EXIT_INFRA
         for made in launches:  # --keep-container: what to keep is known only now
             kept = made.release(failed=outcome.exit_code != EXIT_OK) \
                 if hasattr(made, "release") else ""
@@ -299,6 +320,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
     return worst
+
+
+def preflight_problem(platform, engine: str | None, in_place: bool) -> str | None:
+    """The cheap part of `harness doctor`: engine, devices, GPUs clean. The first failure."""
+    from harness.doctor import Host, failed, platform_checks
+
+    problems = failed(platform_checks(platform, Host(), engine=engine, in_place=in_place,
+                                      cheap=True))
+    if not problems:
+        return None
+    return "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in problems)
 
 
 def select_shard_jobs(jobs, index: int | None, count: int | None):

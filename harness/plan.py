@@ -41,7 +41,9 @@ class Job:
         """Jobs with the same engine key can share one running engine."""
         return digest({"mode": self.case.engine.mode, "model": self.model,
                        "source": self.platform.model_source, "args": self.engine_args,
-                       "env": self.env, "traces": self.case.engine.traces})
+                       "env": self.env, "traces": self.case.engine.traces,
+                       "lora": self.case.engine.lora.model_dump() if self.case.engine.lora
+                       else None})
 
     @property
     def config_digest(self) -> str:

@@ -57,7 +57,7 @@ def test_the_guides_example_case_validates_and_plans(tmp_path):
     assert validated.returncode == 0, validated.stderr
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_each_check_snippet_validates_inside_a_case(tmp_path, index):
     snippets = blocks("check")
     if index >= len(snippets):
@@ -67,6 +67,9 @@ def test_each_check_snippet_validates_inside_a_case(tmp_path, index):
     traces = [c["trace"] for c in case["checks"] if c["kind"] == "ragged_batch"]
     if traces:  # as the guide says: offline mode with the trace installed
         case["engine"] = {**case["engine"], "mode": "offline", "traces": traces}
+    if any(c["kind"] == "lora_applied" for c in case["checks"]):  # with an adapter
+        case["engine"] = {**case["engine"], "lora": {"name": "vision", "path": "vision-lora"},
+                          "args": {**case["engine"]["args"], "enable_lora": True}}
     path = tmp_path / "snippet.yaml"
     path.write_text(yaml.safe_dump(case))
     load_case(path)  # raises SpecError with file:line: key on any mistake

@@ -123,6 +123,12 @@ def test_phi4mm_one_encoder_batch_held_different_crop_counts(cpu_run):
     assert any(call["phase"] == "startup" for call in calls)  # vLLM's profiling, not counted
     ragged = next(c for c in result.checks if c.kind == "ragged_batch")
     assert ragged.outcome == "passed" and result.message == ""
+    # The vision LoRA, as vLLM runs this model: loaded by the engine, on every request.
+    lora = next(c for c in result.checks if c.kind == "lora_applied")
+    assert lora.outcome == "passed", lora.message
+    assert result.traces["lora"]["loaded_ids"] == [1]
+    assert set(result.traces["lora"]["requests"].values()) == {"vision"}
+    assert result.traces["lora"]["path"].endswith("/vision-lora")
 
 
 def test_zeroed_image_features_fail_outputs_differ(tmp_path, cases_copy):
@@ -159,6 +165,7 @@ def test_reverted_phi4mm_fix_fails_with_crash_and_traceback(tmp_path):
     result = read_result(tmp_path / "reverted" / "cpu" / "phi4mm_variable_crop.json")
     assert result.status == "failed" and result.failure_class == "crash"
     assert result.engine["mutations"] == ["phi4mm_revert_stack_with_pad"]
+    assert result.engine["args"]["enable_lora"] is True  # the failure is caught with LoRA on
     assert "Traceback (most recent call last)" in result.log.tail
     assert "'list' object has no attribute 'to'" in result.log.tail
     # The trace shows the ragged batch that the reverted code could not handle.

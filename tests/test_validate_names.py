@@ -35,7 +35,7 @@ def _validate_error(capsys, path, *more) -> str:
     (PHI, "traces: [phi4mm_image_batches]", "traces: [phi4mm_image_batchez]",
      "engine.traces[0]: unknown trace 'phi4mm_image_batchez'"),
     (PHI, "trace: phi4mm_image_batches", "trace: phi4mm_batches",
-     "checks[1].trace: unknown trace 'phi4mm_batches'"),
+     "checks[2].trace: unknown trace 'phi4mm_batches'"),
     (QWEN, "tiny: qwen2_5_vl_tiny", "tiny: qwen2_5_vl_tiy", "model.tiny: unknown tiny recipe"),
     (QWEN, "requires: [encoder_cudagraph]", "requires: [encoder_cuda_graph]",
      "checks[3].requires: unknown capabilities ['encoder_cuda_graph']"),
@@ -73,7 +73,7 @@ def test_run_refuses_a_typo_before_starting_anything(cases_copy, capsys):
 
 def test_check_kinds_come_from_the_schema():
     kinds = {"ready", "requests_succeed", "log_absent", "log_present", "token_counts",
-             "outputs_differ", "probe", "ragged_batch"}
+             "outputs_differ", "probe", "ragged_batch", "lora_applied"}
     assert spec._check_kinds() == kinds == spec._CHECK_KINDS
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from harness import images
 
+from harness.launch.agent_gpus import agent_pinning, pinned_args, share_for_parallel_job
 from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
                                  parallel_job_index, select_gpus)
 from harness.launch.local import WorkerRequest
@@ -88,11 +89,21 @@ class ContainerLaunch:
         self.pull = pull or self.platform.pull  # always | missing | never
         self.user = _owner(request.results_dir)
         try:
-            self.gpus = select_gpus(gpus, self.platform,
-                                    parallel_job_index(request.shard, self.environ),
-                                    total=count_gpus(self.platform.accelerator, sysfs))
-            self._gpu_args = gpu_args(self.platform.accelerator, self.engine, self.gpus,
-                                      group_file, sysfs)
+            job_index = parallel_job_index(request.shard, self.environ)
+            # The agent's own pinning (its environment) wins over ranges and the platform.
+            self.pinning = None if gpus else agent_pinning(self.platform.accelerator,
+                                                           self.environ, sysfs)
+            if self.pinning is not None:
+                self.gpus = None
+                devices = share_for_parallel_job(self.pinning.devices, job_index,
+                                                 self.platform.gpus_per_job)
+                self._gpu_args = pinned_args(self.platform.accelerator, self.engine, devices,
+                                             group_file)
+            else:
+                self.gpus = select_gpus(gpus, self.platform, job_index,
+                                        total=count_gpus(self.platform.accelerator, sysfs))
+                self._gpu_args = gpu_args(self.platform.accelerator, self.engine, self.gpus,
+                                          group_file, sysfs)
         except ValueError as exc:
             raise SpecError("--gpus" if gpus else self.platform.name, None, "gpus",
                             str(exc)) from None
@@ -194,7 +205,9 @@ class ContainerLaunch:
         return mounts, paths
 
     def host_hf_cache(self) -> Path:
-        return Path(self.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+        from harness.models.hub import host_hf_home
+
+        return host_hf_home(self.environ)
 
     def host_model_cache(self) -> Path:
         return default_cache_root(self.environ)
@@ -351,7 +364,8 @@ class ContainerLaunch:
                    "removed": self.removed,
                    "fingerprint": {"image": self.image,
                                    "image_digest": self.image_digest() or image_id,
-                                   "container": True}}
+                                   "container": True, "launch": "container",
+                                   "container_started_by_harness": True}}
         if failure and not oom:
             details["failure"] = failure
         return details

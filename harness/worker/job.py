@@ -43,12 +43,39 @@ class RunContext:
     python: str = sys.executable
 
 
-def resolve_model(job: Job, ctx: RunContext) -> str:
-    if job.platform.model_source == "hub":
-        return job.case.model.hub
-    from harness.models import build_model
+@dataclass
+class ResolvedModel:
+    """What the engine is started on, and what the result records about it."""
 
-    return str(build_model(job.case.model.tiny, ctx.model_cache))
+    model: str  # the engine's --model: the hub id, or the tiny model's directory
+    args: dict[str, Any]  # engine args the resolution adds (the pinned --revision)
+    identity: dict[str, str]  # recorded in the result's engine section; compare reads it
+    directory: Path  # the files on disk (a hub snapshot or the tiny directory)
+
+
+def resolve_model(job: Job, ctx: RunContext) -> ResolvedModel:
+    """Hub models resolve in the local Hugging Face cache before any engine starts.
+
+    The engine still gets the hub id (vLLM and huggingface_hub resolve it themselves), pinned
+    to the commit found here, so what ran is what the result says.
+    """
+    if job.platform.model_source == "hub":
+        from harness.models.hub import SnapshotMissing, hub_cache_dir, resolve_snapshot
+
+        cache = hub_cache_dir(engine_env(job))
+        try:
+            snap = resolve_snapshot(job.case.model.hub, job.case.model.revision, cache,
+                                    platform=job.platform.name)
+        except SnapshotMissing as exc:
+            raise EngineFailure("model-missing", str(exc)) from None
+        return ResolvedModel(job.case.model.hub, {"revision": snap.commit},
+                             {"revision": snap.commit}, snap.path)
+    from harness.models import build_model, recipe_digest
+
+    directory = build_model(job.case.model.tiny, ctx.model_cache)
+    # The recipe digest: `harness compare` checks both sides used the same weights.
+    return ResolvedModel(str(directory), {}, {"recipe_digest": recipe_digest(job.case.model.tiny)},
+                         directory)
 
 
 @contextmanager
@@ -65,42 +92,33 @@ def output_to(log_path: Path) -> Iterator[None]:
             log_path.write_text(captured.getvalue())
 
 
-def model_identity(job: Job) -> dict[str, str]:
-    """What `harness compare` checks both sides share: for tiny models the recipe digest, for
-    hub models the revision (pinned in the engine args, else the cache's resolved main)."""
-    if job.platform.model_source != "tiny":
-        revision = job.engine_args.get("revision") or cached_revision(job.case.model.hub)
-        return {"model_revision": str(revision)} if revision else {}
-    if not job.case.model.tiny:
-        return {}
-    from harness.models import recipe_digest
-
-    return {"recipe_digest": recipe_digest(job.case.model.tiny)}
-
-
-def cached_revision(hub_id: str, environ: dict[str, str] | None = None) -> str | None:
-    """The revision the Hugging Face cache resolves ``main`` to (hub layout), if cached."""
-    environ = os.environ if environ is None else environ
-    home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    ref = home / "hub" / f"models--{hub_id.replace('/', '--')}" / "refs" / "main"
-    try:
-        return ref.read_text().strip() or None
-    except OSError:
-        return None
-
-
 def engine_env(job: Job) -> dict[str, str]:
     return {**os.environ, **job.env}
 
 
-def new_engine(job: Job, model: str, log_path: Path, ctx: RunContext) -> Engine:
+def new_engine(job: Job, resolved: ResolvedModel, log_path: Path, ctx: RunContext) -> Engine:
     spec = job.case.engine
+    args = {**job.engine_args, **resolved.args}
+    lora = lora_for(job, resolved)
     if spec.mode == "offline":
-        return OfflineEngine(model, job.engine_args, engine_env(job), log_path, spec.traces,
+        return OfflineEngine(resolved.model, args, engine_env(job), log_path, spec.traces,
                              timeout_s=spec.startup_timeout_s + spec.request_timeout_s,
-                             python=ctx.python)
-    return ServerEngine(model, job.engine_args, engine_env(job), log_path,
-                        spec.startup_timeout_s, spec.request_timeout_s, python=ctx.python)
+                             python=ctx.python, lora=lora)
+    return ServerEngine(resolved.model, args, engine_env(job), log_path,
+                        spec.startup_timeout_s, spec.request_timeout_s, python=ctx.python,
+                        lora=lora)
+
+
+def lora_for(job: Job, resolved: ResolvedModel) -> dict[str, str] | None:
+    """The case's adapter inside the resolved model (Phi4MM: ``<snapshot>/vision-lora``)."""
+    lora = job.case.engine.lora
+    if lora is None:
+        return None
+    path = resolved.directory / lora.path
+    if not (path / "adapter_config.json").is_file():
+        raise EngineFailure("model-missing", f"LoRA adapter {lora.name!r} not found: {path} has no "
+                                     f"adapter_config.json")
+    return {"name": lora.name, "path": str(path)}
 
 
 def probe_names(job: Job) -> list[str]:
@@ -191,7 +209,7 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
                   compare=job.case.compare.model_dump(),
                   engine={"mode": job.case.engine.mode, "model": job.model,
                           "args": job.engine_args, "engine_key": job.engine_key,
-                          "env": dict(job.env), **model_identity(job)},
+                          "env": dict(job.env)},
                   fingerprint=fingerprint(job.platform.name, job.platform.accelerator, ctx.repo),
                   reproduce=f"harness run --platform {job.platform.name} -k {job.case.id}",
                   started_at=started_at)
@@ -205,6 +223,7 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
     fields: dict[str, Any] = {}
     engine: Engine | None = None
     engine_log = log_path
+    engine_record = dict(base.engine)
     clock = PhaseClock()
     probes_proc = None
     reused = False
@@ -213,13 +232,14 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
         probes_proc = start_probes(job, probes_log, ctx)
         progress.phase(f"model: {job.model} ({job.platform.model_source})")
         with clock.timed("model"), output_to(path.with_suffix(".model.log")):
-            model = resolve_model(job, ctx)
+            resolved = resolve_model(job, ctx)
+        engine_record.update(resolved.identity)
         prepared = prepare_requests(job.case)
         engine = pool.get(job.engine_key)
         reused = engine is not None
         if engine is None:
             log_path.unlink(missing_ok=True)
-            engine = new_engine(job, model, log_path, ctx)
+            engine = new_engine(job, resolved, log_path, ctx)
             pool.put(job.engine_key, engine)  # before start(): an interrupt must stop it too
             progress.phase(f"engine starting ({job.case.engine.mode}; log {log_path.name})")
             with clock.timed("engine_start"), progress.waiting("engine starting", log_path):
@@ -275,7 +295,7 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
     except KeyboardInterrupt:
         pool.close()
         _stop_probes(probes_proc)
-        _write_final(path, base, {"failure_class": "interrupted",
+        _write_final(path, base, {"failure_class": "interrupted", "engine": engine_record,
                                   "message": "interrupted (Ctrl-C or SIGTERM)"},
                      engine_log, began)
         raise
@@ -297,7 +317,8 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
     if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
         fields["traces"] = engine.traces()
         if engine.mutations():
-            fields["engine"] = {**base.engine, "mutations": engine.mutations()}
+            engine_record["mutations"] = engine.mutations()
+    fields["engine"] = engine_record
     return _write_final(path, base, fields, engine_log, began)
 
 

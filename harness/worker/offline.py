@@ -18,8 +18,10 @@ class OfflineEngine:
     """Starts nothing up front: the child builds the engine and generates in one go."""
 
     def __init__(self, model: str, args: dict[str, Any], env: dict[str, str], log_path: Path,
-                 traces: list[str], timeout_s: float, python: str = sys.executable):
+                 traces: list[str], timeout_s: float, python: str = sys.executable,
+                 lora: dict[str, str] | None = None):
         self.model, self.args, self.env, self.log_path = model, args, env, log_path
+        self.lora = lora  # {"name", "path"}: a LoRARequest on every request
         self.trace_names, self.timeout_s, self.python = traces, timeout_s, python
         self.startup_s = 0.0
         self.requests_s: float | None = None
@@ -43,6 +45,7 @@ class OfflineEngine:
         spec_path, out_path = work / "spec.json", work / "out.json"
         spec_path.write_text(json.dumps({
             "model": self.model, "args": self.args, "traces": self.trace_names, "top_k": top_k,
+            "lora": self.lora,
             "requests": [{"id": r.id, "messages": r.messages, "max_tokens": r.max_tokens}
                          for r in prepared]}))
         self._out_path, self._spawned_at = out_path, time.time()

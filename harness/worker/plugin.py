@@ -45,6 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("harness_platform"):
         return
+    refuse_xdist_on_gpus(config)
     from harness.runid import new_run_id
 
     from harness.models import default_cache_root
@@ -77,6 +78,32 @@ def _line_writer(config: pytest.Config):
         reporter._tw.flush()
 
     return write
+
+
+XDIST_ON_GPU = ("pytest-xdist (-n) is refused on GPU platforms: every worker would start its "
+                "own engine on the same GPUs. Run one worker per GPU set instead (`harness run "
+                "--platform {name} --gpus 0` and `--gpus 1`, or Buildkite parallel jobs with "
+                "`gpus_per_job`), each with its own results.")
+
+
+def refuse_xdist_on_gpus(config: pytest.Config) -> None:
+    """Each xdist worker would start an engine sized for the whole GPU (gpu_memory_utilization):
+    two on one GPU fail or starve, so -n is refused there (CPU platforms may use it)."""
+    # The controller has -n; its workers have `workerinput`. (Not PYTEST_XDIST_WORKER: a
+    # harness run started from inside someone else's xdist worker inherits that variable.)
+    if not (config.getoption("numprocesses", None) or hasattr(config, "workerinput")):
+        return
+    name = config.getoption("harness_platform")
+    path = config.getoption("harness_platforms_file")
+    if path is None:
+        files = [Path(arg.split("::")[0]) for arg in config.args]
+        path = next(((f if f.is_dir() else f.parent) / PLATFORMS_FILE for f in files), None)
+    try:
+        platform = load_platforms(path).get(name) if path else None
+    except SpecError:
+        return  # reported at collection, with its file and line
+    if platform is not None and platform.accelerator != "cpu":
+        raise pytest.UsageError(XDIST_ON_GPU.format(name=name))
 
 
 def _raise_interrupt(signum, frame):
