@@ -131,7 +131,7 @@ class Progress:
             if ready is not None and not announced:
                 seconds = ready()
                 if seconds is not None:
-                    announced = True
+                    announced, label = True, "requests"
                     self.phase(f"engine ready after {seconds:.0f} s; requests")
             if self.heartbeat_s and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.heartbeat_s
