@@ -258,6 +258,8 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
         with progress.waiting("engine starting" if ready else "requests", engine_log,
                               ready=ready):
             responses = engine.generate(prepared, job.case.compare.top_k)
+        if ready is not None and not progress.ready_announced:  # faster than the watcher
+            progress.phase(f"engine ready after {engine.startup_s:.0f} s; requests")
         peak_mb = engine.peak_rss_mb()
         progress.phase(f"requests done: {sum(r.ok for r in responses)}/{len(responses)} ok"
                        + (f" in {engine.requests_s:.1f} s" if engine.requests_s else ""))
