@@ -142,6 +142,7 @@ EXTRA_COMMANDS = {
     "models": "fetch the hub snapshots (or build the tiny models) a platform needs",
     "doctor": "preflight checks for a platform's node, one line each with the fix",
     "prune": "remove the harness's own old containers and images (by label)",
+    "bisect": "find the first bad image for a case (flake-aware, resumable)",
 }
 
 
@@ -273,20 +274,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index,
                                 progress=progress, stream_engine_log=args.stream_engine_log)
-        launches: list = []
 
         def launcher(r: WorkerRequest):
-            made = make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
+            return make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
                                pull=args.pull, in_place=args.in_place)
-            if args.keep_container and hasattr(made, "keep_container"):
-                made.keep_container = True
-            launches.append(made)
-            return made
 
         launch = launcher(request)
+        # Only the first attempt's container is kept (release() below decides); a retry's
+        # launcher removes its own.
+        if args.keep_container and hasattr(launch, "keep_container"):
+            launch.keep_container = True
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
+        if progress != "off":
+            print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
+                  f"{args.results / run_id / name}/worker{request.file_suffix()}.log", flush=True)
         problem = None if args.skip_preflight else preflight_problem(
             platforms[name], args.engine, args.in_place)
         if problem:
@@ -295,19 +298,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"preflight failed for {name}: {problem}", file=sys.stderr)
             outcome = not_started(platform_jobs, request, launch, f"preflight: {problem}")
         else:
-            if progress != "off":
-                print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
-                      f"{args.results / run_id / name}/worker{request.file_suffix()}.log",
-                      flush=True)
             try:
                 outcome = execute(platform_jobs, request, launch, relaunch=launcher)
             except DiskFull as exc:
                 print(f"error: infrastructure: disk full: {exc}; results written before it are "
                       "intact", file=sys.stderr)
                 return EXIT_INFRA
-        for made in launches:  # --keep-container: what to keep is known only now
-            kept = made.release(failed=outcome.exit_code != EXIT_OK) \
-                if hasattr(made, "release") else ""
+        if hasattr(launch, "release"):
+            kept = launch.release(failed=outcome.exit_code != EXIT_OK)
             if kept:
                 print(kept, file=sys.stderr)
         print(run_table(outcome.results))

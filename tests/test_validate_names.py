@@ -3,6 +3,8 @@ evidence a job reads is its own (stale probes logs, a reused engine's log)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from harness import spec
@@ -98,7 +100,8 @@ def test_a_stale_probes_line_from_an_earlier_attempt_is_not_this_attempts(tmp_pa
 
     [job] = plan([case], load_platforms(CASES / "platforms.yaml"), ["cpu"])
     ctx = job_module.RunContext(tmp_path, "r1", REPO, tmp_path / "m", python=str(python))
-    probes = job_module.run_probes(job, log, ctx)
+    started = job_module.start_probes(job, log, ctx)
+    probes = job_module.collect_probes(job, started, log, time.monotonic() + 60)
     assert probes["act_and_mul_compile_native"]["ok"] is False
     assert "exited 1" in probes["act_and_mul_compile_native"]["error"]
 

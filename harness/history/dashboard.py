@@ -16,7 +16,7 @@ from harness.history.html import Markup, html, href, join
 from harness.history.queries import Night, Row
 from harness.history.rows import verdict
 from harness.history.store import Detail
-from harness.results import NOT_DECISIVE
+from harness.history.rows import NOT_DECISIVE_MARK
 
 STYLE = Markup("""
 body{font:13px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px;color:#1b1f24}
@@ -133,6 +133,7 @@ def rich_cell(line: CaseLine, row: Row) -> bool:
     """A cell written out in full (tooltip, log link, mark): bad, first bad, or output changed.
     Every other cell is its status class alone; the script describes it when pointed at."""
     return (verdict(row.status) == "bad" or row.night in line.drift_nights
+            or row.failure_class == NOT_DECISIVE_MARK
             or (line.first_bad is not None and line.first_bad.first_bad.result_id
                 == row.result_id) or row.status not in STATUS_CLASS)
 
@@ -232,7 +233,7 @@ class Renderer:
         detail = self.details.get(row.result_id)
         classes = [STATUS_CLASS.get(row.status, NOT_RUN)]
         mark = SYMBOL.get(row.status, "?")
-        if detail and detail.message.startswith(NOT_DECISIVE):
+        if row.failure_class == NOT_DECISIVE_MARK:
             classes.append("nd")  # a pass whose decisive checks did not apply: not plain green
             mark = "n/a"
         if anchor:
@@ -274,6 +275,23 @@ class Renderer:
                                   self.details.get(fb.first_bad.result_id)) or "#"
         return html('<a class="flag new" href="{}" title="first bad run; {}">{}</a>', link,
                     between, text)
+
+    def bisect_hint(self, line: CaseLine) -> Markup:
+        """The `harness bisect` command for a newly broken case whose last good and first bad
+        runs name registry images (harness.bisect.command); nothing when they do not."""
+        from harness.bisect.command import range_images, suggest
+
+        fb = line.first_bad
+        if not line.newly_broken or fb is None or fb.last_good is None:
+            return Markup("")
+        good, bad = (self.details.get(row.result_id) for row in (fb.last_good, fb.first_bad))
+        images = range_images({"image_digest": good.image_digest if good else None},
+                              {"image_digest": bad.image_digest if bad else None})
+        command = suggest(line.case_id, line.platform, *images) if images else None
+        if command is None:
+            return Markup("")
+        return html('<div class="bisect">find the first bad image: <code>{}</code></div>',
+                    command)
 
     def line(self, p_index: int, l_index: int, line: CaseLine) -> Markup:
         anchor = None
@@ -368,13 +386,14 @@ class Renderer:
                          detail.log_tail) if detail and detail.log_tail else Markup(""))
             items.append(html(
                 '<li class="broken"><b>{case}</b> {status}{fclass} {fb} '
-                '<span class="msg">{msg}</span> {log}{tail}</li>',
+                '<span class="msg">{msg}</span> {log}{tail}{bisect}</li>',
                 case=line.case_id, status=line.last.status,
                 fclass=f" [{line.last.failure_class}]" if line.last.failure_class else "",
                 fb=join([Markup('<span class="flag new">new</span> ') if line.newly_broken
                          else Markup(""), self.first_bad_text(line)]),
                 msg=detail.message if detail else "",
-                log=html('<a href="{}">log</a>', log) if log else Markup(""), tail=tail))
+                log=html('<a href="{}">log</a>', log) if log else Markup(""), tail=tail,
+                bisect=self.bisect_hint(line)))
         for line in (l for l in platform.lines if l.flaky.flaky):
             rate = line.flaky.fail_rate
             items.append(html('<li><b>{}</b> <span class="flag flaky">flaky</span> fail rate {} '

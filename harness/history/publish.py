@@ -39,8 +39,10 @@ def detail_ids(board: Board) -> list[int]:
                        if row is not None and rich_cell(line, row))
             if line.broken_now:
                 ids.add(line.last.result_id)
-            if line.first_bad is not None:
-                ids.add(line.first_bad.first_bad.result_id)
+            if line.first_bad is not None:  # and the last good: the bisect range starts there
+                ids.update(row.result_id for row in (line.first_bad.first_bad,
+                                                     line.first_bad.last_good)
+                           if row is not None)
     return sorted(ids)
 
 

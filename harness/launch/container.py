@@ -176,7 +176,7 @@ class ContainerLaunch:
         args = [arg for k, v in fixed.items() for arg in ("-e", f"{k}={v}")]
         # By name only: the value comes from the client's environment (see env()).
         names = [*p.pass_env, "HARNESS_IMAGE_DIGEST",
-                 *(n for n in BY_NAME if n in self.environ)]
+                 *(n for n in BY_NAME if self.environ.get(n))]  # empty: the image's own value
         for name in dict.fromkeys(names):
             args += ["-e", name]
         return args

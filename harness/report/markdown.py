@@ -162,6 +162,9 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
             refs.append(link(f"{name} job", job))
         if refs:
             lines.append("- " + " · ".join(refs))
+    bisect = _bisect_line(case, pair)
+    if bisect:
+        lines.append(f"- find the first bad image: {code_span(bisect)}")
     if case.reference is not None:
         lines.append(f"- {escape(reference_line(case.reference, pair))}")
     if case.outputs is not None:
@@ -169,6 +172,18 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
         if detail:
             lines += ["", "First divergence per request:", "", code_block("\n".join(detail))]
     return "\n".join(lines)
+
+
+def _bisect_line(case: CaseComparison, pair: PairComparison) -> str | None:
+    """For a regression between two runs of one platform on different images: the
+    `harness bisect` command that searches the images between them."""
+    from harness.bisect.command import range_images, suggest
+
+    if (case.verdict is not Verdict.REGRESSION or case.baseline is None
+            or case.candidate is None or pair.baseline.platform != pair.candidate.platform):
+        return None
+    images = range_images(case.baseline.fingerprint, case.candidate.fingerprint)
+    return suggest(case.case_id, pair.candidate.platform, *images) if images else None
 
 
 def _tails(case: CaseComparison, pair: PairComparison) -> str:

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 import traceback
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from harness import proc
 from harness.plan import Job
@@ -53,7 +53,7 @@ class ResolvedModel:
     directory: Path  # the files on disk (a hub snapshot or the tiny directory)
 
 
-def resolve_model(job: Job, ctx: RunContext) -> ResolvedModel:
+def resolve_model(job: Job, ctx: RunContext, build_log: Path | None = None) -> ResolvedModel:
     """Hub models resolve in the local Hugging Face cache before any engine starts.
 
     The engine still gets the hub id (vLLM and huggingface_hub resolve it themselves), pinned
@@ -72,24 +72,19 @@ def resolve_model(job: Job, ctx: RunContext) -> ResolvedModel:
                              {"revision": snap.commit}, snap.path)
     from harness.models import build_model, recipe_digest
 
-    directory = build_model(job.case.model.tiny, ctx.model_cache)
-    # The recipe digest: `harness compare` checks both sides used the same weights.
-    return ResolvedModel(str(directory), {}, {"recipe_digest": recipe_digest(job.case.model.tiny)},
-                         directory)
-
-
-@contextmanager
-def output_to(log_path: Path) -> Iterator[None]:
-    """In-process chatter (a tiny model build's "Writing model shards" bars) goes to a log
-    file, not into the worker's output, where it would fill a passing run's report."""
+    # A build's own chatter (transformers' "Writing model shards" bars) goes to a log file,
+    # not into the worker's output, where it would fill a passing run's report.
     captured = io.StringIO()
     try:
         with redirect_stdout(captured), redirect_stderr(captured):
-            yield
+            directory = build_model(job.case.model.tiny, ctx.model_cache)
     finally:
-        if captured.getvalue():
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_path.write_text(captured.getvalue())
+        if captured.getvalue() and build_log is not None:
+            build_log.parent.mkdir(parents=True, exist_ok=True)
+            build_log.write_text(captured.getvalue())
+    # The recipe digest: `harness compare` checks both sides used the same weights.
+    return ResolvedModel(str(directory), {}, {"recipe_digest": recipe_digest(job.case.model.tiny)},
+                         directory)
 
 
 def engine_env(job: Job) -> dict[str, str]:
@@ -223,16 +218,17 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
     fields: dict[str, Any] = {}
     engine: Engine | None = None
     engine_log = log_path
+    peak_mb: float | None = None
     engine_record = dict(base.engine)
     clock = PhaseClock()
     probes_proc = None
     reused = False
-    peak_mb = None
     try:
+        # The probes import vLLM in their own Python: started now, they overlap the engine's start.
         probes_proc = start_probes(job, probes_log, ctx)
         progress.phase(f"model: {job.model} ({job.platform.model_source})")
-        with clock.timed("model"), output_to(path.with_suffix(".model.log")):
-            resolved = resolve_model(job, ctx)
+        with clock.timed("model"):
+            resolved = resolve_model(job, ctx, path.with_suffix(".model.log"))
         engine_record.update(resolved.identity)
         prepared = prepare_requests(job.case)
         engine = pool.get(job.engine_key)
@@ -310,17 +306,17 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
     if not keep_engine:  # no later job shares this engine: stop it now and time it
         with clock.timed("shutdown"):
             pool.close()
+    if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
+        fields["traces"] = engine.traces()
+        if engine.mutations():
+            engine_record["mutations"] = engine.mutations()
+    fields["engine"] = engine_record
     fields["timings"] = Timings(
         startup_s=(engine.startup_s or None) if engine is not None else None,
         requests_s=engine.requests_s if engine is not None else None,
         engine_reused=reused, peak_rss_mb=peak_mb, model_s=clock.seconds.get("model"),
         probes_s=clock.seconds.get("probes"), checks_s=clock.seconds.get("checks"),
         shutdown_s=clock.seconds.get("shutdown"))
-    if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
-        fields["traces"] = engine.traces()
-        if engine.mutations():
-            engine_record["mutations"] = engine.mutations()
-    fields["engine"] = engine_record
     return _write_final(path, base, fields, engine_log, began)
 
 

@@ -26,12 +26,12 @@ class OfflineEngine:
         self.startup_s = 0.0
         self.requests_s: float | None = None
         self.state: dict[str, Any] = {}
+        self.ready_log_offset = 0  # one-shot: the whole log is this job's
+        self._peak_mb: float | None = None
         self._out_path: Path | None = None
         # Wall clock, as the child reports when it was ready: startup counts from the spawn,
         # its Python and vLLM imports included, as a server's does.
         self._spawned_at: float | None = None
-        self.ready_log_offset = 0  # one-shot: the whole log is this job's
-        self._peak_mb: float | None = None
 
     def start(self) -> None:
         pass
