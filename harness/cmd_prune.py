@@ -8,22 +8,24 @@ containers are never removed (a job may be using them); an image a container sti
 reported and kept (no ``--force``).
 
 Labels: containers get ``vllm-harness.run`` and ``vllm-harness.platform`` from the launcher;
-images built for the harness carry ``vllm-harness.image=<platform>``
-(``--label vllm-harness.image=rocm`` on the build).
+images built by ``harness image build`` carry ``vllm-harness.image=<platform>``
+(``--label vllm-harness.image=rocm`` on a build by hand). The client binary and daemon are the
+same settings as for runs ($HARNESS_DOCKER/$HARNESS_PODMAN, DOCKER_HOST).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from harness.cli import positive_int
+from harness.launch.container import LABEL
 from harness.outcomes import EXIT_INFRA, EXIT_OK
 
-CONTAINER_LABEL = "vllm-harness.run"  # harness.launch.container.LABEL
+CONTAINER_LABEL = LABEL
 PLATFORM_LABEL = "vllm-harness.platform"
 IMAGE_LABEL = "vllm-harness.image"
 CALL_TIMEOUT_S = 120
@@ -158,8 +160,10 @@ def _json_list(text: str) -> list[dict]:
 
 
 def _call(engine: str, *args: str) -> subprocess.CompletedProcess:
+    from harness.images import client
+
     try:
-        return subprocess.run([engine, *args], capture_output=True, text=True, errors="replace",
+        return subprocess.run([*client(engine, None, os.environ), *args], capture_output=True, text=True, errors="replace",
                               stdin=subprocess.DEVNULL, timeout=CALL_TIMEOUT_S)
     except FileNotFoundError:
         raise EngineError("not installed (not on PATH)") from None

@@ -319,9 +319,9 @@ class ContainerLaunch:
         self._save_log()
         if self.keep_container:  # stopped, kept until release() knows whether a job failed
             self.kept = True
-            return
-        self._call("rm", "-f", self.name)
-        self.removed = not self._exists()
+        else:
+            self._call("rm", "-f", self.name)
+            self.removed = not self._exists()
         _hand_over(self._platform_dir(), self.user)
 
     def _platform_dir(self) -> Path:

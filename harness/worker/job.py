@@ -126,6 +126,8 @@ def start_probes(job: Job, log_path: Path, ctx: RunContext) -> subprocess.Popen 
     names = probe_names(job)
     if not names:
         return None
+    # Each attempt's evidence is its own: the log is started afresh, so the only
+    # HARNESS-PROBES line in it is this run's (an earlier attempt's cannot win).
     log_path.unlink(missing_ok=True)
     nice = ["nice", "-n", "10"] if shutil.which("nice") else []
     return proc.start([*nice, ctx.python, "-m", "harness.worker.probes", *names], log_path,
@@ -135,7 +137,6 @@ def start_probes(job: Job, log_path: Path, ctx: RunContext) -> subprocess.Popen 
 def collect_probes(job: Job, started: subprocess.Popen | None, log_path: Path,
                    deadline: float) -> dict[str, dict[str, Any]]:
     """Wait (until ``deadline``, monotonic) for the probes and read their one JSON line."""
-    names = probe_names(job)
     if started is None:
         return {}
     try:
@@ -149,7 +150,18 @@ def collect_probes(job: Job, started: subprocess.Popen | None, log_path: Path,
             return json.loads(line.split(" ", 1)[1])
     why = "timed out" if timed_out else f"exited {code}"
     return {name: {"ok": False, "error": f"probe process {why} without a result"}
-            for name in names}
+            for name in probe_names(job)}
+
+
+def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str, Any]]:
+    """Start and collect in one go (the job itself starts them earlier, see start_probes)."""
+    return collect_probes(job, start_probes(job, log_path, ctx), log_path,
+                          time.monotonic() + PROBE_TIMEOUT_S)
+
+
+def _stop_probes(started: subprocess.Popen | None) -> None:
+    if started is not None and started.poll() is None:
+        proc.stop(started, grace_s=1.0)
 
 
 def job_log_text(engine_log: Path, ready_offset: int, job_offset: int) -> str:
@@ -239,9 +251,11 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
         job_offset = proc.log_size(engine_log) if reused else 0
         engine.reset_peak()
         ready = getattr(engine, "ready_after", None)
-        label = "engine starting" if ready else "requests"
-        with progress.waiting(label, engine_log, ready=ready):
+        with progress.waiting("engine starting" if ready else "requests", engine_log,
+                              ready=ready):
             responses = engine.generate(prepared, job.case.compare.top_k)
+        if ready is not None and not progress.ready_announced:  # faster than the watcher
+            progress.phase(f"engine ready after {engine.startup_s:.0f} s; requests")
         peak_mb = engine.peak_rss_mb()
         progress.phase(f"requests done: {sum(r.ok for r in responses)}/{len(responses)} ok"
                        + (f" in {engine.requests_s:.1f} s" if engine.requests_s else ""))
@@ -304,11 +318,6 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
         probes_s=clock.seconds.get("probes"), checks_s=clock.seconds.get("checks"),
         shutdown_s=clock.seconds.get("shutdown"))
     return _write_final(path, base, fields, engine_log, began)
-
-
-def _stop_probes(started: subprocess.Popen | None) -> None:
-    if started is not None and started.poll() is None:
-        proc.stop(started, grace_s=1.0)
 
 
 def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: Path,

@@ -64,6 +64,22 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
+def _line_writer(config: pytest.Config):
+    """Progress lines through pytest's terminal reporter, so they start on a fresh line after
+    pytest's own output (the worker runs with --capture=no: nothing in between is captured).
+    Looked up at each write: the reporter registers after this plugin's configure."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            print(line, flush=True)
+            return
+        reporter.write_line(line)
+        reporter._tw.flush()
+
+    return write
+
+
 XDIST_ON_GPU = ("pytest-xdist (-n) is refused on GPU platforms: every worker would start its "
                 "own engine on the same GPUs. Run one worker per GPU set instead (`harness run "
                 "--platform {name} --gpus 0` and `--gpus 1`, or Buildkite parallel jobs with "
@@ -88,22 +104,6 @@ def refuse_xdist_on_gpus(config: pytest.Config) -> None:
         return  # reported at collection, with its file and line
     if platform is not None and platform.accelerator != "cpu":
         raise pytest.UsageError(XDIST_ON_GPU.format(name=name))
-
-
-def _line_writer(config: pytest.Config):
-    """Progress lines through pytest's terminal reporter, so they start on a fresh line after
-    pytest's own output (the worker runs with --capture=no: nothing in between is captured).
-    Looked up at each write: the reporter registers after this plugin's configure."""
-
-    def write(line: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:
-            print(line, flush=True)
-            return
-        reporter.write_line(line)
-        reporter._tw.flush()
-
-    return write
 
 
 def _raise_interrupt(signum, frame):

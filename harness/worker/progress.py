@@ -67,6 +67,7 @@ class Progress:
         self._redact = redact
         self._lock = threading.Lock()
         self.job = ""
+        self.ready_announced = False  # by a waiting() ready callback, for the current job
 
     def say(self, text: str) -> None:
         if self.mode == "off" and not text.startswith("  | "):
@@ -77,7 +78,7 @@ class Progress:
     # ---------------------------------------------------------------- job boundaries
 
     def job_started(self, job_id: str, detail: str = "") -> None:
-        self.job = job_id
+        self.job, self.ready_announced = job_id, False
         if self.mode == "buildkite":
             self.say(f"--- :vllm: {job_id}{f' ({detail})' if detail else ''}")
         else:
@@ -131,7 +132,8 @@ class Progress:
             if ready is not None and not announced:
                 seconds = ready()
                 if seconds is not None:
-                    announced = True
+                    announced, label = True, "requests"
+                    self.ready_announced = True
                     self.phase(f"engine ready after {seconds:.0f} s; requests")
             if self.heartbeat_s and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.heartbeat_s
