@@ -4,7 +4,7 @@ the second (the cache the first one filled), back to back, same image, same case
     flock /tmp/harness-heavy.lock .venv/bin/python benchmarks/bench_compile_cache.py \
         [--case qwen] [--engine podman|docker]
 
-The image is the Debian base (docker/build-base.sh, `localhost/harness-base:bookworm`) with this
+The image is the Debian base (docker/build-base.sh, `localhost/harness-base:bookworm-2`) with this
 checkout's .venv mounted read-only, as in tests/test_container_real.py; the platform is
 cpu-podman (or, with --engine docker and DOCKER_HOST/HARNESS_DOCKER set, the same entry with
 `engine: docker`). The compile cache is a fresh temporary directory ($HARNESS_COMPILE_CACHE),
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from harness.results import read_result  # noqa: E402
 
-BASE_IMAGE = "localhost/harness-base:bookworm"
+BASE_IMAGE = "localhost/harness-base:bookworm-2"
 
 
 def platforms_file(directory: Path, engine: str) -> tuple[Path, str]:

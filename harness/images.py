@@ -202,7 +202,8 @@ def build_argv(prefix: list[str], platform: Platform, tag: str, context: str = "
         argv += ["--build-arg", f"{name}={value}"]
     if platform.network:  # the host's constraint holds for RUN steps too (no bridge)
         argv += [f"--network={platform.network}"]
-    return argv + ["-t", tag, context]
+    # The label `harness prune` selects by: it removes only images that carry it.
+    return argv + ["--label", f"vllm-harness.image={platform.name}", "-t", tag, context]
 
 
 def read_version(prefix: list[str], platform: Platform, image: str,

@@ -4,6 +4,10 @@
 it apt-installs what is missing; otherwise it stops and prints the one apt command to run.
 Tests ask ``missing_packages`` and fail (never skip) when something is absent.
 
+What it runs, when all are missing (a fresh Debian 12 machine):
+
+    apt-get install -y -q --no-install-recommends podman runc catatonit mmdebstrap docker.io docker-registry postgresql chromium tmux
+
 Each package is probed by a file it installs, not by its name, so a package that is installed
 but incomplete is still caught.  ``catatonit`` is a Recommends of podman that
 ``--no-install-recommends`` leaves out, and without it every ``podman run --init`` fails.

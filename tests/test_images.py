@@ -62,7 +62,8 @@ def test_build_pulls_its_base_and_passes_the_platforms_args():
     argv = images.build_argv(["/usr/bin/docker"], rocm, "r/n/vllm-harness:rocm-latest")
     assert argv == ["/usr/bin/docker", "build", "--pull", "-f", "docker/Dockerfile.rocm",
                     "--build-arg", "BASE_IMAGE=vllm/vllm-openai-rocm",
-                    "--build-arg", "BASE_TAG=nightly", "-t", "r/n/vllm-harness:rocm-latest", "."]
+                    "--build-arg", "BASE_TAG=nightly", "--label", "vllm-harness.image=rocm",
+                    "-t", "r/n/vllm-harness:rocm-latest", "."]
     podman = images.build_argv(images.client("podman", PLATFORMS["cpu-podman"], {}),
                                PLATFORMS["cpu-podman"], "t")
     assert podman[:4] == ["podman", "--runtime", "runc", "build"] and "--network=host" in podman

@@ -45,7 +45,7 @@ TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can sti
 IMAGE_BUILD_TIMEOUT_MIN = 180
 SMALL_STEP_TIMEOUT_MIN = 30
 DASHBOARD = f"{RESULTS}/dashboard.html"
-DEFAULT_HISTORY_DB = f"{RESULTS}/history.sqlite"  # harness.history.store.DEFAULT_DB
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 TEST_ENGINE_PLUGIN = "test-collector#v1.11.0"
 # Platform names go into keys, paths and shell text unquoted: keep them to these characters.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}")
@@ -94,7 +94,8 @@ class PipelineOptions:
     cases: str | None = None  # passed on to `harness run` when not the default
     platforms_file: str | None = None
     queue: str | None = None  # agents queue of the orchestrating steps (compare, nightly, upload)
-    history_db: str = DEFAULT_HISTORY_DB
+    history_db: str | None = None  # the nightly store: a lasting path on the nightly agent
+    history_db_env: str | None = None  # or the agent's environment variable holding it (a URL)
     baseline_run: str | None = None  # a stored run supplying an absent baseline (compare)
     max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
     harness: str = "harness"
@@ -130,10 +131,12 @@ class PipelineOptions:
                 out.append("--no-compare")
         if self.queue:
             out += ["--queue", self.queue]
-        if self.history_db != DEFAULT_HISTORY_DB:
+        if self.history_db:
             out += ["--history-db", self.history_db]
         if self.baseline_run:
             out += ["--baseline-run", self.baseline_run]
+        if self.history_db_env:
+            out += ["--history-db-env", self.history_db_env]
         if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
@@ -244,7 +247,7 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
-        "commands": [sh(*argv)],
+        "commands": [*_fetch_commands(platform, options), sh(*argv)],
         **_agents(platform.queue),
         "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
         "retry": {"automatic": retry},
@@ -256,6 +259,15 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     if options.build_images and platform.build is not None and platform.launcher == "container":
         step["depends_on"] = f"image-{platform.name}"
     return step
+
+
+def _fetch_commands(platform: Platform, options: PipelineOptions) -> list[str]:
+    """Hub snapshots are fetched before the run (present ones are not fetched again), so the
+    run's engine startup deadline never pays for a download."""
+    if platform.model_source != "hub":
+        return []
+    return [sh(*_harness(options), "models", "fetch", "--platform", platform.name,
+               *_selection_args(options))]
 
 
 def _download(platform: str) -> str:
@@ -317,7 +329,8 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
     The store must outlive the build's checkout (agents clean it): ``--history-db`` names a
     persistent path on the agent that runs this step (pin it with ``--queue``).
     """
-    db = ["--db", options.history_db]
+    db = (["--db-env", options.history_db_env] if options.history_db_env
+          else ["--db", str(options.history_db)])
     link = sh("buildkite-agent", "annotate", "--context", "harness-nightly-dashboard", "--style",
               "info", f"Nightly dashboard: [{DASHBOARD}](artifact://{DASHBOARD})")
     return {
@@ -356,9 +369,37 @@ def upload_step(part: int, count: int, options: PipelineOptions) -> dict[str, An
     }
 
 
+HISTORY_STORE_HELP = (
+    "--nightly needs a history store that outlives the build (the checkout, results/ included, "
+    "is cleaned between builds): give --history-db /lasting/path/history.sqlite on the agent the "
+    "nightly step runs on (pin it with --queue), or --history-db-env NAME, the agent's "
+    "environment variable holding a postgresql:// URL (set it in the agent's environment hook; "
+    "the URL is never written into the pipeline)")
+
+
+def check_history_store(options: PipelineOptions) -> None:
+    """A nightly without a lasting store would compute flakiness and first-bad over one night."""
+    if options.history_db and options.history_db_env:
+        raise PipelineError("give --history-db or --history-db-env, not both")
+    if options.history_db:
+        if "://" in options.history_db:
+            raise PipelineError("--history-db takes a path; a database URL holds a password: "
+                                "put it in the agent's environment and give --history-db-env "
+                                "NAME")
+        if not options.history_db.startswith("/"):
+            raise PipelineError(f"--history-db {options.history_db}: a relative path lies in the "
+                                "checkout, which agents clean; give an absolute path")
+    if options.history_db_env and not _ENV_NAME_RE.fullmatch(options.history_db_env):
+        raise PipelineError("--history-db-env takes an environment variable name (letters, "
+                            "digits, _), not a value (not echoed: it may be a secret)")
+    if options.nightly and not (options.history_db or options.history_db_env):
+        raise PipelineError(HISTORY_STORE_HELP)
+
+
 def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
                 options: PipelineOptions) -> list[dict[str, Any]]:
     """Every step of the build, in dependency order (a step only depends on earlier ones)."""
+    check_history_store(options)
     if options.parallelism < 1:
         raise PipelineError(f"--parallelism must be at least 1, got {options.parallelism}")
     by_platform: dict[str, list[Job]] = {}
