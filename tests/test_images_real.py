@@ -59,7 +59,7 @@ def platforms_file(directory: Path, image: str | None = None, stand_in: bool = F
         entry.update(python="/opt/stand-in/python",
                      readonly_mounts=[*mounts, f"{bin_dir}:/opt/stand-in"])
     entry.update(changes)
-    data["platforms"] = {PLATFORM: entry}
+    data["platforms"][PLATFORM] = entry  # the others stay: cases name them in overrides
     path = directory / ("platforms-stand-in.yaml" if stand_in else "platforms.yaml")
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -83,7 +83,9 @@ def cpu_result_for_this_recipe(tmp_path: Path) -> Path:
     log = committed / f"{QWEN}.log"
     text = log.read_text(errors="replace") if log.exists() else \
         read_result(committed / f"{QWEN}.json").log.tail
-    if expected in text:
+    wanted = [request.id for request in load_case(CASES / f"{QWEN}.yaml").requests]
+    same_requests = [r.id for r in read_result(committed / f"{QWEN}.json").requests] == wanted
+    if expected in text and same_requests:
         return committed
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases", str(CASES),
