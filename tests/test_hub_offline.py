@@ -83,8 +83,8 @@ def test_compare_keeps_hub_snapshots_apart(tmp_path):
     run = make_run(tmp_path, {"cuda": {QWEN: pinned(REV_A)}, "rocm": {QWEN: pinned(REV_B)}})
     comparison = compare_runs([run], baseline="cuda", candidates=["rocm"])
     case = next(c for p in comparison.pairs for c in p.cases if c.case_id == QWEN)
-    assert not case.outputs.comparable
-    assert f"different hub snapshots ({REV_A} vs {REV_B})" in case.detail
+    assert case.verdict.value == "not-comparable" and case.outputs is None
+    assert f"different model revisions ({REV_A} vs {REV_B})" in case.detail
     same = make_run(tmp_path, {"cuda": {QWEN: pinned(REV_A)}, "rocm": {QWEN: pinned(REV_A)}},
                     name="run-2")
     case = next(c for p in compare_runs([same], baseline="cuda", candidates=["rocm"]).pairs
@@ -109,7 +109,7 @@ def test_missing_snapshot_fails_the_job_before_any_engine(tmp_path):
     elapsed = time.monotonic() - began
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
     result = read_result(tmp_path / "results/missing/cpu/qwen2_5_vl_vit_cudagraph.json")
-    assert result.status == "error" and result.failure_class == "infra"
+    assert result.status == "error" and result.failure_class == "model-missing"
     assert "Qwen/Qwen2.5-VL-3B-Instruct at revision 66285546d2b821cf421d4f5eb2576359d3770cd3" \
         in result.message
     assert "harness models fetch --platform cpu" in result.message

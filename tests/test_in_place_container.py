@@ -19,14 +19,17 @@ from harness.models import default_cache_root
 from harness.results import read_result
 from tests.conftest import CASES, REPO
 from tests.hub_fixtures import fake_hub_cache
-from tests.test_container_real import (PYTHON_HOME, RUN_TIMEOUT_S, UNIQUE, VENV, base_image,  # noqa: F401
-                                       platforms_file, podman)
+from harness.launch.container import HF_CACHE_DIR
+from tests.engines import PODMAN, podman
+from tests.test_container_real import (PYTHON_HOME, RUN_TIMEOUT_S, UNIQUE, VENV, Engine,
+                                       platforms_file)
 
 pytestmark = pytest.mark.container
 CASE_IDS = ("phi4mm_variable_crop", "qwen2_5_vl_vit_cudagraph")
 
 
-def test_in_place_inside_a_container_started_by_hand(tmp_path, base_image):  # noqa: F811
+def test_in_place_inside_a_container_started_by_hand(tmp_path, podman_base):
+    base_image = podman_base
     results = tmp_path / "results"
     results.mkdir()
     models = default_cache_root()
@@ -63,10 +66,11 @@ def test_in_place_inside_a_container_started_by_hand(tmp_path, base_image):  # n
     assert (run_dir / "junit-cpu-podman.xml").is_file()
 
 
-def test_hub_models_from_a_mounted_offline_cache_in_a_container(tmp_path, base_image):  # noqa: F811
+def test_hub_models_from_a_mounted_offline_cache_in_a_container(tmp_path, podman_base):
     hf_home = tmp_path / "hf"
     pinned = fake_hub_cache(hf_home)
-    platforms = platforms_file(tmp_path, base_image, model_source="hub")
+    platforms = platforms_file(tmp_path, Engine("podman", "cpu-podman", podman_base, client=PODMAN),
+                               model_source="hub")
     run_id = f"ctr-hub-{UNIQUE}"
     env = {**os.environ, "HF_HOME": str(hf_home)}  # the launcher mounts it in the container
     done = subprocess.run(
@@ -81,6 +85,6 @@ def test_hub_models_from_a_mounted_offline_cache_in_a_container(tmp_path, base_i
         assert result.engine["model"] == hub_id and result.engine["revision"] == revision
         assert result.fingerprint["container_started_by_harness"] is True
         log = (tmp_path / "results" / run_id / "cpu-podman" / result.log.path).read_text()
-        snapshot = f"/root/.cache/huggingface/hub/models--{hub_id.replace('/', '--')}" \
+        snapshot = f"{HF_CACHE_DIR}/hub/models--{hub_id.replace('/', '--')}" \
                    f"/snapshots/{revision}"
         assert snapshot in log  # vLLM resolved the id inside the container's mounted cache

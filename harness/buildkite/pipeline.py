@@ -6,9 +6,15 @@ Shape of a build (every arrow is a ``depends_on``):
     run-<baseline>, run-<candidate> -> compare-<baseline>-vs-<candidate>   (allow_failure)
     run-*, compare-* -> nightly-history (--nightly)                          (allow_failure)
 
-Verdicts: a platform step soft-fails on infrastructure (exit 3), and on failures (exit 1) when a
-comparison covers it, because the comparison is what decides a regression; the compare step
-fails the build only on a regression (exit 1) and soft-fails on infrastructure (exit 3).
+The build rule (harness.compare.verdicts): a case that fails on a candidate (ROCm) makes the
+build red unless it is an expected failure with a reason, whatever the baseline (CUDA) did. So a
+candidate's run step never soft-fails a failure (exit 1); a platform that is only ever a
+baseline soft-fails its failures, which the compare step reports (as "fixed" or "both-fail").
+Every run step soft-fails infrastructure (exit 3: the harness already retried infra-like
+failures once, and a repeat is exit 1). A compare step depends only on run steps that are in
+the pipeline: when the baseline platform has no step (an AMD-only organisation), it compares
+against ``--baseline-run`` or reports the candidate alone, and never waits for an agent that
+does not exist.
 
 Commands are shell text that Buildkite interpolates at upload time: ``$BUILDKITE_BUILD_NUMBER``
 is meant to be expanded then (it is the same in every job of the build, and artifact paths need
@@ -18,26 +24,28 @@ enforces exactly that.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from harness import images
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_USAGE
 from harness.plan import Job
 from harness.spec import Platform, is_secret_name
 
 RUN_ID = "build-$BUILDKITE_BUILD_NUMBER"  # harness.runid.new_run_id gives the same on Buildkite
 RESULTS = "results"
-EXIT_REGRESSION, EXIT_INFRA = 1, 3
-AGENT_LOST, ROCM_GPU_HANG = -1, 134
+AGENT_LOST = -1  # Buildkite's exit status for a job whose agent disappeared
 TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can still write results
 IMAGE_BUILD_TIMEOUT_MIN = 180
 SMALL_STEP_TIMEOUT_MIN = 30
 DASHBOARD = f"{RESULTS}/dashboard.html"
-DEFAULT_HISTORY_DB = f"{RESULTS}/history.sqlite"  # harness.history.store.DEFAULT_DB
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 TEST_ENGINE_PLUGIN = "test-collector#v1.11.0"
 # Platform names go into keys, paths and shell text unquoted: keep them to these characters.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}")
@@ -79,11 +87,16 @@ class PipelineOptions:
     parallelism: int = 1
     build_images: bool = False
     push_images: bool = False
+    images: tuple[tuple[str, str], ...] = ()  # (platform, image) given by --image: run those
+    registry: str | None = None  # where built images are named (harness.images settings)
+    namespace: str | None = None
     comparisons: tuple[Comparison, ...] = (Comparison("cuda", "rocm"),)
     cases: str | None = None  # passed on to `harness run` when not the default
     platforms_file: str | None = None
     queue: str | None = None  # agents queue of the orchestrating steps (compare, nightly, upload)
-    history_db: str = DEFAULT_HISTORY_DB
+    history_db: str | None = None  # the nightly store: a lasting path on the nightly agent
+    history_db_env: str | None = None  # or the agent's environment variable holding it (a URL)
+    baseline_run: str | None = None  # a stored run supplying an absent baseline (compare)
     max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
     harness: str = "harness"
 
@@ -105,6 +118,12 @@ class PipelineOptions:
             out.append("--build-images")
         if self.push_images:
             out.append("--push-images")
+        for platform, image in self.images:
+            out += ["--image", f"{platform}={image}"]
+        if self.registry:
+            out += ["--registry", self.registry]
+        if self.namespace:
+            out += ["--namespace", self.namespace]
         if self.comparisons != PipelineOptions.comparisons:
             for comparison in self.comparisons:
                 out += ["--compare", f"{comparison.baseline}:{comparison.candidate}"]
@@ -112,8 +131,12 @@ class PipelineOptions:
                 out.append("--no-compare")
         if self.queue:
             out += ["--queue", self.queue]
-        if self.history_db != DEFAULT_HISTORY_DB:
+        if self.history_db:
             out += ["--history-db", self.history_db]
+        if self.baseline_run:
+            out += ["--baseline-run", self.baseline_run]
+        if self.history_db_env:
+            out += ["--history-db-env", self.history_db_env]
         if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
@@ -141,13 +164,13 @@ def _harness(options: PipelineOptions) -> list[Raw]:
     return [Raw(options.harness)]  # may be several words, e.g. ".venv/bin/python -m harness"
 
 
-def _selection_args(options: PipelineOptions) -> list[str]:
+def _selection_args(options: PipelineOptions, keyword: bool = True) -> list[str]:
     out: list[str] = []
     if options.cases:
         out += ["--cases", options.cases]
     if options.platforms_file:
         out += ["--platforms-file", options.platforms_file]
-    if options.keyword:
+    if options.keyword and keyword:
         out += ["-k", options.keyword]
     return out
 
@@ -163,19 +186,41 @@ def _agents(queue: str | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- steps
 
 
+def build_image(platform: Platform, options: PipelineOptions) -> Raw:
+    """This build's image of a platform: <registry>/<namespace>/vllm-harness:<p>-build-<N>, so a
+    run step runs what its own image step built (pulled on other agents), never a stale tag."""
+    registry, namespace = images.settings(os.environ, options.registry, options.namespace)
+    prefix = images.image_ref(registry, namespace, platform.name, "build-")
+    return Raw(shlex.quote(prefix).replace("$", "$$") + "$BUILDKITE_BUILD_NUMBER")
+
+
+def run_image(platform: Platform, options: PipelineOptions) -> str | Raw | None:
+    given = dict(options.images).get(platform.name)
+    if given:
+        return given
+    if options.build_images and platform.build is not None and platform.launcher == "container":
+        return build_image(platform, options)
+    return None
+
+
 def image_step(platform: Platform, options: PipelineOptions) -> dict[str, Any]:
-    assert platform.build is not None and platform.image is not None
+    assert platform.build is not None
     secret = [name for name in platform.build.args if is_secret_name(name)]
     if secret:
         raise PipelineError(f"platform {platform.name}: build arg {secret[0]} looks like a secret; "
                             "build args are written into the pipeline, pass secrets another way")
-    argv: list[str | Raw] = [platform.engine, "build", "-f", platform.build.dockerfile]
-    for name, value in sorted(platform.build.args.items()):
-        argv += ["--build-arg", f"{name}={value}"]
-    argv += ["-t", platform.image, "."]
+    # `harness image build`: --pull, BuildKit, tags by vLLM version and commit, then this
+    # build's tag; pushed (every tag) for queues whose other agents pull it.
+    argv: list[str | Raw] = [*_harness(options), "image", "build", "--platform", platform.name,
+                             *_selection_args(options, keyword=False),
+                             "--image", build_image(platform, options)]
+    if options.registry:
+        argv += ["--registry", options.registry]
+    if options.namespace:
+        argv += ["--namespace", options.namespace]
+    if options.push_images:
+        argv.append("--push")
     commands = [sh(*argv)]
-    if options.push_images:  # other agents of the queue pull it; without a push it stays local
-        commands.append(sh(platform.engine, "push", platform.image))
     return {"label": f"image {platform.name}", "key": f"image-{platform.name}",
             "commands": commands, **_agents(platform.queue),
             "timeout_in_minutes": IMAGE_BUILD_TIMEOUT_MIN,
@@ -183,17 +228,22 @@ def image_step(platform: Platform, options: PipelineOptions) -> dict[str, Any]:
 
 
 def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
-             compared: bool) -> dict[str, Any]:
+             baseline_only: bool) -> dict[str, Any]:
     shards = useful_shards(jobs, options.parallelism)
     argv: list[str | Raw] = [*_harness(options), "run", "--platform", platform.name,
                              "--run-id", Raw(RUN_ID), *_selection_args(options)]
+    image = run_image(platform, options)
+    if image is not None:
+        argv += ["--image", image]
+    elif platform.launcher == "container":  # a moving tag: tonight's, not this agent's copy
+        argv += ["--pull", "always"]
     if shards > 1:
         argv += ["--shard-index", Raw('"$$BUILDKITE_PARALLEL_JOB"'),
                  "--shard-count", Raw('"$$BUILDKITE_PARALLEL_JOB_COUNT"')]
+    # `harness run` exits 0-3 only (a GPU hang is classified inside it, and retried there):
+    # Buildkite retries what the harness could not, a lost agent or an infrastructure exit.
     retry = [{"exit_status": AGENT_LOST, "limit": 2}, {"exit_status": EXIT_INFRA, "limit": 1}]
-    if platform.accelerator == "rocm":
-        retry.append({"exit_status": ROCM_GPU_HANG, "limit": 1})
-    soft = [EXIT_INFRA] + ([EXIT_REGRESSION] if compared else [])
+    soft = [EXIT_INFRA] + ([EXIT_FAILED] if baseline_only else [])
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
@@ -228,13 +278,20 @@ def _download(platform: str) -> str:
             + sh("echo", f"harness: no {platform} results to download"))
 
 
-def compare_step(comparison: Comparison, options: PipelineOptions) -> dict[str, Any]:
-    """Download both platforms' results, compare, annotate, and exit with compare's status."""
+def compare_step(comparison: Comparison, options: PipelineOptions,
+                 in_pipeline: Sequence[str] = ()) -> dict[str, Any]:
+    """Download the platforms' results, compare, annotate, and exit with compare's status.
+
+    Depends only on the run steps of ``in_pipeline``: a baseline without a step comes from
+    ``--baseline-run`` or is absent (the candidate is reported alone)."""
     c = comparison
     out = f"compare/{c.name}"
+    present = [p for p in (c.baseline, c.candidate) if p in in_pipeline] if in_pipeline \
+        else [c.baseline, c.candidate]
+    extra = ["--baseline-run", options.baseline_run] if options.baseline_run else []
     compare = sh(*_harness(options), "compare", _run_dir(), "--baseline", c.baseline,
-                 "--candidate", c.candidate, "--markdown", f"{out}.md", "--junit", f"{out}.xml",
-                 "--json", f"{out}.json")
+                 "--candidate", c.candidate, *extra, "--markdown", f"{out}.md",
+                 "--junit", f"{out}.xml", "--json", f"{out}.json")
     annotate = sh("buildkite-agent", "annotate", "--context", c.context,
                   "--style", Raw('"$$harness_style"'))
     missing = (f'echo "**harness compare {c.baseline} vs {c.candidate}** wrote no report '
@@ -242,14 +299,12 @@ def compare_step(comparison: Comparison, options: PipelineOptions) -> dict[str, 
     return {
         "label": f"compare {c.baseline} vs {c.candidate}",
         "key": c.key,
-        "depends_on": [{"step": f"run-{p}", "allow_failure": True}
-                       for p in (c.baseline, c.candidate)],
+        "depends_on": [{"step": f"run-{p}", "allow_failure": True} for p in present],
         "commands": [
             # The run directory exists even when no platform left results, so compare reports
             # them missing (infrastructure, exit 3) rather than a usage error.
             sh("mkdir", "-p", "compare", _run_dir()),
-            _download(c.baseline),
-            _download(c.candidate),
+            *(_download(p) for p in present),
             f"harness_status=0; {compare} || harness_status=$$?",
             'case "$$harness_status" in 0) harness_style=success ;; '
             f"{EXIT_INFRA}) harness_style=warning ;; *) harness_style=error ;; esac",
@@ -274,7 +329,8 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
     The store must outlive the build's checkout (agents clean it): ``--history-db`` names a
     persistent path on the agent that runs this step (pin it with ``--queue``).
     """
-    db = ["--db", options.history_db]
+    db = (["--db-env", options.history_db_env] if options.history_db_env
+          else ["--db", str(options.history_db)])
     link = sh("buildkite-agent", "annotate", "--context", "harness-nightly-dashboard", "--style",
               "info", f"Nightly dashboard: [{DASHBOARD}](artifact://{DASHBOARD})")
     return {
@@ -295,7 +351,7 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
         **_agents(options.queue),
         "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
-        "soft_fail": [{"exit_status": 2}, {"exit_status": EXIT_INFRA}],
+        "soft_fail": [{"exit_status": EXIT_USAGE}, {"exit_status": EXIT_INFRA}],
         "artifact_paths": [DASHBOARD],
     }
 
@@ -313,9 +369,37 @@ def upload_step(part: int, count: int, options: PipelineOptions) -> dict[str, An
     }
 
 
+HISTORY_STORE_HELP = (
+    "--nightly needs a history store that outlives the build (the checkout, results/ included, "
+    "is cleaned between builds): give --history-db /lasting/path/history.sqlite on the agent the "
+    "nightly step runs on (pin it with --queue), or --history-db-env NAME, the agent's "
+    "environment variable holding a postgresql:// URL (set it in the agent's environment hook; "
+    "the URL is never written into the pipeline)")
+
+
+def check_history_store(options: PipelineOptions) -> None:
+    """A nightly without a lasting store would compute flakiness and first-bad over one night."""
+    if options.history_db and options.history_db_env:
+        raise PipelineError("give --history-db or --history-db-env, not both")
+    if options.history_db:
+        if "://" in options.history_db:
+            raise PipelineError("--history-db takes a path; a database URL holds a password: "
+                                "put it in the agent's environment and give --history-db-env "
+                                "NAME")
+        if not options.history_db.startswith("/"):
+            raise PipelineError(f"--history-db {options.history_db}: a relative path lies in the "
+                                "checkout, which agents clean; give an absolute path")
+    if options.history_db_env and not _ENV_NAME_RE.fullmatch(options.history_db_env):
+        raise PipelineError("--history-db-env takes an environment variable name (letters, "
+                            "digits, _), not a value (not echoed: it may be a secret)")
+    if options.nightly and not (options.history_db or options.history_db_env):
+        raise PipelineError(HISTORY_STORE_HELP)
+
+
 def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
                 options: PipelineOptions) -> list[dict[str, Any]]:
     """Every step of the build, in dependency order (a step only depends on earlier ones)."""
+    check_history_store(options)
     if options.parallelism < 1:
         raise PipelineError(f"--parallelism must be at least 1, got {options.parallelism}")
     by_platform: dict[str, list[Job]] = {}
@@ -331,15 +415,17 @@ def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
             if name not in platforms:
                 raise PipelineError(f"--compare {comparison.baseline}:{comparison.candidate}: "
                                     f"unknown platform {name!r}; known: {sorted(platforms)}")
-    comparisons = [c for c in options.comparisons
-                   if c.baseline in by_platform and c.candidate in by_platform]
-    compared = {name for c in comparisons for name in (c.baseline, c.candidate)}
+    # A comparison needs its candidate in the pipeline; its baseline may be absent.
+    comparisons = [c for c in options.comparisons if c.candidate in by_platform]
+    candidates = {c.candidate for c in comparisons}
+    baselines = {c.baseline for c in comparisons}
     images = [name for name in by_platform if options.build_images
               and platforms[name].launcher == "container" and platforms[name].build is not None]
     steps = [image_step(platforms[name], options) for name in images]
-    steps += [run_step(platforms[name], platform_jobs, options, name in compared)
+    steps += [run_step(platforms[name], platform_jobs, options,
+                       name in baselines and name not in candidates)
               for name, platform_jobs in by_platform.items()]
-    steps += [compare_step(c, options) for c in comparisons]
+    steps += [compare_step(c, options, list(by_platform)) for c in comparisons]
     if options.nightly:
         after = [f"run-{name}" for name in by_platform] + [c.key for c in comparisons]
         steps.append(nightly_step(list(by_platform), after, options))

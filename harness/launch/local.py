@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.launch.worker import WorkerOutcome, pytest_argv
+from harness.runinfo import git_env
 from harness.spec import Platform
 
 
@@ -23,6 +24,14 @@ class WorkerRequest:
     keyword: str | None
     repo: Path
     shard: int | None = None  # Buildkite parallel job index: keeps shards' files apart
+    progress: str = "off"  # the worker's live progress mode (harness.worker.progress.MODES)
+    stream_engine_log: bool = False
+
+    def worker_options(self) -> list[str]:
+        """Worker (pytest) options every launcher passes. No capture: the worker's progress
+        lines must reach the terminal while a job runs, not in pytest's report after it."""
+        options = ["--capture=no", "--harness-progress", self.progress]
+        return options + (["--harness-stream-engine-log"] if self.stream_engine_log else [])
 
     def file_suffix(self) -> str:
         return "" if self.shard is None else f"-{self.shard}"
@@ -55,14 +64,18 @@ class LocalLaunch:
             results=str(results), run_id=r.run_id, keyword=r.keyword,
             junit=str(results / r.run_id / r.platform.name / r.junit_name()),
             platforms_file=str(r.platforms_file.resolve()),
-            extra=["--rootdir", str(r.repo.resolve())])
+            extra=["--rootdir", str(r.repo.resolve()), *r.worker_options()])
 
     @property
     def launch(self) -> str:
         return "in-place" if self.in_place else "local"
 
+    def prepare(self) -> str | None:
+        return None  # nothing to fetch: this host's environment is the platform
+
     def env(self) -> dict[str, str]:
-        return {**os.environ, LAUNCH_ENV: self.launch}
+        # One git commit and dirty flag per run, taken here (the host), read by every job.
+        return {**os.environ, **git_env(self.request.repo), LAUNCH_ENV: self.launch}
 
     def on_stop(self) -> None:
         pass  # the worker's process group is stopped by run_worker

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import resource
+import shutil
+import subprocess
 import sys
 import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness import proc
 from harness.plan import Job
-from harness.results import (INFRA_CLASSES, Expect, LogInfo, Result, Timings, result_path, tail,
-                             write_result)
+from harness.runinfo import now
+from harness.outcomes import INFRA_CLASSES
+from harness.results import (NOT_DECISIVE, Expect, LogInfo, Result, Timings, not_decisive, result_path,
+                             tail, write_result)
 from harness.secrets import redact, redact_file
 from harness.spec import ProbeCheck
 from harness.worker.checks import Observed, evaluate
@@ -23,6 +28,7 @@ from harness.worker.engine import Engine, EngineFailure, EnginePool
 from harness.worker.fingerprint import fingerprint
 from harness.worker.inputs import prepare_requests
 from harness.worker.offline import OfflineEngine
+from harness.worker.progress import PhaseClock, Progress
 from harness.worker.server import ServerEngine
 
 PROBE_TIMEOUT_S = 300
@@ -37,10 +43,6 @@ class RunContext:
     python: str = sys.executable
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 @dataclass
 class ResolvedModel:
     """What the engine is started on, and what the result records about it."""
@@ -51,7 +53,7 @@ class ResolvedModel:
     directory: Path  # the files on disk (a hub snapshot or the tiny directory)
 
 
-def resolve_model(job: Job, ctx: RunContext) -> ResolvedModel:
+def resolve_model(job: Job, ctx: RunContext, build_log: Path | None = None) -> ResolvedModel:
     """Hub models resolve in the local Hugging Face cache before any engine starts.
 
     The engine still gets the hub id (vLLM and huggingface_hub resolve it themselves), pinned
@@ -65,12 +67,21 @@ def resolve_model(job: Job, ctx: RunContext) -> ResolvedModel:
             snap = resolve_snapshot(job.case.model.hub, job.case.model.revision, cache,
                                     platform=job.platform.name)
         except SnapshotMissing as exc:
-            raise EngineFailure("infra", str(exc)) from None
+            raise EngineFailure("model-missing", str(exc)) from None
         return ResolvedModel(job.case.model.hub, {"revision": snap.commit},
                              {"revision": snap.commit}, snap.path)
     from harness.models import build_model, recipe_digest
 
-    directory = build_model(job.case.model.tiny, ctx.model_cache)
+    # A build's own chatter (transformers' "Writing model shards" bars) goes to a log file,
+    # not into the worker's output, where it would fill a passing run's report.
+    captured = io.StringIO()
+    try:
+        with redirect_stdout(captured), redirect_stderr(captured):
+            directory = build_model(job.case.model.tiny, ctx.model_cache)
+    finally:
+        if captured.getvalue() and build_log is not None:
+            build_log.parent.mkdir(parents=True, exist_ok=True)
+            build_log.write_text(captured.getvalue())
     # The recipe digest: `harness compare` checks both sides used the same weights.
     return ResolvedModel(str(directory), {}, {"recipe_digest": recipe_digest(job.case.model.tiny)},
                          directory)
@@ -100,23 +111,54 @@ def lora_for(job: Job, resolved: ResolvedModel) -> dict[str, str] | None:
         return None
     path = resolved.directory / lora.path
     if not (path / "adapter_config.json").is_file():
-        raise EngineFailure("infra", f"LoRA adapter {lora.name!r} not found: {path} has no "
+        raise EngineFailure("model-missing", f"LoRA adapter {lora.name!r} not found: {path} has no "
                                      f"adapter_config.json")
     return {"name": lora.name, "path": str(path)}
 
 
-def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str, Any]]:
-    names = [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
+def probe_names(job: Job) -> list[str]:
+    return [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
+
+
+def start_probes(job: Job, log_path: Path, ctx: RunContext) -> subprocess.Popen | None:
+    """Start the probes in their own Python at the job's start, at low priority: importing
+    vLLM again there then overlaps the engine's start instead of following the requests."""
+    names = probe_names(job)
     if not names:
+        return None
+    log_path.unlink(missing_ok=True)
+    nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+    return proc.start([*nice, ctx.python, "-m", "harness.worker.probes", *names], log_path,
+                      env=engine_env(job))
+
+
+def collect_probes(job: Job, started: subprocess.Popen | None, log_path: Path,
+                   deadline: float) -> dict[str, dict[str, Any]]:
+    """Wait (until ``deadline``, monotonic) for the probes and read their one JSON line."""
+    names = probe_names(job)
+    if started is None:
         return {}
-    finished = proc.run([ctx.python, "-m", "harness.worker.probes", *names], log_path,
-                        timeout_s=PROBE_TIMEOUT_S, env=engine_env(job))
+    try:
+        started.wait(timeout=max(0.0, deadline - time.monotonic()))
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    code = proc.stop(started, grace_s=1.0)
     for line in reversed(proc.read_tail(log_path, 200_000).splitlines()):
         if line.startswith("HARNESS-PROBES "):
             return json.loads(line.split(" ", 1)[1])
-    why = "timed out" if finished.timed_out else f"exited {finished.returncode}"
+    why = "timed out" if timed_out else f"exited {code}"
     return {name: {"ok": False, "error": f"probe process {why} without a result"}
             for name in names}
+
+
+def job_log_text(engine_log: Path, ready_offset: int, job_offset: int) -> str:
+    """The part of an engine log that is this job's evidence: everything for a fresh engine;
+    for a reused one, its start-up (up to ``ready_offset``) and what came after ``job_offset``."""
+    if job_offset <= 0:
+        return proc.read_from(engine_log, 0)
+    startup = proc.read_from(engine_log, 0)[:ready_offset] if ready_offset > 0 else ""
+    return startup + proc.read_from(engine_log, job_offset)
 
 
 def final_status(failure_class: str | None, expect: Expect) -> str:
@@ -127,9 +169,22 @@ def final_status(failure_class: str | None, expect: Expect) -> str:
     return "xfailed" if expect.outcome == "xfail" else "failed"
 
 
-def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
+def run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress | None = None,
+            keep_engine: bool = False) -> Result:
+    """Run one job; ``keep_engine``: the next job reuses this engine, so it is not stopped."""
+    progress = progress or Progress("off")
+    progress.job_started(job.id, f"{job.case.engine.mode}, {job.model}")
+    result = _run_job(job, ctx, pool, progress, keep_engine)
+    progress.job_finished(result.status, result.timings.total_s or 0.0, result.message,
+                          result.log.tail)
+    return result
+
+
+def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
+             keep_engine: bool) -> Result:
     path = result_path(ctx.results_dir, ctx.run_id, job.platform.name, job.case.id)
     log_path = path.with_suffix(".log")
+    probes_log = path.with_suffix(".probes.log")
     began, started_at = time.monotonic(), now()
     base = Result(run_id=ctx.run_id, job_id=job.id, case_id=job.case.id,
                   platform=job.platform.name, status="error",
@@ -142,6 +197,7 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
                   reproduce=f"harness run --platform {job.platform.name} -k {job.case.id}",
                   started_at=started_at)
     if job.skip_reason:
+        progress.phase(f"skipped: {job.skip_reason}")
         result = base.model_copy(update={"status": "skipped", "message": job.skip_reason,
                                          "finished_at": now()})
         write_result(path, result)
@@ -150,9 +206,17 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
     fields: dict[str, Any] = {}
     engine: Engine | None = None
     engine_log = log_path
+    peak_mb: float | None = None
     engine_record = dict(base.engine)
+    clock = PhaseClock()
+    probes_proc = None
+    reused = False
     try:
-        resolved = resolve_model(job, ctx)
+        # The probes import vLLM in their own Python: started now, they overlap the engine's start.
+        probes_proc = start_probes(job, probes_log, ctx)
+        progress.phase(f"model: {job.model} ({job.platform.model_source})")
+        with clock.timed("model"):
+            resolved = resolve_model(job, ctx, path.with_suffix(".model.log"))
         engine_record.update(resolved.identity)
         prepared = prepare_requests(job.case)
         engine = pool.get(job.engine_key)
@@ -161,52 +225,97 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
             log_path.unlink(missing_ok=True)
             engine = new_engine(job, resolved, log_path, ctx)
             pool.put(job.engine_key, engine)  # before start(): an interrupt must stop it too
-            engine.start()
+            progress.phase(f"engine starting ({job.case.engine.mode}; log {log_path.name})")
+            with clock.timed("engine_start"), progress.waiting("engine starting", log_path):
+                engine.start()
+            if job.case.engine.mode == "server":
+                progress.phase(f"engine ready after {engine.startup_s:.0f} s; "
+                               f"{len(prepared)} request(s)")
+        else:
+            progress.phase(f"engine reused; {len(prepared)} request(s)")
         engine_log = engine.log_path
-        responses = engine.generate(prepared, job.case.compare.top_k)
-        probes = run_probes(job, path.with_suffix(".probes.log"), ctx)
-        log_text = proc.read_tail(engine_log, 4_000_000)
-        checks = evaluate(job.case.checks, Observed(
-            capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
-            requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
+        # A reused engine's log holds earlier jobs' requests: this job reads the engine's
+        # start-up (shared evidence: the engine serving it) and its own part, nothing between.
+        job_offset = proc.log_size(engine_log) if reused else 0
+        engine.reset_peak()
+        ready = getattr(engine, "ready_after", None)
+        label = "engine starting" if ready else "requests"
+        with progress.waiting(label, engine_log, ready=ready):
+            responses = engine.generate(prepared, job.case.compare.top_k)
+        peak_mb = engine.peak_rss_mb()
+        progress.phase(f"requests done: {sum(r.ok for r in responses)}/{len(responses)} ok"
+                       + (f" in {engine.requests_s:.1f} s" if engine.requests_s else ""))
+        if probes_proc is not None:
+            progress.phase(f"probes: {', '.join(probe_names(job))}")
+        with clock.timed("probes"), progress.waiting("probes", probes_log):
+            probes = collect_probes(job, probes_proc, probes_log,
+                                    time.monotonic() + PROBE_TIMEOUT_S)
+        with clock.timed("checks"):
+            log_text = job_log_text(engine_log, engine.ready_log_offset if reused else 0,
+                                    job_offset)
+            checks = evaluate(job.case.checks, Observed(
+                capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
+                requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
+        progress.phase("checks: " + ", ".join(f"{c.name} {c.outcome}" for c in checks))
         failed = [c for c in checks if c.outcome == "failed"]
+        errored = [c for c in checks if c.outcome == "error"]
         failure_class = None
         if failed:
             failure_class = ("request-error" if any(c.kind == "requests_succeed" for c in failed)
                              else "check-failed")
+        elif errored:  # no check failed, but one could not judge: no verdict on vLLM
+            failure_class = "harness-error"
+        message = "; ".join(f"{c.name}: {c.message}" for c in failed + errored)
+        if failure_class is None and not_decisive(checks):
+            message = (f"{NOT_DECISIVE}: its decisive checks did not apply on "
+                       f"{job.platform.name}: " + "; ".join(
+                           f"{c.name}: {c.message}" for c in checks if c.decisive))
         fields = {
-            "failure_class": failure_class,
-            "message": "; ".join(f"{c.name}: {c.message}" for c in failed),
-            "checks": checks, "requests": responses,
-            "timings": Timings(startup_s=engine.startup_s, requests_s=engine.requests_s,
-                               engine_reused=reused)}
+            "failure_class": failure_class, "message": message,
+            "checks": checks, "requests": responses}
     except EngineFailure as exc:
         pool.close()
         fields = {"failure_class": exc.failure_class, "message": str(exc)}
     except KeyboardInterrupt:
         pool.close()
+        _stop_probes(probes_proc)
         _write_final(path, base, {"failure_class": "interrupted", "engine": engine_record,
                                   "message": "interrupted (Ctrl-C or SIGTERM)"},
                      engine_log, began)
         raise
-    except Exception as exc:  # the harness itself broke: still leave a result that says so
+    except Exception as exc:  # the harness itself broke: no verdict on vLLM, and it says so
         pool.close()
-        fields = {"failure_class": "infra", "message": f"{type(exc).__name__}: {exc}"}
+        fields = {"failure_class": "harness-error",
+                  "message": f"harness error, not a verdict on vLLM: {type(exc).__name__}: {exc}",
+                  "harness_traceback": traceback.format_exc()[-4000:]}
+    _stop_probes(probes_proc)
+    if not keep_engine:  # no later job shares this engine: stop it now and time it
+        with clock.timed("shutdown"):
+            pool.close()
     if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
         fields["traces"] = engine.traces()
         if engine.mutations():
             engine_record["mutations"] = engine.mutations()
     fields["engine"] = engine_record
+    fields["timings"] = Timings(
+        startup_s=(engine.startup_s or None) if engine is not None else None,
+        requests_s=engine.requests_s if engine is not None else None,
+        engine_reused=reused, peak_rss_mb=peak_mb, model_s=clock.seconds.get("model"),
+        probes_s=clock.seconds.get("probes"), checks_s=clock.seconds.get("checks"),
+        shutdown_s=clock.seconds.get("shutdown"))
     return _write_final(path, base, fields, engine_log, began)
+
+
+def _stop_probes(started: subprocess.Popen | None) -> None:
+    if started is not None and started.poll() is None:
+        proc.stop(started, grace_s=1.0)
 
 
 def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: Path,
                  began: float) -> Result:
     timings: Timings = fields.pop("timings", None) or Timings()
-    timings = timings.model_copy(update={
-        "total_s": time.monotonic() - began,
-        # Largest resident set among this worker's finished children (the engines), in MiB.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    # peak_rss_mb: this job's engine process tree, sampled while the job ran (see generate).
+    timings = timings.model_copy(update={"total_s": time.monotonic() - began})
     failure_class = fields.get("failure_class")
     status = final_status(failure_class, base.expect)
     message = fields.pop("message", "")

@@ -14,13 +14,17 @@ import pytest
 
 from harness import proc
 from harness.plan import plan_job
-from harness.results import Result
+from harness.outcomes import EXIT_INFRA
+from harness.results import DiskFull, Result
+from harness.secrets import redact
 from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
 from harness.worker.job import RunContext, run_job
+from harness.worker.progress import MODES, Progress
 
 POOL_KEY = pytest.StashKey[EnginePool]()
 CTX_KEY = pytest.StashKey[RunContext]()
+PROGRESS_KEY = pytest.StashKey[Progress]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,6 +36,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-run-id", default=None, help="run id (default: a timestamp)")
     group.addoption("--harness-model-cache", default=None,
                     help="where tiny offline models are built (default: $HARNESS_MODEL_CACHE)")
+    group.addoption("--harness-progress", default="off", choices=MODES,
+                    help="live progress lines: tty, ci, buildkite (log groups) or off")
+    group.addoption("--harness-stream-engine-log", action="store_true",
+                    help="copy the engine's log to the output as it is written")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,6 +56,9 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id=config.getoption("harness_run_id") or new_run_id(),
         repo=Path(config.rootpath), model_cache=Path(cache))
     config.stash[POOL_KEY] = EnginePool()
+    config.stash[PROGRESS_KEY] = Progress(
+        config.getoption("harness_progress"), write=_line_writer(config),
+        stream_log=config.getoption("harness_stream_engine_log"), redact=redact)
     atexit.register(proc.stop_all)
     # SIGTERM (Buildkite cancel, `docker stop`) unwinds like Ctrl-C: results get written.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -79,6 +90,22 @@ def refuse_xdist_on_gpus(config: pytest.Config) -> None:
         raise pytest.UsageError(XDIST_ON_GPU.format(name=name))
 
 
+def _line_writer(config: pytest.Config):
+    """Progress lines through pytest's terminal reporter, so they start on a fresh line after
+    pytest's own output (the worker runs with --capture=no: nothing in between is captured).
+    Looked up at each write: the reporter registers after this plugin's configure."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            print(line, flush=True)
+            return
+        reporter.write_line(line)
+        reporter._tw.flush()
+
+    return write
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -94,6 +121,16 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
         return None
     if file_path.suffix in (".yaml", ".yml") and file_path.name != PLATFORMS_FILE:
         return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    # The engine stays up only when the next job will reuse it; otherwise the job stops it
+    # and records how long that took.
+    if isinstance(item, CaseItem):
+        item.keep_engine = (isinstance(nextitem, CaseItem)
+                            and nextitem.job.engine_key == item.job.engine_key)
     return None
 
 
@@ -129,12 +166,17 @@ class CaseItem(pytest.Item):
     def __init__(self, *, job, **kwargs):
         super().__init__(**kwargs)
         self.job = job
+        self.keep_engine = False
         # Tags are -k keywords (as in `harness plan -k`), not markers that need registering.
         self.extra_keyword_matches.update(job.case.tags)
 
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
-        result = run_job(self.job, ctx, self.config.stash[POOL_KEY])
+        try:
+            result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
+                             self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
+        except DiskFull as exc:  # the results already written stay; say why the run stops
+            pytest.exit(f"harness: disk full: {exc}", returncode=EXIT_INFRA)
         self.user_properties.append(("status", result.status))
         self.user_properties.append(("failure_class", result.failure_class or ""))
         if result.status == "skipped":
