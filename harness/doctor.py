@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from harness import gpu_memory
+from harness import gpuinfo
 from harness.launch.gpus import GROUP_FILE, group_id
 from harness.spec import Platform
 
@@ -47,7 +47,7 @@ class Host:
 
     dev: Path = DEV
     group_file: Path = GROUP_FILE
-    runner: Callable[[list[str]], tuple[int, str]] = gpu_memory.run_command
+    runner: Callable[[list[str]], tuple[int, str]] = gpuinfo.run_command
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -143,8 +143,8 @@ def check_rocm_devices(host: Host) -> list[Check]:
 
 def check_gpus_clean(accelerator: str, host: Host) -> Check:
     try:
-        tool, gpus = gpu_memory.query(accelerator, host.runner)
-    except gpu_memory.ParseError as exc:
+        tool, gpus = gpuinfo.memory_usage(accelerator, host.runner)
+    except gpuinfo.ParseError as exc:
         return Check("gpus clean", "fail", f"cannot read GPU memory: {exc}",
                      "install amd-smi/rocm-smi (ROCm) or nvidia-smi (CUDA) on the agent")
     if not gpus:

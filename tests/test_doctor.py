@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import gpu_memory
+from harness import gpuinfo
 from harness.doctor import (Host, check_gpus_clean, check_image, check_rocm_devices,
                             parse_created, platform_checks)
 from harness.spec import load_platforms
@@ -30,27 +30,27 @@ def recorded(**outputs: str):
 
 
 def test_amd_smi_both_json_forms():
-    gpus = gpu_memory.parse_amd_smi((SMI / "amd-smi-metric-mem-usage.json").read_text())
+    gpus = gpuinfo.parse_amd_smi_memory((SMI / "amd-smi-metric-mem-usage.json").read_text())
     assert [(g.index, g.total_mib, g.used_mib) for g in gpus] == [(0, 196592, 283),
                                                                   (1, 196592, 177213)]
-    wrapped = gpu_memory.parse_amd_smi((SMI / "amd-smi-gpu-data.json").read_text())
+    wrapped = gpuinfo.parse_amd_smi_memory((SMI / "amd-smi-gpu-data.json").read_text())
     assert [g.index for g in wrapped] == [0, 1]
-    bare = gpu_memory.parse_amd_smi('[{"gpu": 3, "mem_usage": {"total_vram": 1000, '
+    bare = gpuinfo.parse_amd_smi_memory('[{"gpu": 3, "mem_usage": {"total_vram": 1000, '
                                     '"used_vram": 10}}]')
     assert bare[0].used_fraction == 0.01
-    with pytest.raises(gpu_memory.ParseError, match="unknown memory unit"):
-        gpu_memory.parse_amd_smi('[{"gpu": 0, "mem_usage": {"total_vram": {"value": 1, '
+    with pytest.raises(gpuinfo.ParseError, match="unknown memory unit"):
+        gpuinfo.parse_amd_smi_memory('[{"gpu": 0, "mem_usage": {"total_vram": {"value": 1, '
                                  '"unit": "parsec"}, "used_vram": 0}}]')
 
 
 def test_rocm_smi_and_nvidia_smi():
-    rocm = gpu_memory.parse_rocm_smi((SMI / "rocm-smi-showmeminfo-vram.json").read_text())
+    rocm = gpuinfo.parse_rocm_smi_memory((SMI / "rocm-smi-showmeminfo-vram.json").read_text())
     assert [g.index for g in rocm] == [0, 1] and round(rocm[0].total_mib) == 196592
     assert round(rocm[1].used_fraction, 2) == 0.9
-    nvidia = gpu_memory.parse_nvidia_smi((SMI / "nvidia-smi-query-memory.csv").read_text())
+    nvidia = gpuinfo.parse_nvidia_smi_memory((SMI / "nvidia-smi-query-memory.csv").read_text())
     assert [(g.index, g.used_mib) for g in nvidia] == [(0, 4), (1, 0), (2, 73406)]
-    with pytest.raises(gpu_memory.ParseError):
-        gpu_memory.parse_nvidia_smi("0, [N/A], 3\n")
+    with pytest.raises(gpuinfo.ParseError):
+        gpuinfo.parse_nvidia_smi_memory("0, [N/A], 3\n")
 
 
 @pytest.mark.parametrize("accelerator,outputs,busy", [
