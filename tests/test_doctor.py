@@ -163,3 +163,20 @@ def test_harness_run_stops_early_with_the_reason(tmp_path):
     result = read_result(tmp_path / "pre/rocm/phi4mm_variable_crop.json")
     assert result.status == "error" and result.failure_class == "infra"
     assert "preflight: engine" in result.message
+
+
+@pytest.mark.container
+def test_doctor_against_a_real_docker_daemon(tmp_path, docker_engine, docker_base_image):
+    import yaml
+
+    data = yaml.safe_load((CASES / "platforms.yaml").read_text())
+    data["platforms"]["cpu-podman"]["image"] = docker_base_image
+    platforms = tmp_path / "platforms.yaml"
+    platforms.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = doctor("--platform", "cpu-podman", "--engine", "docker", "--platforms-file",
+                  str(platforms), "--results", str(tmp_path), env=docker_engine.env)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS  engine           docker 20.10" in done.stdout
+    assert f"PASS  image            {docker_base_image} present, built" in done.stdout
+    assert "PASS  disk: images" in done.stdout and str(docker_engine.root) in done.stdout
