@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from harness import gpu_memory
+from harness import gpuinfo
 from harness.launch.gpus import GROUP_FILE, group_id
 from harness.spec import Platform
 
@@ -47,27 +47,30 @@ class Host:
 
     dev: Path = DEV
     group_file: Path = GROUP_FILE
-    runner: Callable[[list[str]], tuple[int, str]] = gpu_memory.run_command
+    runner: Callable[[list[str]], tuple[int, str]] = gpuinfo.run_command
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-def engine_prefix(platform: Platform, engine: str | None = None) -> list[str]:
-    engine = engine or platform.engine
-    if engine == "podman" and platform.runtime:
-        return ["podman", "--runtime", platform.runtime]
-    return [engine]
+def engine_prefix(platform: Platform, host: Host,
+                  engine: str | None = None) -> tuple[str, list[str]]:
+    """(engine name, client argv prefix): the same client the launcher runs."""
+    from harness import images
+
+    name = engine or platform.engine
+    return name, images.client(name, platform, host.environ)
 
 
 def check_engine(platform: Platform, host: Host, engine: str | None = None) -> Check:
-    prefix = engine_prefix(platform, engine)
-    fmt = "{{.Version.Version}}" if prefix[0] == "podman" else "{{.ServerVersion}}"
+    name, prefix = engine_prefix(platform, host, engine)
+    fmt = "{{.Version.Version}}" if name == "podman" else "{{.ServerVersion}}"
     code, out = host.runner([*prefix, "info", "--format", fmt])
     if code == 0 and out.strip():
-        return Check("engine", "pass", f"{prefix[0]} {out.strip()} answers")
+        return Check("engine", "pass", f"{name} {out.strip()} answers")
     why = "not installed" if code == 127 else f"exit {code}: {out.strip()[:200]}"
-    return Check("engine", "fail", f"{prefix[0]} does not answer ({why})",
-                 f"start the {prefix[0]} daemon / check DOCKER_HOST, or pass --engine")
+    client = f" ({prefix[0]})" if prefix[0] != name else ""
+    return Check("engine", "fail", f"{name}{client} does not answer ({why})",
+                 f"start the {name} daemon / check DOCKER_HOST, or pass --engine")
 
 
 def parse_created(text: str) -> datetime | None:
@@ -85,18 +88,20 @@ def parse_created(text: str) -> datetime | None:
 
 
 def check_image(platform: Platform, host: Host, engine: str | None = None) -> Check:
-    prefix = engine_prefix(platform, engine)
-    code, out = host.runner([*prefix, "image", "inspect", platform.image or "", "--format",
-                             "{{.Created}}"])
+    from harness.images import platform_image
+
+    name, prefix = engine_prefix(platform, host, engine)
+    image = platform_image(platform, host.environ)
+    code, out = host.runner([*prefix, "image", "inspect", image, "--format", "{{.Created}}"])
     if code != 0:
-        return Check("image", "warn", f"{platform.image} is not present locally (`run` will "
-                     "try to pull it)", f"build it: harness pipeline --platform {platform.name} "
-                     f"--build-images, or {prefix[0]} pull {platform.image}")
+        return Check("image", "warn", f"{image} is not present locally (`run` will try to "
+                     "pull it)", f"build it (harness pipeline --platform {platform.name} "
+                     f"--build-images) or {name} pull {image}")
     created = parse_created(out)
     if created is None:
-        return Check("image", "pass", f"{platform.image} present (created {out.strip()!r})")
+        return Check("image", "pass", f"{image} present (created {out.strip()!r})")
     age = host.now - created
-    detail = f"{platform.image} present, built {age.days} d {age.seconds // 3600} h ago"
+    detail = f"{image} present, built {age.days} d {age.seconds // 3600} h ago"
     if age > timedelta(days=IMAGE_STALE_DAYS):
         return Check("image", "warn", detail, "rebuild or pull: tonight's vLLM is newer")
     return Check("image", "pass", detail)
@@ -143,8 +148,8 @@ def check_rocm_devices(host: Host) -> list[Check]:
 
 def check_gpus_clean(accelerator: str, host: Host) -> Check:
     try:
-        tool, gpus = gpu_memory.query(accelerator, host.runner)
-    except gpu_memory.ParseError as exc:
+        tool, gpus = gpuinfo.memory_usage(accelerator, host.runner)
+    except gpuinfo.ParseError as exc:
         return Check("gpus clean", "fail", f"cannot read GPU memory: {exc}",
                      "install amd-smi/rocm-smi (ROCm) or nvidia-smi (CUDA) on the agent")
     if not gpus:
@@ -181,8 +186,8 @@ def check_disk(name: str, path: Path, need_gib: float) -> Check:
 
 
 def engine_root(platform: Platform, host: Host, engine: str | None = None) -> Path | None:
-    prefix = engine_prefix(platform, engine)
-    fmt = "{{.Store.GraphRoot}}" if prefix[0] == "podman" else "{{.DockerRootDir}}"
+    name, prefix = engine_prefix(platform, host, engine)
+    fmt = "{{.Store.GraphRoot}}" if name == "podman" else "{{.DockerRootDir}}"
     code, out = host.runner([*prefix, "info", "--format", fmt])
     return Path(out.strip()) if code == 0 and out.strip().startswith("/") else None
 

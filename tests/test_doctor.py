@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import gpu_memory
+from harness import gpuinfo
 from harness.doctor import (Host, check_gpus_clean, check_image, check_rocm_devices,
                             parse_created, platform_checks)
 from harness.spec import load_platforms
@@ -30,27 +30,27 @@ def recorded(**outputs: str):
 
 
 def test_amd_smi_both_json_forms():
-    gpus = gpu_memory.parse_amd_smi((SMI / "amd-smi-metric-mem-usage.json").read_text())
+    gpus = gpuinfo.parse_amd_smi_memory((SMI / "amd-smi-metric-mem-usage.json").read_text())
     assert [(g.index, g.total_mib, g.used_mib) for g in gpus] == [(0, 196592, 283),
                                                                   (1, 196592, 177213)]
-    wrapped = gpu_memory.parse_amd_smi((SMI / "amd-smi-gpu-data.json").read_text())
+    wrapped = gpuinfo.parse_amd_smi_memory((SMI / "amd-smi-gpu-data.json").read_text())
     assert [g.index for g in wrapped] == [0, 1]
-    bare = gpu_memory.parse_amd_smi('[{"gpu": 3, "mem_usage": {"total_vram": 1000, '
+    bare = gpuinfo.parse_amd_smi_memory('[{"gpu": 3, "mem_usage": {"total_vram": 1000, '
                                     '"used_vram": 10}}]')
     assert bare[0].used_fraction == 0.01
-    with pytest.raises(gpu_memory.ParseError, match="unknown memory unit"):
-        gpu_memory.parse_amd_smi('[{"gpu": 0, "mem_usage": {"total_vram": {"value": 1, '
+    with pytest.raises(gpuinfo.ParseError, match="unknown memory unit"):
+        gpuinfo.parse_amd_smi_memory('[{"gpu": 0, "mem_usage": {"total_vram": {"value": 1, '
                                  '"unit": "parsec"}, "used_vram": 0}}]')
 
 
 def test_rocm_smi_and_nvidia_smi():
-    rocm = gpu_memory.parse_rocm_smi((SMI / "rocm-smi-showmeminfo-vram.json").read_text())
+    rocm = gpuinfo.parse_rocm_smi_memory((SMI / "rocm-smi-showmeminfo-vram.json").read_text())
     assert [g.index for g in rocm] == [0, 1] and round(rocm[0].total_mib) == 196592
     assert round(rocm[1].used_fraction, 2) == 0.9
-    nvidia = gpu_memory.parse_nvidia_smi((SMI / "nvidia-smi-query-memory.csv").read_text())
+    nvidia = gpuinfo.parse_nvidia_smi_memory((SMI / "nvidia-smi-query-memory.csv").read_text())
     assert [(g.index, g.used_mib) for g in nvidia] == [(0, 4), (1, 0), (2, 73406)]
-    with pytest.raises(gpu_memory.ParseError):
-        gpu_memory.parse_nvidia_smi("0, [N/A], 3\n")
+    with pytest.raises(gpuinfo.ParseError):
+        gpuinfo.parse_nvidia_smi_memory("0, [N/A], 3\n")
 
 
 @pytest.mark.parametrize("accelerator,outputs,busy", [
@@ -163,3 +163,20 @@ def test_harness_run_stops_early_with_the_reason(tmp_path):
     result = read_result(tmp_path / "pre/rocm/phi4mm_variable_crop.json")
     assert result.status == "error" and result.failure_class == "infra"
     assert "preflight: engine" in result.message
+
+
+@pytest.mark.container
+def test_doctor_against_a_real_docker_daemon(tmp_path, docker_engine, docker_base_image):
+    import yaml
+
+    data = yaml.safe_load((CASES / "platforms.yaml").read_text())
+    data["platforms"]["cpu-podman"]["image"] = docker_base_image
+    platforms = tmp_path / "platforms.yaml"
+    platforms.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = doctor("--platform", "cpu-podman", "--engine", "docker", "--platforms-file",
+                  str(platforms), "--results", str(tmp_path), env=docker_engine.env)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS  engine           docker 20.10" in done.stdout
+    assert f"PASS  image            {docker_base_image} present, built" in done.stdout
+    assert "PASS  disk: images" in done.stdout and str(docker_engine.root) in done.stdout

@@ -35,6 +35,7 @@ def test_in_place_inside_a_container_started_by_hand(tmp_path, podman_base):
     models = default_cache_root()
     models.mkdir(parents=True, exist_ok=True)
     name, run_id = f"inplace-{UNIQUE}", f"inplace-{UNIQUE}"
+    venv = VENV.resolve()  # the console script's #! names the real path, not a symlink
     # What a maintainer types (with the CPU image's device-less flags): the checkout's own
     # `harness` console script comes from the mounted .venv on PATH.
     argv = [
@@ -42,9 +43,9 @@ def test_in_place_inside_a_container_started_by_hand(tmp_path, podman_base):
         "--network", "host", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
         "--shm-size", "2g",
         "-v", f"{REPO}:/workspace:ro", "-v", f"{results}:/results:rw",
-        "-v", f"{VENV}:{VENV}:ro", "-v", f"{PYTHON_HOME}:{PYTHON_HOME}:ro",
+        "-v", f"{venv}:{venv}:ro", "-v", f"{PYTHON_HOME}:{PYTHON_HOME}:ro",
         "-v", f"{models}:/models:rw",
-        "-e", f"PATH={VENV}/bin:/usr/local/bin:/usr/bin:/bin", "-e", "PYTHONPATH=/workspace",
+        "-e", f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", "-e", "PYTHONPATH=/workspace",
         "-e", "PYTHONDONTWRITEBYTECODE=1", "-e", "HARNESS_MODEL_CACHE=/models",
         "--workdir", "/workspace", base_image,
         "harness", "run", "--platform", "cpu-podman", "--in-place", "--results", "/results",
