@@ -245,3 +245,23 @@ def test_a_run_that_fills_the_disk_is_an_infrastructure_error_and_keeps_written_
     assert "disk full" in by_case["qwen2_5_vl_vit_cudagraph"].message
     assert read_result(out / "phi4mm_variable_crop.json") == by_case["phi4mm_variable_crop"]
     assert by_case["phi4mm_variable_crop"].status == "passed"
+
+
+def test_the_real_worker_stops_on_a_full_disk_and_the_run_says_so(small_disk, cases_copy):
+    """The real pytest worker (no engine: both jobs are skips here) writing results onto a full
+    disk: it stops with exit 3 and "disk full", the launcher's own log copy fails too, and the
+    run is an infrastructure error that names the cause."""
+    for name in ("qwen2_5_vl_vit_cudagraph.yaml", "phi4mm_variable_crop.yaml"):
+        path = cases_copy / name
+        path.write_text(path.read_text() + "\nplatforms:\n  cpu: {skip: disk-full test}\n")
+    platforms = load_platforms(cases_copy / "platforms.yaml")
+    jobs = plan(load_cases([cases_copy]), {"cpu": platforms["cpu"]}, ["cpu"])
+    request = WorkerRequest(platforms["cpu"], sorted({Path(j.case.source) for j in jobs}),
+                            cases_copy / "platforms.yaml", small_disk, "full", None, REPO)
+    (small_disk / "full" / "cpu").mkdir(parents=True)
+    _fill(small_disk)
+    run = execute(jobs, request, LocalLaunch(request))
+    assert run.exit_code == EXIT_INFRA
+    assert "no space left on device" in run.problem.lower()
+    assert {r.failure_class for r in run.results} == {"disk-full"}
+    assert "harness: disk full" in run.outcome.disk_full  # the worker itself said why it stopped
