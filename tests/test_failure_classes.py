@@ -265,3 +265,18 @@ def test_the_real_worker_stops_on_a_full_disk_and_the_run_says_so(small_disk, ca
     assert "no space left on device" in run.problem.lower()
     assert {r.failure_class for r in run.results} == {"disk-full"}
     assert "harness: disk full" in run.outcome.disk_full  # the worker itself said why it stopped
+
+
+def test_a_gpu_hang_that_passes_on_the_retry_is_a_pass_not_infra(tmp_path):
+    jobs, request = setup(tmp_path)
+    counter: list[int] = []
+    hang = ("import os, sys; print('HW Exception by GPU node-2 reason :GPU Hang', flush=True); "
+            "os.abort()")
+    passes = _writes({})
+
+    def relaunch(r):
+        return StandInWorker(r, passes, counter)
+
+    run = execute(jobs, request, StandInWorker(request, hang, counter), relaunch=relaunch)
+    assert {r.status for r in run.results} == {"passed"} and run.exit_code == EXIT_OK
+    assert {r.attempts[0].failure_class for r in run.results} == {"gpu-hang"}
