@@ -1,16 +1,19 @@
-"""History store and dashboard at nightly scale: a year of 500 cases x 3 platforms (~550k results).
+"""History store and dashboard at nightly scale: a year of 500 cases x 3 platforms (547,500 results).
 
-    .venv/bin/python benchmarks/bench_history.py [--cases 500] [--nights 365] [--real-run DIR]
+    .venv/bin/python benchmarks/bench_history.py [--cases 500] [--nights 365] [--no-postgres]
+                                                 [--no-browser] [--real-run DIR]
 
 Every result is derived from the committed real results (tests/data/real_run; see
-harness.history.synthetic). Prints figures and ratios against baselines measured in this same
-process:
+harness.history.synthetic). Figures, each against its goal, and ratios against the baseline,
+today's implementation before issue 14 (benchmarks/legacy_history: the v1 store, page and
+dashboard, kept callable), measured in this same process on the same histories:
 
-- storing: the store's path (executemany, one transaction per night) against the same code with
-  one execute per row, and against a transaction per result (what a naive "insert as you read"
-  ingest does; run on a sample of nights and compared by rate);
+- storing the year (a transaction a night): v1 on SQLite, this store on SQLite (goal <= 10 s),
+  and on PostgreSQL (a real server started here, tests/pgserver.py);
 - a real nightly ingest from files (read_run + store_run on one night of result files);
-- the dashboard: loading, querying and rendering the year, against the same for a 30-night store.
+- the page from the year's store: v1 against this one (goal <= 3 s, <= 2 MiB for the 30-night
+  grid of 45,000 cells), on SQLite and PostgreSQL; then the page opened in headless Chromium
+  (Playwright): load time, script errors (goal: none).
 """
 
 from __future__ import annotations
@@ -24,14 +27,16 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from harness.history import store  # noqa: E402
-from harness.history.board import build_board  # noqa: E402
 from harness.history.publish import page_from_store  # noqa: E402
 from harness.history.runread import RunBatch, read_run  # noqa: E402
 from harness.history.synthetic import (PLATFORMS, Outcome, Place, RowFactory, case_ids,  # noqa
                                        load_templates, write_night)
+from legacy_history import publish_v1, store_v1  # noqa: E402
 
+STORE_GOAL_S, PAGE_GOAL_S, PAGE_GOAL_MIB = 10.0, 3.0, 2.0
 DEFAULT_REAL_RUN = REPO / "tests" / "data" / "real_run"
 
 
@@ -85,38 +90,65 @@ def timed(fn, label: str = ""):
     return time.perf_counter() - began, value
 
 
-class RowByRow:
-    """The store's connection, with every executemany done as one execute per row: the same
-    ingest, less the batching (the baseline for "batched executemany")."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def execute(self, *args):
-        return self.conn.execute(*args)
-
-    def executemany(self, sql, rows):
-        for row in rows:
-            self.conn.execute(sql, row)
-
-
-def commit_per_result(conn, batches: list[RunBatch]) -> None:
-    """Baseline: "insert as you read": a transaction per result file, rows one at a time."""
-    for batch in batches:
-        for row in batch.rows:
-            store.store_run(RowByRow(conn), RunBatch(batch.run_id, batch.run_dir, None, [row]))
-
-
 def line(label: str, wall: float, key: str, extra: str = "") -> None:
     print(f"  {label:<46} {wall:7.2f}s wall {CPU[key]:7.2f}s CPU  {extra}")
+
+
+def verdict(value: float, goal: float, unit: str) -> str:
+    return f"goal <= {goal:g} {unit}: {'met' if value <= goal else 'NOT MET'}"
+
+
+def store_year(conn, batches: list[RunBatch], label: str):
+    wall, _ = timed(lambda: [store.store_run(conn, b) for b in batches], label)
+    again, outcome = timed(lambda: store.store_run(conn, batches[-1]), label + "-again")
+    assert outcome.added == 0 and outcome.unchanged == len(batches[-1].rows)
+    return wall, again
+
+
+def page_year(conn, out: Path, label: str):
+    wall, (page, board) = timed(lambda: page_from_store(conn, out), label)
+    out.write_text(page, encoding="utf-8")
+    return wall, page, board
+
+
+def open_in_chromium(page_path: Path) -> tuple[float, list[str], str | None, int]:
+    """Seconds to the load event, page and console errors, data-js, and cells in the DOM."""
+    import shutil
+
+    from playwright import sync_api
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        raise SystemExit("error: chromium not installed (make test installs it)")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, timeout=120_000, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(120_000)
+            page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+            page.on("console", lambda msg: errors.append(f"console: {msg.text}")
+                    if msg.type == "error" else None)
+            began = time.perf_counter()
+            page.goto(page_path.as_uri(), wait_until="load")
+            loaded = time.perf_counter() - began
+            js = page.locator("html").get_attribute("data-js")
+            cells = page.eval_on_selector_all("table.grid tbody td:not(.t)", "c => c.length")
+            page.locator("table.grid tbody td.p").first.hover()
+            if not page.locator("table.grid tbody td.p").first.get_attribute("title"):
+                errors.append("a plain cell got no tooltip")
+        finally:
+            browser.close()
+    return loaded, errors, js, cells
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=500)
     parser.add_argument("--nights", type=int, default=365)
-    parser.add_argument("--sample-nights", type=int, default=2,
-                        help="nights stored by the transaction-per-result baseline (it is slow)")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--real-run", type=Path, default=DEFAULT_REAL_RUN)
     args = parser.parse_args()
 
@@ -127,86 +159,105 @@ def main() -> int:
     scenario = YearScenario(names, args.nights)
     gen_s, batches = timed(lambda: year_batches(factory, names, args.nights, scenario), "gen")
     n_results = sum(len(b.rows) for b in batches)
-    n_requests = sum(len(r.requests) for b in batches for r in b.rows)
     print(f"derived from {len(templates)} real result(s) in {real}")
     print(f"history: {args.nights} nights x {args.cases} cases x {len(PLATFORMS)} platforms = "
-          f"{n_results:,} results, {n_requests:,} request rows (generated in {gen_s:.1f}s)")
+          f"{n_results:,} results (generated in {gen_s:.1f}s)")
 
-    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
-        tmp = Path(tmp)
-        # --- storing -----------------------------------------------------------------------
-        conn = store.open_store(tmp / "batched.sqlite")
-        batched_s, _ = timed(lambda: [store.store_run(conn, b) for b in batches], "batched")
-        again_s, outcomes = timed(lambda: store.store_run(conn, batches[-1]), "again")
-        assert outcomes.added == 0 and outcomes.unchanged == len(batches[-1].rows)
-        conn.close()
-        db_mb = (tmp / "batched.sqlite").stat().st_size / 2**20
-
-        conn = store.open_store(tmp / "rows.sqlite")
-        per_row_s, _ = timed(lambda: [store.store_run(RowByRow(conn), b) for b in batches],
-                             "per_row")
-        conn.close()
-
-        sample = batches[:args.sample_nights]
-        sample_n = sum(len(b.rows) for b in sample)
-        conn = store.open_store(tmp / "commits.sqlite")
-        commit_s, _ = timed(lambda: commit_per_result(conn, sample), "commit")
-        conn.close()
-
-        rate, commit_rate = n_results / batched_s, sample_n / commit_s
-        print("\nstoring the year (results/s; their request rows go along):")
-        line("store_run: executemany, a transaction a night", batched_s, "batched",
-             f"{rate:9,.0f}/s  store {db_mb:.0f} MiB")
-        line("baseline: execute per row, a transaction a night", per_row_s, "per_row",
-             f"{n_results / per_row_s:9,.0f}/s  -> batched: {per_row_s / batched_s:.2f}x wall, "
-             f"{CPU['per_row'] / CPU['batched']:.2f}x CPU")
-        cpu_ratio = (CPU["commit"] / sample_n) / (CPU["batched"] / n_results)
-        line(f"baseline: a transaction per result ({sample_n:,})", commit_s, "commit",
-             f"{commit_rate:9,.0f}/s  -> batched: {rate / commit_rate:.0f}x wall, "
-             f"{cpu_ratio:.1f}x CPU (the year: ~{n_results / commit_rate:,.0f}s)")
-        line("the last night again (idempotent: 0 added)", again_s, "again")
-
-        # --- a real nightly ingest from files -----------------------------------------------
-        night_dir = write_night(tmp / "results", args.nights, names, templates, scenario,
-                                logs=False)
-        conn = store.open_store(tmp / "batched.sqlite")
-        read_s, batch = timed(lambda: read_run(night_dir), "read")
-        store_s, outcome = timed(lambda: store.store_run(conn, batch), "store")
-        conn.close()
-        print(f"\nnightly `harness ingest` of one night from files ({outcome.added:,} results, "
-              "into the year's store):")
-        line("validate and read (read_result per file)", read_s, "read",
-             f"{read_s / outcome.added * 1e3:.2f} ms/file")
-        line("store", store_s, "store",
-             f"(365 such nightly ingests: ~{(read_s + store_s) * 365:,.0f}s in all)")
-
-        # --- the dashboard ------------------------------------------------------------------
-        out = tmp / "dashboard.html"
-        conn = store.open_store(tmp / "batched.sqlite", create=False)
-        nights_s, nights = timed(lambda: store.load_nights(conn), "nights")
-        rows_s, rows = timed(lambda: store.load_rows(conn, nights), "rows")
-        board_s, board = timed(lambda: build_board(nights, rows), "board")
-        year_s, (page, _) = timed(lambda: page_from_store(conn, out), "year")
-        conn.close()
-        small = store.open_store(tmp / "month.sqlite")
-        for b in batches[-30:]:
-            store.store_run(small, b)
-        month_s, (month_page, _) = timed(lambda: page_from_store(small, out), "month")
-        small.close()
-        cells = sum(len(l.cells) for p in board.platforms for l in p.lines)
-        print(f"\ndashboard ({len(board.nights)} nights, {len(rows):,} results; grid of the last "
-              f"{len(board.shown)} nights = {cells:,} cells):")
-        line("load the nights and every result row", nights_s + rows_s, "rows")
-        line("questions (flaky, first bad, drift, parity)", board_s, "board")
-        line("whole page from the year's store", year_s, "year",
-             f"page {len(page) / 2**20:.1f} MiB")
-        line("baseline: whole page from a 30-night store", month_s, "month",
-             f"page {len(month_page) / 2**20:.1f} MiB -> the year: {year_s / month_s:.1f}x wall, "
-             f"{CPU['year'] / CPU['month']:.1f}x CPU")
-        broken = sum(l.broken_now for p in board.platforms for l in p.lines)
-        flaky = sum(l.flaky.flaky for p in board.platforms for l in p.lines)
-        print(f"  the page shows: broken now {broken}, flaky {flaky}")
+    postgres = None
+    if not args.no_postgres:
+        from tests.pgserver import running_postgres
+        postgres = running_postgres()
+        server = postgres.__enter__()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+            run(Path(tmp), args, batches, n_results, names, templates, scenario,
+                server if postgres else None)
+    finally:
+        if postgres is not None:
+            postgres.__exit__(None, None, None)
     return 0
+
+
+def run(tmp: Path, args, batches, n_results, names, templates, scenario, server) -> None:
+    # --- storing -----------------------------------------------------------------------------
+    old = store_v1.open_store(tmp / "v1.sqlite")
+    v1_s, _ = timed(lambda: [store_v1.store_run(old, b) for b in batches], "v1")
+    old.close()
+    conn = store.open_store(tmp / "year.sqlite")
+    new_s, again_s = store_year(conn, batches, "sqlite")
+    conn.close()
+    size = {name: sum(p.stat().st_size for p in tmp.glob(f"{name}.sqlite*"))
+            / 2**20 for name in ("v1", "year")}
+    print("\nstoring the year, a transaction a night (results/s):")
+    line("baseline: v1 store (SQLite)", v1_s, "v1",
+         f"{n_results / v1_s:9,.0f}/s  store {size['v1']:.0f} MiB")
+    line("this store, SQLite", new_s, "sqlite",
+         f"{n_results / new_s:9,.0f}/s  store {size['year']:.0f} MiB  -> {v1_s / new_s:.2f}x "
+         f"faster; {verdict(new_s, STORE_GOAL_S, 's')}")
+    line("  the last night again (0 added)", again_s, "sqlite-again")
+    pg_url = None
+    if server is not None:
+        pg_url = server.new_database("bench")
+        pg = store.open_store(pg_url)
+        pg_s, pg_again = store_year(pg, batches, "pg")
+        pg.close()
+        line("this store, PostgreSQL 15 (local socket)", pg_s, "pg",
+             f"{n_results / pg_s:9,.0f}/s  -> {v1_s / pg_s:.2f}x the v1 SQLite rate")
+        line("  the last night again (0 added)", pg_again, "pg-again")
+
+    # --- a real nightly ingest from files ----------------------------------------------------
+    night_dir = write_night(tmp / "results", args.nights, names, templates, scenario,
+                            logs=False)
+    conn = store.open_store(tmp / "year.sqlite")
+    read_s, batch = timed(lambda: read_run(night_dir), "read")
+    store_s, outcome = timed(lambda: store.store_run(conn, batch), "store")
+    conn.close()
+    print(f"\nnightly `harness ingest` of one night from files ({outcome.added:,} results, "
+          "into the year's store):")
+    line("validate and read (read_result per file)", read_s, "read",
+         f"{read_s / outcome.added * 1e3:.2f} ms/file")
+    line("store (SQLite)", store_s, "store")
+    old = store_v1.open_store(tmp / "v1.sqlite", create=False)
+    store_v1.store_run(old, batch)  # every store holds the same nights for the pages below
+    old.close()
+    if pg_url is not None:
+        pg = store.open_store(pg_url, create=False)
+        store.store_run(pg, batch)
+        pg.close()
+
+    # --- the page ----------------------------------------------------------------------------
+    out = tmp / "dashboard.html"
+    old = store_v1.open_store(tmp / "v1.sqlite", create=False)
+    v1_page_s, (v1_page, _) = timed(lambda: publish_v1.page_from_store(old, out), "v1-page")
+    old.close()
+    conn = store.open_store(tmp / "year.sqlite", create=False)
+    page_s, page, board = page_year(conn, out, "page")
+    conn.close()
+    cells = sum(len(l.cells) for p in board.platforms for l in p.lines)
+    mib, v1_mib = len(page.encode()) / 2**20, len(v1_page.encode()) / 2**20
+    print(f"\nthe page ({len(board.nights)} nights stored; grid of the last {len(board.shown)} "
+          f"nights = {cells:,} cells):")
+    line("baseline: v1 page from the v1 store", v1_page_s, "v1-page", f"page {v1_mib:.1f} MiB")
+    line("this page, SQLite", page_s, "page",
+         f"page {mib:.2f} MiB  -> {v1_page_s / page_s:.1f}x faster, {v1_mib / mib:.1f}x "
+         f"smaller; {verdict(page_s, PAGE_GOAL_S, 's')}; {verdict(mib, PAGE_GOAL_MIB, 'MiB')}")
+    if pg_url is not None:
+        pg = store.open_store(pg_url, create=False)
+        pg_page_s, pg_page, _ = page_year(pg, tmp / "dashboard-pg.html", "pg-page")
+        pg.close()
+        same = pg_page.split("generated ", 1)[0] == page.split("generated ", 1)[0]
+        line("this page, PostgreSQL", pg_page_s, "pg-page",
+             f"page {len(pg_page.encode()) / 2**20:.2f} MiB, "
+             f"{'the same page' if same else 'A DIFFERENT PAGE'}; "
+             f"{verdict(pg_page_s, PAGE_GOAL_S, 's')}")
+    broken = sum(l.broken_now for p in board.platforms for l in p.lines)
+    flaky = sum(l.flaky.flaky for p in board.platforms for l in p.lines)
+    print(f"  the page shows: broken now {broken}, flaky {flaky}")
+    if not args.no_browser:
+        loaded, errors, js, dom_cells = open_in_chromium(out)
+        print(f"  headless Chromium: load event after {loaded:.2f}s, {dom_cells:,} cells in the "
+              f"DOM, script ran to its end: {js == 'ok'}, errors: {errors or 'none'} "
+              f"(goal: no script error: {'met' if not errors and js == 'ok' else 'NOT MET'})")
 
 
 if __name__ == "__main__":

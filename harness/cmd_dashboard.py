@@ -3,40 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
 
-from harness.cli import positive_int
+from harness.cli import output_file, positive_int
 from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.history.board import DEFAULT_NIGHTS
+from harness.history.db import StoreError
 from harness.history.publish import page_from_store
-from harness.history.store import DEFAULT_DB, StoreError, open_store
+from harness.history.store import open_store
+from harness.history.target import add_store_arguments, store_target
 from harness.results import write_atomic
 
 DEFAULT_OUT = Path("results/dashboard.html")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, default=DEFAULT_DB,
-                        help=f"history store (default: {DEFAULT_DB})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+    add_store_arguments(parser)
+    parser.add_argument("--out", type=output_file, default=DEFAULT_OUT,
                         help=f"HTML file to write (default: {DEFAULT_OUT})")
     parser.add_argument("--nights", type=positive_int, default=DEFAULT_NIGHTS,
                         help=f"nights shown in the grid (default: {DEFAULT_NIGHTS}); flakiness "
-                             "and first-bad builds look at the whole history")
+                             "and drift look at a window before them, first-bad builds as far "
+                             "back as the store goes")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        conn = open_store(args.db, create=False)
+        conn = open_store(store_target(args), create=False)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
         text, board = page_from_store(conn, args.out, args.nights)
-    except sqlite3.DatabaseError as exc:
-        print(f"error: {args.db}: {exc}", file=sys.stderr)
+    except conn.errors as exc:
+        print(f"error: {conn.label}: {str(exc).strip()}", file=sys.stderr)
         return EXIT_INFRA
     finally:
         conn.close()

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.buildkite.pipeline import (DEFAULT_HISTORY_DB, MAX_JOBS_PER_UPLOAD, Comparison,
-                                        PipelineOptions, plan_pipeline)
+from harness.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, PipelineOptions,
+                                        plan_pipeline)
 from harness.buildkite.uploads import job_count, render
 from harness.cli import DEFAULT_CASES, positive_int
 from harness.outcomes import EXIT_OK, EXIT_USAGE
@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build each container platform's image first (platform.build)")
     parser.add_argument("--push-images", action="store_true",
                         help="push built images, for queues with more than one agent")
+    parser.add_argument("--image", dest="images", action="append", default=None,
+                        metavar="[PLATFORM=]IMAGE",
+                        help="run this image on the platform (a PR build, a nightly-<commit>); "
+                             "a bare IMAGE applies to the only selected container platform")
+    parser.add_argument("--registry", default=None, help="registry for built images")
+    parser.add_argument("--namespace", default=None, help="namespace for built images")
     compare = parser.add_mutually_exclusive_group()
     compare.add_argument("--compare", dest="comparisons", action="append", default=None,
                          metavar="BASELINE:CANDIDATE",
@@ -48,9 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with no CUDA agents); without it the candidate is reported alone")
     parser.add_argument("--queue", default=None,
                         help="agents queue of the compare/nightly/upload steps (default: none)")
-    parser.add_argument("--history-db", default=DEFAULT_HISTORY_DB,
-                        help="history store of the nightly step: a path that outlives the "
-                             f"checkout on that agent (default: {DEFAULT_HISTORY_DB})")
+    parser.add_argument("--history-db", default=None, metavar="PATH",
+                        help="history store of the nightly step: an absolute path that outlives "
+                             "the checkout on that agent (pin the agent with --queue)")
+    parser.add_argument("--history-db-env", default=None, metavar="NAME",
+                        help="or: the nightly agent's environment variable holding the store "
+                             "(a postgresql:// URL); passed by name, never by value")
     parser.add_argument("--max-jobs-per-upload", type=positive_int, default=MAX_JOBS_PER_UPLOAD,
                         help=f"split into chained uploads above this (default: Buildkite's "
                              f"{MAX_JOBS_PER_UPLOAD})")
@@ -72,10 +81,32 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
         platforms=platforms, keyword=args.keyword, nightly=args.nightly,
         parallelism=args.parallelism, build_images=args.build_images,
         push_images=args.push_images, comparisons=comparisons,
+        images=tuple(_image_pair(text) for text in args.images or ()),
+        registry=args.registry, namespace=args.namespace,
         cases=None if args.cases == DEFAULT_CASES else str(args.cases),
         platforms_file=str(args.platforms_file) if args.platforms_file else None,
-        queue=args.queue, history_db=args.history_db, baseline_run=args.baseline_run,
+        queue=args.queue, history_db=args.history_db, history_db_env=args.history_db_env,
+        baseline_run=args.baseline_run,
         max_jobs_per_upload=args.max_jobs_per_upload, harness=args.harness_command)
+
+
+def _image_pair(text: str) -> tuple[str, str]:
+    platform, sep, image = text.partition("=")
+    return (platform, image) if sep and "/" not in platform and ":" not in platform else ("", text)
+
+
+def _bare_images(options: PipelineOptions, platforms) -> PipelineOptions:
+    """A bare --image IMAGE names the image of the only container platform selected."""
+    if all(platform for platform, _ in options.images):
+        return options
+    containers = [n for n in (options.platforms or platforms) if platforms[n].launcher == "container"]
+    if len(containers) != 1:
+        raise ValueError("--image IMAGE without PLATFORM= needs exactly one container platform "
+                         f"selected (selected: {', '.join(containers) or 'none'})")
+    pairs = tuple((p or containers[0], image) for p, image in options.images)
+    from dataclasses import replace
+
+    return replace(options, images=pairs)
 
 
 def documents_for(args: argparse.Namespace) -> tuple[PipelineOptions, list[dict]]:
@@ -86,6 +117,10 @@ def documents_for(args: argparse.Namespace) -> tuple[PipelineOptions, list[dict]
                                    platform=list(options.platforms) or None,
                                    keyword=args.keyword)
     _, platforms, _, jobs = load_selection(selection)
+    options = _bare_images(options, platforms)
+    unknown = [p for p, _ in options.images if p not in platforms]
+    if unknown:
+        raise ValueError(f"--image: unknown platform {unknown[0]!r}")
     return options, plan_pipeline(jobs, platforms, options)
 
 
@@ -103,10 +138,6 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     document = documents[args.part - 1]
-    if options.nightly and options.history_db == DEFAULT_HISTORY_DB:
-        print(f"harness pipeline: warning: the nightly history goes to {DEFAULT_HISTORY_DB} in the "
-              "checkout, which agents clean between builds; give --history-db a lasting path",
-              file=sys.stderr)
     command = " ".join(["harness", "pipeline", *options.argv()])
     header = [f"Generated by `{command}`: do not edit.",
               f"Part {args.part} of {len(documents)}."]

@@ -47,12 +47,13 @@ class PlatformRun:
     problem: str = ""  # a run-level infrastructure problem (disk full), one line
 
 
-def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None):
-    if request.platform.launcher == "local":
-        return LocalLaunch(request)
+def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None,
+                image: str | None = None, pull: str | None = None, in_place: bool = False):
+    if in_place or request.platform.launcher == "local":
+        return LocalLaunch(request, in_place=in_place)
     from harness.launch.container import ContainerLaunch
 
-    return ContainerLaunch(request, engine=engine, gpus=gpus)
+    return ContainerLaunch(request, engine=engine, gpus=gpus, image=image, pull=pull)
 
 
 def execute(jobs: list[Job], request: WorkerRequest, launch,
@@ -84,9 +85,14 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
 def _attempt(jobs: list[Job], request: WorkerRequest, launch,
              timeout_s: float) -> tuple[WorkerOutcome, list[Result], str]:
     platform_dir = request.results_dir / request.run_id / request.platform.name
-    outcome = run_worker(launch.argv(), platform_dir / f"worker{request.file_suffix()}.log",
-                         timeout_s=timeout_s, env=launch.env(), cwd=request.repo,
-                         on_stop=launch.on_stop)
+    log_path = platform_dir / f"worker{request.file_suffix()}.log"
+    blocked = launch.prepare()  # e.g. the image is missing: say so, start nothing
+    if blocked:
+        log_path.write_text(f"harness: not started: {redact(blocked)}\n", encoding="utf-8")
+        outcome = WorkerOutcome(None, False, False, 0.0, log_path, blocked)
+    else:
+        outcome = run_worker(launch.argv(), log_path, timeout_s=timeout_s, env=launch.env(),
+                             cwd=request.repo, on_stop=launch.on_stop)
     details = launch.describe(outcome)
     results, problem = [], ""
     for job in jobs:
@@ -162,6 +168,22 @@ def _merge(job: Job, request: WorkerRequest, first: Result, second: Result) -> R
     return result
 
 
+def not_started(jobs: list[Job], request: WorkerRequest, launch, reason: str) -> PlatformRun:
+    """Every job's result when the run stops before its worker starts (a failed preflight)."""
+    platform_dir = request.results_dir / request.run_id / request.platform.name
+    log = platform_dir / f"worker{request.file_suffix()}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(reason + "\n")
+    outcome = WorkerOutcome(returncode=None, timed_out=False, interrupted=False, duration_s=0.0,
+                            log_path=log, start_error=reason)
+    results = []
+    for job in jobs:
+        result_path(request.results_dir, request.run_id, job.platform.name,
+                    job.case.id).unlink(missing_ok=True)
+        results.append(_result_or_placeholder(job, request, outcome, {}, launch))
+    return PlatformRun(request.platform.name, platform_dir, results, outcome, EXIT_INFRA)
+
+
 def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutcome,
                            details: dict, launch) -> Result:
     path = result_path(request.results_dir, request.run_id, job.platform.name, job.case.id)
@@ -177,7 +199,9 @@ def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutc
         return result
     except ResultFileError as exc:
         missing_why = exc.problem
-    if outcome.start_error:
+    if details.get("failure"):  # the launcher knows better (image missing, engine exit 125...)
+        failure_class, message = details["failure"]
+    elif outcome.start_error:
         failure_class, message = "infra", f"could not start the worker: {outcome.start_error}"
     elif outcome.timed_out:
         failure_class, message = "timeout", (

@@ -107,12 +107,13 @@ class Captured:
     stderr: str
 
 
-def call(argv: Sequence[str], timeout_s: float, grace_s: float = 2.0) -> Captured | None:
+def call(argv: Sequence[str], timeout_s: float, grace_s: float = 2.0,
+         env: dict[str, str] | None = None) -> Captured | None:
     """A short command whose output we read (``docker inspect``): own group, deadline, output
     captured. None when it cannot start."""
     try:
         child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+                                 stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     except OSError:
         return None
     _live.add(child)

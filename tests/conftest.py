@@ -32,3 +32,40 @@ def require_tools(*tools: str) -> None:
         pytest.fail(f"missing system packages {' '.join(missing)}: run `make test` as root, or "
                     f"apt-get install -y --no-install-recommends {' '.join(missing)}",
                     pytrace=False)
+
+
+# Real engines (dockerd, registry) shared by every test module, one of each per session.
+from tests.engines import docker_base_image, docker_engine, podman_base, registry  # noqa: E402,F401
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL 15 server per test process (tests/pgserver.py)."""
+    require_tools("postgresql")
+    from tests.pgserver import running_postgres
+
+    with running_postgres() as server:
+        yield server
+
+
+STORE_KINDS = ["sqlite", "postgresql"]
+
+
+def _store_factory(request, tmp_path_factory):
+    if request.param == "sqlite":
+        counter = iter(range(1, 1000))
+        root = tmp_path_factory.mktemp("store")
+        return lambda: str(root / f"history-{next(counter)}.sqlite")
+    server = request.getfixturevalue("postgres_server")
+    return server.new_database
+
+
+@pytest.fixture(params=STORE_KINDS)
+def new_store(request, tmp_path_factory):
+    """A function giving a fresh, empty history store target of this test's kind: an SQLite
+    path, or the URL of a new database on the real PostgreSQL server."""
+    return _store_factory(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def module_store(request, tmp_path_factory):
+    """``new_store`` for module-scoped fixtures."""
+    return _store_factory(request, tmp_path_factory)

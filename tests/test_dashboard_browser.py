@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.history.dashboard import NOT_RUN, STATUS_CLASS
 from tests.conftest import REPO, require_tools
 from tests.test_history_data import Planted, planted_history
 
@@ -35,12 +36,12 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def page_file(tmp_path_factory) -> tuple[Path, Planted, list[Path]]:
+def page_file(tmp_path_factory, module_store) -> tuple[Path, Planted, list[Path]]:
     root = tmp_path_factory.mktemp("browser")
     runs, planted = planted_history(root / "results", nights=NIGHTS, count=CASES)
-    db, out = root / "results" / "history.sqlite", root / "results" / "dashboard.html"
-    assert main(["ingest", "--db", str(db), *map(str, runs)]) == 0
-    assert main(["dashboard", "--db", str(db), "--out", str(out)]) == 0
+    db, out = module_store(), root / "results" / "dashboard.html"
+    assert main(["ingest", "--db", db, *map(str, runs)]) == 0
+    assert main(["dashboard", "--db", db, "--out", str(out)]) == 0
     return out, planted, runs
 
 
@@ -56,6 +57,11 @@ class Dom(HTMLParser):
     def with_class(self, tag: str, cls: str) -> list[dict[str, str]]:
         return [a for t, a in self.elements if t == tag and cls in a.get("class", "").split()]
 
+    def cells(self) -> list[dict[str, str]]:
+        names = {*STATUS_CLASS.values(), NOT_RUN}
+        return [a for t, a in self.elements if t == "td"
+                and a.get("class", "").split()[:1] and a["class"].split()[0] in names]
+
 
 def test_chromium_cli_renders_the_grid_and_runs_the_script(page_file, tmp_path):
     out, planted, runs = page_file
@@ -69,7 +75,10 @@ def test_chromium_cli_renders_the_grid_and_runs_the_script(page_file, tmp_path):
     assert root.get("data-js") == "ok", "the inline script did not run to its end"
     assert len(dom.with_class("table", "grid")) == PLATFORMS
     assert len(dom.with_class("tr", "line")) == CASES * PLATFORMS
-    assert len(dom.with_class("td", "c")) == CASES * PLATFORMS * NIGHTS
+    assert len(dom.cells()) == CASES * PLATFORMS * NIGHTS
+    # the script drew a sparkline in every row's time cell
+    assert len([a for t, a in dom.elements if t == "svg" and a.get("class") == "spark"]) >= \
+        CASES * PLATFORMS
     (first_bad,) = dom.with_class("td", "fb")
     assert f"{planted.regressed} on rocm, {runs[Planted.BREAK].name}" in first_bad["title"]
 
@@ -103,15 +112,21 @@ def test_playwright_sees_no_script_errors_and_the_planted_regression(page_file):
             grids = page.eval_on_selector_all(
                 "table.grid", "ts => ts.map(t => [t.dataset.platform, "
                 "t.querySelectorAll('tbody tr').length, "
-                "t.querySelectorAll('tbody tr')[0].querySelectorAll('td.c').length])")
+                "t.querySelectorAll('tbody tr')[0].querySelectorAll('td:not(.t)').length])")
             assert grids == [[p, CASES, NIGHTS] for p in ("cpu", "cuda", "rocm")]
             mark = page.locator("td.fb")
             assert mark.count() == 1
             assert mark.evaluate("td => td.closest('table').dataset.platform") == "rocm"
             assert mark.evaluate("td => td.closest('tr').dataset.case") == planted.regressed
-            column = mark.evaluate("td => Array.from(td.parentNode.querySelectorAll('td.c'))"
-                                   ".indexOf(td)")
+            column = mark.evaluate("td => td.cellIndex - 2")  # after the name and the time
             assert column == Planted.BREAK
+            # a plain cell gets its tooltip when pointed at, from its row and column
+            plain = page.locator(f'table[data-platform="cuda"] tr[data-case="{planted.regressed}"]'
+                                 " td.p").last
+            plain.hover()
+            assert plain.get_attribute("title").startswith(
+                f"{planted.regressed} on cuda, {runs[-1].name} (#{4000 + NIGHTS - 1}, commit ")
+            assert page.locator("svg.spark").count() >= CASES * PLATFORMS
             assert page.locator("html").get_attribute("data-js") == "ok"
 
             page.screenshot(path=str(SCREENSHOT), full_page=True)

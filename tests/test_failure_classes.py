@@ -179,7 +179,7 @@ def test_an_exception_in_the_harness_is_harness_error_not_infra(tmp_path, monkey
 
     jobs, _ = setup(tmp_path)
 
-    def broken(job, ctx):
+    def broken(job, ctx, *build_log):
         raise KeyError("choices")  # e.g. a changed response format
 
     monkeypatch.setattr(job_module, "resolve_model", broken)
@@ -253,7 +253,10 @@ def test_the_real_worker_stops_on_a_full_disk_and_the_run_says_so(small_disk, ca
     run is an infrastructure error that names the cause."""
     for name in ("qwen2_5_vl_vit_cudagraph.yaml", "phi4mm_variable_crop.yaml"):
         path = cases_copy / name
-        path.write_text(path.read_text() + "\nplatforms:\n  cpu: {skip: disk-full test}\n")
+        text = path.read_text()
+        assert "\n  cpu:" not in text.split("\nplatforms:\n", 1)[-1]
+        path.write_text(text.replace("\nplatforms:\n",
+                                     "\nplatforms:\n  cpu: {skip: disk-full test}\n", 1))
     platforms = load_platforms(cases_copy / "platforms.yaml")
     jobs = plan(load_cases([cases_copy]), {"cpu": platforms["cpu"]}, ["cpu"])
     request = WorkerRequest(platforms["cpu"], sorted({Path(j.case.source) for j in jobs}),

@@ -1,10 +1,16 @@
-"""The history store and `harness ingest`: whole runs, idempotent, half-written runs refused."""
+"""The history store and `harness ingest`: whole runs, idempotent, half-written runs refused.
+
+Every test runs twice: on an SQLite file and on a real PostgreSQL server (tests/pgserver.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,29 +21,35 @@ from harness.history.runread import IncompleteRun, read_run
 from harness.history.store import load_nights, load_rows, open_store, store_run, StoreError
 from harness.history.synthetic import commit_of
 from harness.results import read_result, write_result
+from tests.conftest import REPO
 from tests.test_history_data import planted_history, real_run
 
 
-def dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
+TABLES = ("harness_meta", "fingerprints", "runs", "cases", "results")
+
+
+def dump(db: str) -> dict[str, list[tuple]]:
+    """Every row of every table, in key order: equal dumps are equal stores."""
+    conn = open_store(db, create=False)
     try:
-        return list(conn.iterdump())
+        return {table: [tuple(row) for row in conn.execute(
+            f"SELECT * FROM {table} ORDER BY 1")] for table in TABLES}
     finally:
         conn.close()
 
 
-def count(db: Path, table: str = "results") -> int:
-    conn = sqlite3.connect(db)
+def count(db: str, table: str = "results") -> int:
+    conn = open_store(db, create=False)
     try:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return conn.scalar(f"SELECT count(*) FROM {table}")
     finally:
         conn.close()
 
 
 @pytest.fixture
-def history(tmp_path: Path):
+def history(tmp_path: Path, new_store):
     runs, planted = planted_history(tmp_path / "results", nights=3, count=4)
-    return runs, planted, tmp_path / "history.sqlite"
+    return runs, planted, new_store()
 
 
 def test_ingest_stores_identity_fingerprint_timings_and_output_digests(history, capsys):
@@ -53,12 +65,13 @@ def test_ingest_stores_identity_fingerprint_timings_and_output_digests(history, 
     assert row[:6] == (source.status, int(source.fingerprint["buildkite"]["build_number"]),
                        source.fingerprint["buildkite"]["commit"], source.fingerprint["vllm"],
                        source.fingerprint["image_digest"], source.timings.total_s)
-    stored = dict(conn.execute("SELECT request_id, output_digest FROM requests "
-                               "WHERE result_id = ?", (row[7],)))
+    stored = dict(line.split("=") for line in conn.scalar(
+        "SELECT request_digests FROM results WHERE id = ?", (row[7],)).splitlines())
+    assert sorted(stored) == sorted(r.id for r in source.requests)
     for request in source.requests:
         want = (hashlib.sha256(",".join(map(str, request.token_ids)).encode()).hexdigest()
                 if request.ok and request.token_ids else None)
-        assert stored[request.id] == want
+        assert stored[request.id] == (want or "-")
 
 
 def test_ingesting_the_same_run_twice_changes_nothing(history, capsys):
@@ -113,9 +126,9 @@ def test_a_result_in_the_wrong_place_rejects_the_run(history):
         read_run(runs[0])
 
 
-def test_an_empty_run_directory_is_refused(tmp_path, capsys):
+def test_an_empty_run_directory_is_refused(tmp_path, capsys, new_store):
     (tmp_path / "build-9" / "cpu").mkdir(parents=True)
-    assert main(["ingest", "--db", str(tmp_path / "h.sqlite"), str(tmp_path / "build-9")]) == 2
+    assert main(["ingest", "--db", new_store(), str(tmp_path / "build-9")]) == 2
     assert "no result files" in capsys.readouterr().err
 
 
@@ -123,11 +136,14 @@ def test_a_failed_insert_leaves_nothing_behind(history, monkeypatch):
     runs, _, db = history
     conn = open_store(db)
     batch = read_run(runs[0])
-    monkeypatch.setattr(store_module, "INSERT_REQUEST", "INSERT INTO no_such_table VALUES (?)")
-    with pytest.raises(sqlite3.OperationalError):
+    # the last statement of the transaction fails: what went before must not stay
+    monkeypatch.setattr(store_module, "RESULT_COLUMNS",
+                        (*store_module.RESULT_COLUMNS[:-1], "no_such_column"))
+    with pytest.raises(conn.errors):
         store_run(conn, batch)
-    assert conn.execute("SELECT count(*) FROM results").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+    assert conn.scalar("SELECT count(*) FROM results") == 0
+    assert conn.scalar("SELECT count(*) FROM runs") == 0
+    assert conn.scalar("SELECT count(*) FROM cases") == 0
 
 
 def test_a_changed_file_under_a_stored_key_is_reported_and_the_stored_one_kept(history, capsys):
@@ -142,8 +158,8 @@ def test_a_changed_file_under_a_stored_key_is_reported_and_the_stored_one_kept(h
     assert dump(db) == before
 
 
-def test_nights_are_ordered_by_start_time_then_build_number(tmp_path):
-    db = tmp_path / "h.sqlite"
+def test_nights_are_ordered_by_start_time_then_build_number(tmp_path, new_store):
+    db = new_store()
     runs, _ = planted_history(tmp_path / "results", nights=4, count=4)
     # same start for two nights: the build number decides
     for path in (runs[2]).glob("*/*.json"):
@@ -171,8 +187,67 @@ def test_the_store_refuses_a_file_that_is_not_a_history_store(tmp_path, capsys):
         open_store(other)
 
 
-def test_the_committed_real_run_ingests_as_it_is(tmp_path, capsys):
-    db = tmp_path / "h.sqlite"
-    assert main(["ingest", "--db", str(db), str(real_run())]) == 0
+def test_a_database_holding_other_tables_is_not_taken_for_a_store(new_store):
+    db = new_store()
+    conn = open_store(db)
+    conn.execute("CREATE TABLE unrelated (x INTEGER)")
+    conn.execute("DROP TABLE harness_meta")
+    conn.close()
+    with pytest.raises(StoreError, match="not a history store"):
+        open_store(db)
+
+
+def test_a_store_of_another_schema_version_is_refused(new_store):
+    db = new_store()
+    conn = open_store(db)
+    conn.execute("UPDATE harness_meta SET value = '99' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match="history schema version 99, this harness reads 2"):
+        open_store(db)
+
+
+def test_an_unreachable_postgresql_server_is_named_without_its_password(tmp_path, capsys):
+    url = f"postgresql://me:s3cret@/h?host={tmp_path}&port=1"
+    assert main(["dashboard", "--db", url, "--out", str(tmp_path / "d.html")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and "postgresql://me:***@" in err and "s3cret" not in err
+
+
+def test_the_store_can_be_named_by_an_environment_variable(history, monkeypatch, capsys):
+    runs, _, db = history
+    monkeypatch.setenv("HISTORY_URL_FOR_TEST", db)
+    assert main(["ingest", "--db-env", "HISTORY_URL_FOR_TEST", str(runs[0])]) == 0
+    assert count(db) == 12
+    monkeypatch.delenv("HISTORY_URL_FOR_TEST")
+    assert main(["ingest", "--db-env", "HISTORY_URL_FOR_TEST", str(runs[1])]) == 2
+    assert "$HISTORY_URL_FOR_TEST: not set" in capsys.readouterr().err
+
+
+def test_concurrent_ingests_from_several_processes_lose_nothing_and_add_nothing_twice(
+        tmp_path, new_store):
+    """Six runs at once, two of them twice, each a separate `harness ingest` process."""
+    db = new_store()
+    open_store(db).close()
+    runs, _ = planted_history(tmp_path / "results", nights=6, count=4)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "harness", "ingest", "--db", db]
+    procs = [subprocess.Popen([*argv, str(run)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env)
+             for run in [*runs, runs[0], runs[3]]]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * len(procs), outputs
+    assert count(db) == 6 * 12
+    assert count(db, "runs") == 6 * 3
+    conn = open_store(db, create=False)
+    per_run = dict(conn.execute("SELECT run_id, count(*) FROM result_history GROUP BY run_id"))
+    assert per_run == {run.name: 12 for run in runs}
+    twice = [out for out, _ in outputs if "0 result(s) added, 12 already stored" in out]
+    assert len(twice) == 2  # whichever process came second added nothing
+
+
+def test_the_committed_real_run_ingests_as_it_is(new_store):
+    db = new_store()
+    assert main(["ingest", "--db", db, str(real_run())]) == 0
     assert count(db) == len(list(real_run().glob("*/*.json")))
-    assert count(db, "requests") > 0
+    conn = open_store(db, create=False)
+    assert all(digests for (digests,) in conn.execute("SELECT request_digests FROM results"))

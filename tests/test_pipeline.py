@@ -86,12 +86,12 @@ def many_cases(tmp_path: Path, count: int) -> Path:
 
 VARIANTS = {
     "default": [],
-    "nightly": ["--nightly"],
+    "nightly": ["--nightly", "--history-db-env", "HARNESS_HISTORY_DB"],
     "single-platform": ["--platform", "rocm"],
     "keyword": ["-k", "qwen and not phi4"],
     "parallelism": ["--parallelism", "4"],
     "image-builds": ["--build-images", "--push-images"],
-    "everything": ["--nightly", "--parallelism", "2", "--build-images", "--queue", "cpu",
+    "everything": ["--nightly", "--history-db", "/var/lib/h.sqlite", "--parallelism", "2", "--build-images", "--queue", "cpu",
                    "--compare", "cuda:rocm", "--compare", "cpu:rocm"],
 }
 
@@ -105,7 +105,7 @@ def test_every_variant_validates_against_buildkites_schema(capsys, schema, argv)
 def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, schema, tmp_path):
     cases = many_cases(tmp_path, 170)  # 3 platforms x 170 shards = 510 jobs, + compare, nightly
     assert main(["pipeline", "--cases", str(cases), "--platform", "rocm,cuda,cpu",
-                 "--parallelism", "170", "--nightly"]) == 0
+                 "--parallelism", "170", "--nightly", "--history-db", "/var/lib/h.sqlite"]) == 0
     part1, err = capsys.readouterr()
     assert "part 1 of 2" in err
     # Part 1 ends with the step that uploads part 2: run its generator as the agent would.
@@ -127,7 +127,7 @@ def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, sc
 
 
 def test_a_small_upload_limit_chains_every_part(capsys, schema):
-    texts = generate(capsys, "--max-jobs-per-upload", "2", "--nightly")
+    texts = generate(capsys, "--max-jobs-per-upload", "2", "--nightly", "--history-db-env", "H")
     documents = [assert_valid(schema, text) for text in texts]
     assert len(documents) == len(PLATFORMS) + 2  # each run, compare, nightly: one per part
     for number, document in enumerate(documents[:-1], 1):
@@ -151,7 +151,8 @@ def test_the_bootstrap_pipeline_validates_and_pipes_harness_pipeline_into_upload
     commands = [" ".join(step["commands"]) for step in document["steps"]]
     assert all("| buildkite-agent pipeline upload" in c and "set -o pipefail" in c
                for c in commands)
-    assert any("harness pipeline --nightly |" in c for c in commands)
+    assert any("harness pipeline --nightly --history-db-env HARNESS_HISTORY_DB |" in c
+               for c in commands)
     assert "$" not in BOOTSTRAP.read_text()  # nothing for upload-time interpolation to eat
 
 
@@ -164,8 +165,10 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
     rocm, cuda, cpu = steps["run-rocm"], steps["run-cuda"], steps["run-cpu"]
     assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
         {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
-    assert rocm["commands"] == [
-        "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"]
+    assert rocm["commands"] == [  # hub snapshots first, outside the run's startup deadline
+        "harness models fetch --platform rocm",
+        "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER --pull always"]
+    assert cpu["commands"] == ["harness run --platform cpu --run-id build-$BUILDKITE_BUILD_NUMBER"]
     assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
     assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
     # Retried for infrastructure only: agent lost, the harness's infra exit (a GPU hang is
@@ -212,8 +215,9 @@ def test_keyword_selection_reaches_the_run_command_quoted(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "-k", "cudagraph[rocm] or phi4mm")[0]))
     assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     assert steps["run-rocm"]["commands"] == [
+        "harness models fetch --platform rocm -k 'cudagraph[rocm] or phi4mm'",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"
-        " -k 'cudagraph[rocm] or phi4mm'"]
+        " -k 'cudagraph[rocm] or phi4mm' --pull always"]
 
 
 def test_keyword_that_narrows_platforms_drops_their_steps(capsys):
@@ -235,37 +239,72 @@ def test_parallelism_shards_by_buildkite_parallel_job_and_is_capped(capsys):
     run = steps["run-rocm"]
     assert run["parallelism"] == 2  # two cases (two engine scopes): a third job would idle
     assert run["label"] == "run rocm %n"
-    assert run["commands"][0].endswith(' --shard-index "$$BUILDKITE_PARALLEL_JOB"'
+    assert run["commands"][-1].endswith(' --shard-index "$$BUILDKITE_PARALLEL_JOB"'
                                        ' --shard-count "$$BUILDKITE_PARALLEL_JOB_COUNT"')
 
 
-def test_image_builds_come_first_and_the_run_waits_for_them(capsys):
-    steps = steps_by_key(yaml.safe_load(generate(capsys, "--build-images", "--push-images")[0]))
+def test_image_builds_come_first_and_the_run_waits_for_them(capsys, monkeypatch):
+    monkeypatch.delenv("HARNESS_REGISTRY", raising=False)
+    monkeypatch.delenv("HARNESS_NAMESPACE", raising=False)
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--build-images", "--push-images",
+                                                 "--registry", "ghcr.io/me")[0]))
     assert "image-cpu" not in steps  # a local platform has no image
     image = steps["image-rocm"]
     assert image["agents"] == {"queue": "amd-mi300"}
+    # Built (--pull, BuildKit, tagged by vLLM version) and pushed by `harness image build`, under
+    # this build's own tag, which the run step then runs: never an image built by hand.
+    this_build = "ghcr.io/me/vllm-harness/vllm-harness:rocm-build-$BUILDKITE_BUILD_NUMBER"
     assert image["commands"] == [
-        "docker build -f docker/Dockerfile.rocm --build-arg BASE_IMAGE=vllm/vllm-openai-rocm"
-        " --build-arg BASE_TAG=nightly -t rocm/vllm-harness:rocm-nightly .",
-        "docker push rocm/vllm-harness:rocm-nightly"]
+        f"harness image build --platform rocm --image {this_build} --registry ghcr.io/me --push"]
+    assert f"--image {this_build}" in steps["run-rocm"]["commands"][-1]
     assert steps["run-rocm"]["depends_on"] == "image-rocm"
-    assert "depends_on" not in steps["run-cpu"]
+    assert "depends_on" not in steps["run-cpu"] and "--image" not in steps["run-cpu"]["commands"][-1]
+
+
+def test_image_option_runs_that_image_without_building(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(
+        capsys, "--platform", "rocm,cuda", "--image", "rocm=vllm/vllm-openai-rocm:nightly-abc123",
+        "--no-compare")[0]))
+    assert "image-rocm" not in steps
+    assert "--image vllm/vllm-openai-rocm:nightly-abc123" in steps["run-rocm"]["commands"][-1]
+    assert "--image" not in steps["run-cuda"]["commands"][-1]
+
+
+def test_bare_image_option_needs_one_container_platform(capsys):
+    assert main(["pipeline", "--platform", "rocm,cuda", "--image", "x/y:z"]) == 2
+    assert "exactly one container platform" in capsys.readouterr().err
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu", "--image",
+                                                 "registry.example:5000/x/y:z",
+                                                 "--no-compare")[0]))
+    assert "--image registry.example:5000/x/y:z" in steps["run-rocm"]["commands"][-1]
 
 
 def test_nightly_adds_ingest_and_dashboard_after_everything(capsys):
-    steps = steps_by_key(yaml.safe_load(generate(capsys, "--nightly")[0]))
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--nightly", "--history-db-env",
+                                                 "HARNESS_HISTORY_DB")[0]))
     nightly = steps["nightly-history"]
     assert list(steps)[-1] == "nightly-history"
     assert [d["step"] for d in nightly["depends_on"]] == [
         f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     assert all(d["allow_failure"] for d in nightly["depends_on"])
     script = "\n".join(nightly["commands"])
-    assert "harness ingest results/build-$BUILDKITE_BUILD_NUMBER --db results/history.sqlite" \
-        in script
-    assert "harness dashboard --db results/history.sqlite --out results/dashboard.html" in script
+    assert ("harness ingest results/build-$BUILDKITE_BUILD_NUMBER --db-env HARNESS_HISTORY_DB"
+            in script)
+    assert "harness dashboard --db-env HARNESS_HISTORY_DB --out results/dashboard.html" in script
     assert nightly["artifact_paths"] == ["results/dashboard.html"]
-    assert main(["pipeline", "--nightly"]) == 0  # the default store does not outlive the build
-    assert "give --history-db a lasting path" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, says", [
+    ([], "--nightly needs a history store that outlives the build"),
+    (["--history-db", "results/history.sqlite"], "a relative path lies in the checkout"),
+    (["--history-db", "postgresql://u:pw@db/h"], "give --history-db-env NAME"),
+    (["--history-db-env", "postgresql://u:pw@db/h"], "an environment variable name (letters, digits, _), not a value"),
+])
+def test_a_nightly_without_a_lasting_store_is_refused_saying_how_to_set_one(capsys, argv, says):
+    assert main(["pipeline", "--nightly", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert says in err and out == ""
+    assert "pw@" not in err
 
 
 def test_nightly_history_db_is_passed_on_to_ingest_dashboard_and_chained_parts(capsys):
@@ -508,8 +547,10 @@ def test_nightly_step_end_to_end_fake_buildkite_agent(tmp_path):
     pipeline, state, checkout, env, passed = fake_build(tmp_path, "parity",
                                                         "pipeline-upload-nightly")
     nightly = pipeline["nightly-history"]
-    done = run_bash(nightly["commands"], checkout, env)
+    store = tmp_path / "lasting" / "history.sqlite"  # outside the checkout
+    done = run_bash(nightly["commands"], checkout, {**env, "HARNESS_HISTORY_DB": str(store)})
     assert done.returncode == 0, done.stdout + done.stderr
+    assert store.is_file() and str(store) not in "\n".join(nightly["commands"])
     assert "no cpu results to download" in done.stdout  # cpu left nothing: reported, not fatal
     dashboard = checkout / nightly["artifact_paths"][0]
     page = dashboard.read_text()
@@ -538,11 +579,21 @@ def test_options_survive_the_round_trip_through_the_chained_command_line():
         assert options_from(parser.parse_args(options.argv())) == options
 
 
+def test_run_steps_without_a_built_image_pull_the_moving_tag_afresh(capsys):
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu",
+                                                 "--no-compare")[0]))
+    assert "--pull always" in steps["run-rocm"]["commands"][-1]
+    assert "--pull" not in steps["run-cpu"]["commands"][-1]
+    built = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm", "--build-images",
+                                                 "--no-compare")[0]))
+    assert "--pull" not in built["run-rocm"]["commands"][-1]  # its own build's tag
+
 def test_retry_rules_match_exit_codes_the_harness_really_produces(capsys):
     from harness.buildkite.pipeline import AGENT_LOST
     from harness.outcomes import EXIT_CODES
 
-    steps = yaml.safe_load(generate(capsys, "--nightly", "--build-images")[0])["steps"]
+    steps = yaml.safe_load(generate(capsys, "--nightly", "--history-db", "/var/lib/h.sqlite",
+                                       "--build-images")[0])["steps"]
     for step in steps:
         for rule in step.get("retry", {}).get("automatic", []):
             assert rule["exit_status"] in (AGENT_LOST, *EXIT_CODES), (step["key"], rule)

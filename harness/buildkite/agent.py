@@ -96,10 +96,14 @@ class Agent:
         return self._call(["artifact", "upload", pattern], timeout_s=timeout_s) is not None
 
     def artifact_download(self, query: str, destination: Path | str, step: str | None = None,
-                          timeout_s: float = TRANSFER_TIMEOUT_S) -> bool:
+                          timeout_s: float = TRANSFER_TIMEOUT_S, build: str | None = None
+                          ) -> bool:
+        """``build``: another build's id (UUID); default this build."""
         args = ["artifact", "download", query, str(destination)]
         if step:
             args += ["--step", step]
+        if build:
+            args += ["--build", build]
         return self._call(args, timeout_s=timeout_s) is not None
 
     def meta_data_set(self, key: str, value: str) -> bool:

@@ -24,11 +24,13 @@ enforces exactly that.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from harness import images
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
@@ -43,7 +45,7 @@ TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can sti
 IMAGE_BUILD_TIMEOUT_MIN = 180
 SMALL_STEP_TIMEOUT_MIN = 30
 DASHBOARD = f"{RESULTS}/dashboard.html"
-DEFAULT_HISTORY_DB = f"{RESULTS}/history.sqlite"  # harness.history.store.DEFAULT_DB
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 TEST_ENGINE_PLUGIN = "test-collector#v1.11.0"
 # Platform names go into keys, paths and shell text unquoted: keep them to these characters.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}")
@@ -85,11 +87,15 @@ class PipelineOptions:
     parallelism: int = 1
     build_images: bool = False
     push_images: bool = False
+    images: tuple[tuple[str, str], ...] = ()  # (platform, image) given by --image: run those
+    registry: str | None = None  # where built images are named (harness.images settings)
+    namespace: str | None = None
     comparisons: tuple[Comparison, ...] = (Comparison("cuda", "rocm"),)
     cases: str | None = None  # passed on to `harness run` when not the default
     platforms_file: str | None = None
     queue: str | None = None  # agents queue of the orchestrating steps (compare, nightly, upload)
-    history_db: str = DEFAULT_HISTORY_DB
+    history_db: str | None = None  # the nightly store: a lasting path on the nightly agent
+    history_db_env: str | None = None  # or the agent's environment variable holding it (a URL)
     baseline_run: str | None = None  # a stored run supplying an absent baseline (compare)
     max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
     harness: str = "harness"
@@ -112,6 +118,12 @@ class PipelineOptions:
             out.append("--build-images")
         if self.push_images:
             out.append("--push-images")
+        for platform, image in self.images:
+            out += ["--image", f"{platform}={image}"]
+        if self.registry:
+            out += ["--registry", self.registry]
+        if self.namespace:
+            out += ["--namespace", self.namespace]
         if self.comparisons != PipelineOptions.comparisons:
             for comparison in self.comparisons:
                 out += ["--compare", f"{comparison.baseline}:{comparison.candidate}"]
@@ -119,10 +131,12 @@ class PipelineOptions:
                 out.append("--no-compare")
         if self.queue:
             out += ["--queue", self.queue]
-        if self.history_db != DEFAULT_HISTORY_DB:
+        if self.history_db:
             out += ["--history-db", self.history_db]
         if self.baseline_run:
             out += ["--baseline-run", self.baseline_run]
+        if self.history_db_env:
+            out += ["--history-db-env", self.history_db_env]
         if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
@@ -150,13 +164,13 @@ def _harness(options: PipelineOptions) -> list[Raw]:
     return [Raw(options.harness)]  # may be several words, e.g. ".venv/bin/python -m harness"
 
 
-def _selection_args(options: PipelineOptions) -> list[str]:
+def _selection_args(options: PipelineOptions, keyword: bool = True) -> list[str]:
     out: list[str] = []
     if options.cases:
         out += ["--cases", options.cases]
     if options.platforms_file:
         out += ["--platforms-file", options.platforms_file]
-    if options.keyword:
+    if options.keyword and keyword:
         out += ["-k", options.keyword]
     return out
 
@@ -172,19 +186,41 @@ def _agents(queue: str | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- steps
 
 
+def build_image(platform: Platform, options: PipelineOptions) -> Raw:
+    """This build's image of a platform: <registry>/<namespace>/vllm-harness:<p>-build-<N>, so a
+    run step runs what its own image step built (pulled on other agents), never a stale tag."""
+    registry, namespace = images.settings(os.environ, options.registry, options.namespace)
+    prefix = images.image_ref(registry, namespace, platform.name, "build-")
+    return Raw(shlex.quote(prefix).replace("$", "$$") + "$BUILDKITE_BUILD_NUMBER")
+
+
+def run_image(platform: Platform, options: PipelineOptions) -> str | Raw | None:
+    given = dict(options.images).get(platform.name)
+    if given:
+        return given
+    if options.build_images and platform.build is not None and platform.launcher == "container":
+        return build_image(platform, options)
+    return None
+
+
 def image_step(platform: Platform, options: PipelineOptions) -> dict[str, Any]:
-    assert platform.build is not None and platform.image is not None
+    assert platform.build is not None
     secret = [name for name in platform.build.args if is_secret_name(name)]
     if secret:
         raise PipelineError(f"platform {platform.name}: build arg {secret[0]} looks like a secret; "
                             "build args are written into the pipeline, pass secrets another way")
-    argv: list[str | Raw] = [platform.engine, "build", "-f", platform.build.dockerfile]
-    for name, value in sorted(platform.build.args.items()):
-        argv += ["--build-arg", f"{name}={value}"]
-    argv += ["-t", platform.image, "."]
+    # `harness image build`: --pull, BuildKit, tags by vLLM version and commit, then this
+    # build's tag; pushed (every tag) for queues whose other agents pull it.
+    argv: list[str | Raw] = [*_harness(options), "image", "build", "--platform", platform.name,
+                             *_selection_args(options, keyword=False),
+                             "--image", build_image(platform, options)]
+    if options.registry:
+        argv += ["--registry", options.registry]
+    if options.namespace:
+        argv += ["--namespace", options.namespace]
+    if options.push_images:
+        argv.append("--push")
     commands = [sh(*argv)]
-    if options.push_images:  # other agents of the queue pull it; without a push it stays local
-        commands.append(sh(platform.engine, "push", platform.image))
     return {"label": f"image {platform.name}", "key": f"image-{platform.name}",
             "commands": commands, **_agents(platform.queue),
             "timeout_in_minutes": IMAGE_BUILD_TIMEOUT_MIN,
@@ -196,6 +232,11 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     shards = useful_shards(jobs, options.parallelism)
     argv: list[str | Raw] = [*_harness(options), "run", "--platform", platform.name,
                              "--run-id", Raw(RUN_ID), *_selection_args(options)]
+    image = run_image(platform, options)
+    if image is not None:
+        argv += ["--image", image]
+    elif platform.launcher == "container":  # a moving tag: tonight's, not this agent's copy
+        argv += ["--pull", "always"]
     if shards > 1:
         argv += ["--shard-index", Raw('"$$BUILDKITE_PARALLEL_JOB"'),
                  "--shard-count", Raw('"$$BUILDKITE_PARALLEL_JOB_COUNT"')]
@@ -206,7 +247,7 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
-        "commands": [sh(*argv)],
+        "commands": [*_fetch_commands(platform, options), sh(*argv)],
         **_agents(platform.queue),
         "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
         "retry": {"automatic": retry},
@@ -218,6 +259,15 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     if options.build_images and platform.build is not None and platform.launcher == "container":
         step["depends_on"] = f"image-{platform.name}"
     return step
+
+
+def _fetch_commands(platform: Platform, options: PipelineOptions) -> list[str]:
+    """Hub snapshots are fetched before the run (present ones are not fetched again), so the
+    run's engine startup deadline never pays for a download."""
+    if platform.model_source != "hub":
+        return []
+    return [sh(*_harness(options), "models", "fetch", "--platform", platform.name,
+               *_selection_args(options))]
 
 
 def _download(platform: str) -> str:
@@ -279,7 +329,8 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
     The store must outlive the build's checkout (agents clean it): ``--history-db`` names a
     persistent path on the agent that runs this step (pin it with ``--queue``).
     """
-    db = ["--db", options.history_db]
+    db = (["--db-env", options.history_db_env] if options.history_db_env
+          else ["--db", str(options.history_db)])
     link = sh("buildkite-agent", "annotate", "--context", "harness-nightly-dashboard", "--style",
               "info", f"Nightly dashboard: [{DASHBOARD}](artifact://{DASHBOARD})")
     return {
@@ -318,9 +369,37 @@ def upload_step(part: int, count: int, options: PipelineOptions) -> dict[str, An
     }
 
 
+HISTORY_STORE_HELP = (
+    "--nightly needs a history store that outlives the build (the checkout, results/ included, "
+    "is cleaned between builds): give --history-db /lasting/path/history.sqlite on the agent the "
+    "nightly step runs on (pin it with --queue), or --history-db-env NAME, the agent's "
+    "environment variable holding a postgresql:// URL (set it in the agent's environment hook; "
+    "the URL is never written into the pipeline)")
+
+
+def check_history_store(options: PipelineOptions) -> None:
+    """A nightly without a lasting store would compute flakiness and first-bad over one night."""
+    if options.history_db and options.history_db_env:
+        raise PipelineError("give --history-db or --history-db-env, not both")
+    if options.history_db:
+        if "://" in options.history_db:
+            raise PipelineError("--history-db takes a path; a database URL holds a password: "
+                                "put it in the agent's environment and give --history-db-env "
+                                "NAME")
+        if not options.history_db.startswith("/"):
+            raise PipelineError(f"--history-db {options.history_db}: a relative path lies in the "
+                                "checkout, which agents clean; give an absolute path")
+    if options.history_db_env and not _ENV_NAME_RE.fullmatch(options.history_db_env):
+        raise PipelineError("--history-db-env takes an environment variable name (letters, "
+                            "digits, _), not a value (not echoed: it may be a secret)")
+    if options.nightly and not (options.history_db or options.history_db_env):
+        raise PipelineError(HISTORY_STORE_HELP)
+
+
 def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
                 options: PipelineOptions) -> list[dict[str, Any]]:
     """Every step of the build, in dependency order (a step only depends on earlier ones)."""
+    check_history_store(options)
     if options.parallelism < 1:
         raise PipelineError(f"--parallelism must be at least 1, got {options.parallelism}")
     by_platform: dict[str, list[Job]] = {}

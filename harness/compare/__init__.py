@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.compare.core import compare_pair
-from harness.compare.load import load_side, platforms_in
+from harness.compare.load import load_sides, platforms_in
 from harness.compare.model import (CaseComparison, Comparison, EnvDifference, PairComparison,
                                    ReferenceCheck, ResultProblem, Side)
 from harness.compare.outputs import OutputComparison, compare_outputs
@@ -35,12 +35,14 @@ def compare_runs(run_dirs: list[Path], baseline: str | None = None,
     selection = select(found[0], found[1] if len(found) == 2 else None, baseline, candidates,
                        reference)
     first, last = Path(run_dirs[0]), Path(run_dirs[-1])
-    ref_side = None
+    wanted = [(first, b) for b, _ in selection.pairs] + [(last, c) for _, c in selection.pairs]
     if selection.reference is not None:
         index, name = selection.reference
-        ref_side = load_side(Path(run_dirs[index]), name)
-    pairs = tuple(compare_pair(load_side(first, b), load_side(last, c), ref_side)
-                  for b, c in selection.pairs)
+        wanted.append((Path(run_dirs[index]), name))
+    sides = load_sides(wanted)
+    n = len(selection.pairs)
+    ref_side = sides[-1] if selection.reference is not None else None
+    pairs = tuple(compare_pair(sides[i], sides[n + i], ref_side) for i in range(n))
     notes = tuple(side.note for pair in pairs for side in (pair.baseline, pair.candidate)
                   if side.note)
     return Comparison(pairs, tuple(dict.fromkeys(notes)))

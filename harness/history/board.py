@@ -1,20 +1,42 @@
 """What the board shows, computed from the history (pure; dashboard.py only renders it).
 
-Questions about the past (flaky, first bad, drift) are asked of each case's whole stored series;
-the grid itself shows the last ``nights`` nights.
+The grid shows the last ``nights`` nights. Questions about the past are asked of a window: the
+shown nights and ``lookback_nights`` before them (flakiness is vLLM's rule over the last 14 runs,
+output drift is against the previous passing night). Only a first bad run older than the window
+needs more: ``unresolved_first_bad`` names those series, ``resolve_first_bad`` takes their past.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from harness.history.queries import (Drift, FirstBad, FlakeRule, Flakiness, Night, NightParity,
-                                     Row, first_bad, flakiness, output_drift, parity,
-                                     series_by_key)
-from harness.history.rows import verdict
+from harness.history.queries import (Drift, FirstBad, FlakeRule, Flakiness, Key, Night,
+                                     NightParity, Row, first_bad, flakiness, output_drift,
+                                     parity, series_by_key)
+from harness.history.rows import NEUTRAL, verdict
 
 DEFAULT_NIGHTS = 30
+
+
+def lookback_nights(rule: FlakeRule = FlakeRule()) -> int:
+    """Nights read before the shown ones: twice the flake window, for skipped nights and the
+    reinstatement run (five passes in a row) to fit."""
+    return 2 * max(rule.window, rule.reinstate_after + rule.min_runs)
+
+
+def first_loaded_night(nights: Sequence[Night], shown_nights: int,
+                       rule: FlakeRule = FlakeRule()) -> int:
+    """The first night index the board needs loaded."""
+    return max(0, len(nights) - max(shown_nights, 0) - lookback_nights(rule))
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of non-empty ``values`` (p90 of ten timings is the 9th)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 @dataclass
@@ -29,6 +51,7 @@ class CaseLine:
     drift_nights: set[int]  # shown nights (indices) where a passing output changed
     drifts: list[Drift]
     last: Row | None  # the platform's latest night, if the case ran then
+    history: list[Row] = field(default_factory=list, repr=False)  # the loaded window
 
     @property
     def broken_now(self) -> bool:
@@ -51,6 +74,8 @@ class PlatformBoard:
     accelerator: str | None
     latest_night: int | None  # the last night this platform ran
     lines: list[CaseLine]
+    # Per shown night: (median, p90) of the job durations (total_s; skipped jobs left out).
+    durations: list[tuple[float | None, float | None]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -85,13 +110,28 @@ def _parity_pairs(platforms: list[PlatformBoard]) -> list[tuple[str, str]]:
     return [(a, b) for a in rocm for b in cuda]
 
 
+def _durations(rows: Sequence[Row], platform: str, shown: Sequence[Night]
+               ) -> list[tuple[float | None, float | None]]:
+    column = {night.index: i for i, night in enumerate(shown)}
+    per_night: list[list[float]] = [[] for _ in shown]
+    for row in rows:
+        i = column.get(row.night)
+        if (i is not None and row.platform == platform and row.total_s is not None
+                and row.status not in NEUTRAL):
+            per_night[i].append(row.total_s)
+    return [(statistics.median(v), percentile(v, 0.9)) if v else (None, None)
+            for v in per_night]
+
+
 def build_board(nights: Sequence[Night], rows: Sequence[Row], shown_nights: int = DEFAULT_NIGHTS,
                 rule: FlakeRule = FlakeRule()) -> Board:
+    """The board from ``rows``: every stored row, or those of first_loaded_night() on."""
     nights = list(nights)
     shown = nights[-shown_nights:] if shown_nights > 0 else []
     first_shown = shown[0].index if shown else len(nights)
     column = {night.index: i for i, night in enumerate(shown)}
     series = series_by_key(rows)
+    shown_rows = [row for row in rows if row.night >= first_shown]
     platforms: list[PlatformBoard] = []
     for platform in sorted({platform for _, platform in series}):
         ran = [n for n in nights if platform in n.platforms]
@@ -111,8 +151,26 @@ def build_board(nights: Sequence[Night], rows: Sequence[Row], shown_nights: int 
                                   first_bad(history),
                                   {d.after.night for d in drifts if d.after.night >= first_shown},
                                   drifts,
-                                  last))
-        platforms.append(PlatformBoard(platform, accelerator, latest, lines))
-    shown_rows = [row for row in rows if row.night >= first_shown]
+                                  last, history))
+        platforms.append(PlatformBoard(platform, accelerator, latest, lines,
+                                       _durations(shown_rows, platform, shown)))
     pairs = [ParityBoard(a, b, parity(shown_rows, a, b)) for a, b in _parity_pairs(platforms)]
     return Board(nights, shown, platforms, pairs)
+
+
+def unresolved_first_bad(board: Board, loaded_from: int) -> list[Key]:
+    """Series broken through the whole loaded window: their last good run lies further back."""
+    if loaded_from <= 0:
+        return []
+    return [(line.case_id, line.platform) for platform in board.platforms
+            for line in platform.lines
+            if line.first_bad is not None and line.first_bad.last_good is None]
+
+
+def resolve_first_bad(board: Board, older: Mapping[Key, Sequence[Row]]) -> None:
+    """Answer first-bad again for the series given their stored past (rows before the window)."""
+    for platform in board.platforms:
+        for line in platform.lines:
+            past = older.get((line.case_id, line.platform))
+            if past:
+                line.first_bad = first_bad([*past, *line.history])

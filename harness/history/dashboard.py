@@ -14,8 +14,9 @@ from pathlib import Path
 from harness.history.board import Board, CaseLine, PlatformBoard
 from harness.history.html import Markup, html, href, join
 from harness.history.queries import Night, Row
+from harness.history.rows import verdict
 from harness.history.store import Detail
-from harness.results import NOT_DECISIVE
+from harness.history.rows import NOT_DECISIVE_MARK
 
 STYLE = Markup("""
 body{font:13px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px;color:#1b1f24}
@@ -26,43 +27,115 @@ table.grid{border-collapse:collapse}
 table.grid th,table.grid td{border:1px solid #d0d7de;padding:0}
 table.grid thead th{font-weight:normal;font-size:10px;padding:2px;white-space:nowrap;vertical-align:bottom}
 table.grid th.case{text-align:left;padding:1px 6px;font-weight:normal;white-space:nowrap;position:sticky;left:0;background:#fff}
-td.c{width:18px;height:18px;text-align:center;font-size:11px;line-height:18px}
-td.c a{display:block;color:inherit;text-decoration:none}
-.s-passed{background:#2da44e;color:#fff}.s-xfailed{background:#8fd19e}
-.s-failed{background:#cf222e;color:#fff}.s-error{background:#bc4c00;color:#fff}
-.s-xpassed{background:#d4a72c}.nd{background:#a6d8b4;color:#1f2328}.s-skipped{background:#d0d7de}.s-none{background:#fff}
+table.grid tbody td{width:18px;height:18px;text-align:center;font-size:11px;line-height:18px;cursor:pointer}
+table.grid tbody td.t{width:auto;cursor:default}
+td a{display:block;color:inherit;text-decoration:none}
+.p{background:#2da44e;color:#fff}.xf{background:#8fd19e}
+.f{background:#cf222e;color:#fff}.e{background:#bc4c00;color:#fff}
+.xp{background:#d4a72c}.nd{background:#a6d8b4;color:#1f2328}.s{background:#d0d7de}.n{background:#fff}
 td.fb{outline:3px solid #000;outline-offset:-3px}
 .flag{font-size:11px;border-radius:3px;padding:0 4px;margin-left:4px}
 .flaky{background:#fff8c5;border:1px solid #d4a72c}.new{background:#ffebe9;border:1px solid #cf222e}
 .drift{background:#ddf4ff;border:1px solid #54aeff}
 ul.items{margin:4px 0 8px;padding-left:18px}ul.items li{margin:2px 0}
 pre{background:#f6f8fa;padding:6px;margin:4px 0;max-width:100ch;overflow:auto;font-size:11px}
-table.parity{border-collapse:collapse;font-size:11px}table.parity td,table.parity th{border:1px solid #d0d7de;padding:1px 4px;text-align:right;white-space:nowrap}
+table.parity,table.durations{border-collapse:collapse;font-size:11px}
+table.parity td,table.parity th,table.durations td,table.durations th{border:1px solid #d0d7de;padding:1px 4px;text-align:right;white-space:nowrap}
 table.parity td.mm{background:#ffebe9;font-weight:bold}
 .spark{vertical-align:middle}tr.hidden{display:none}
 #filter{margin:8px 0}
 """)
 
-# Filter rows by case name, or to the rows with a problem. Guards every lookup: no errors.
+# Filter rows by case name, or to the rows with a problem; draw each row's timing sparkline from
+# its data-t; give a plain cell its tooltip and log link when pointed at (a year's grid has tens of
+# thousands of cells: writing each one's text into the page would make it megabytes). Guards
+# every lookup: no errors.
 SCRIPT = Markup("""
 (function(){
-  var box=document.getElementById('filter-text'),only=document.getElementById('filter-problems');
-  if(!box||!only)return;
-  function apply(){
-    var text=box.value.toLowerCase(),rows=document.querySelectorAll('tr.line');
-    for(var i=0;i<rows.length;i++){
-      var r=rows[i],name=(r.getAttribute('data-case')||'').toLowerCase();
-      var hide=(text&&name.indexOf(text)<0)||(only.checked&&!r.classList.contains('problem'));
-      r.classList.toggle('hidden',!!hide);
+  var NAMES={p:'passed',xf:'xfailed',f:'failed',e:'error',xp:'xpassed',s:'skipped',n:'not run'};
+  var SVG='http://www.w3.org/2000/svg';
+  function spark(td,values){
+    var w=90,h=18,nums=[],i,top=0,step,segs=[],cur=[];
+    for(i=0;i<values.length;i++){var v=parseFloat(values[i]);nums.push(isNaN(v)?null:v);
+      if(!isNaN(v)&&v>top)top=v;}
+    if(nums.filter(function(v){return v!==null;}).length<2)return;
+    top=top||1;step=w/Math.max(nums.length-1,1);
+    for(i=0;i<nums.length;i++){
+      if(nums[i]===null){if(cur.length)segs.push(cur);cur=[];continue;}
+      cur.push((i*step).toFixed(1)+','+(h-1-(nums[i]/top)*(h-2)).toFixed(1));
     }
+    if(cur.length)segs.push(cur);
+    var svg=document.createElementNS(SVG,'svg');
+    svg.setAttribute('class','spark');svg.setAttribute('width',w);svg.setAttribute('height',h);
+    svg.setAttribute('viewBox','0 0 '+w+' '+h);
+    var title=document.createElementNS(SVG,'title');
+    title.textContent='total time, last '+nums.length+' nights: max '+top.toFixed(1)+'s';
+    svg.appendChild(title);
+    for(i=0;i<segs.length;i++){var pl=document.createElementNS(SVG,'polyline');
+      pl.setAttribute('points',segs[i].join(' '));pl.setAttribute('fill','none');
+      pl.setAttribute('stroke','#57606a');pl.setAttribute('stroke-width','1');svg.appendChild(pl);}
+    td.appendChild(svg);
   }
-  box.addEventListener('input',apply);only.addEventListener('change',apply);
+  function cellInfo(td){
+    var tr=td.parentNode,table=tr&&tr.closest?tr.closest('table.grid'):null;
+    if(!table||!tr.classList.contains('line')||td.tagName!=='TD'||td.classList.contains('t'))return null;
+    var head=table.tHead&&table.tHead.rows[0]&&table.tHead.rows[0].cells[td.cellIndex];
+    if(!head)return null;
+    var times=(tr.getAttribute('data-t')||'').split(' '),t=times[td.cellIndex-2];
+    return {tr:tr,table:table,head:head,time:(t&&t!=='-')?t+'s':'-'};
+  }
+  function describe(td){
+    var c=cellInfo(td);if(!c||td.title)return c;
+    var d=c.head.dataset,status=NAMES[td.className]||td.className;
+    td.title=status==='not run'?'not run':(c.tr.getAttribute('data-case')+' on '+c.table.getAttribute('data-platform')+
+      ', '+d.run+' ('+d.label+', commit '+d.commit+'): '+status+', '+c.time);
+    return c;
+  }
+  var grids=document.querySelectorAll('table.grid');
+  for(var g=0;g<grids.length;g++){
+    grids[g].addEventListener('mouseover',function(ev){if(ev.target.tagName==='TD')describe(ev.target);});
+    grids[g].addEventListener('click',function(ev){
+      var td=ev.target;if(td.tagName!=='TD'||td.querySelector('a'))return;
+      var c=describe(td);if(!c||td.className==='n'||!c.head.dataset.dir)return;
+      window.location.href=c.head.dataset.dir+'/'+encodeURIComponent(c.tr.getAttribute('data-case'))+'.log';
+    });
+  }
+  var lines=document.querySelectorAll('tr.line');
+  for(var i=0;i<lines.length;i++){var td=lines[i].querySelector('td.t');
+    if(td)spark(td,(lines[i].getAttribute('data-t')||'').split(' '));}
+  var box=document.getElementById('filter-text'),only=document.getElementById('filter-problems');
+  if(box&&only){
+    var apply=function(){
+      var text=box.value.toLowerCase(),rows=document.querySelectorAll('tr.line');
+      for(var i=0;i<rows.length;i++){
+        var r=rows[i],name=(r.getAttribute('data-case')||'').toLowerCase();
+        var hide=(text&&name.indexOf(text)<0)||(only.checked&&!r.classList.contains('problem'));
+        r.classList.toggle('hidden',!!hide);
+      }
+    };
+    box.addEventListener('input',apply);only.addEventListener('change',apply);
+  }
   document.documentElement.setAttribute('data-js','ok');  // reached only if nothing threw
 })();
 """)
 
 SYMBOL = {"passed": "", "xfailed": "x", "failed": "\u2715", "error": "E", "xpassed": "!",
           "skipped": "-"}
+# A cell's class names its status; the script and the legend read the same names.
+STATUS_CLASS = {"passed": "p", "xfailed": "xf", "failed": "f", "error": "e", "xpassed": "xp",
+                "skipped": "s"}
+NOT_RUN = "n"
+PLAIN_CELL = {status: Markup(f"<td class={code}></td>") for status, code in STATUS_CLASS.items()}
+NOT_RUN_CELL = Markup(f"<td class={NOT_RUN}></td>")
+
+
+def rich_cell(line: CaseLine, row: Row) -> bool:
+    """A cell written out in full (tooltip, log link, mark): bad, first bad, or output changed.
+    Every other cell is its status class alone; the script describes it when pointed at."""
+    return (verdict(row.status) == "bad" or row.night in line.drift_nights
+            or row.failure_class == NOT_DECISIVE_MARK
+            or (line.first_bad is not None and line.first_bad.first_bad.result_id
+                == row.result_id) or row.status not in STATUS_CLASS)
 
 
 class Links:
@@ -72,7 +145,7 @@ class Links:
         self.out_dir = out_dir.resolve()
         self._dirs: dict[tuple[str, str], str | None] = {}
 
-    def _dir(self, night: Night, platform: str) -> str | None:
+    def dir(self, night: Night, platform: str) -> str | None:
         """The platform's result directory of a night, relative to the page (cached)."""
         key = (night.run_id, platform)
         if key not in self._dirs:
@@ -82,7 +155,7 @@ class Links:
         return self._dirs[key]
 
     def worker_log(self, night: Night, platform: str) -> str | None:
-        where = self._dir(night, platform)
+        where = self.dir(night, platform)
         return href(f"{where}/worker.log") if where else None
 
     def annotation(self, night: Night, platform: str) -> str | None:
@@ -92,7 +165,7 @@ class Links:
         return href(os.path.relpath(Path(run.run_dir) / run.annotation, self.out_dir))
 
     def log(self, night: Night, platform: str, detail: Detail | None) -> str | None:
-        where = self._dir(night, platform)
+        where = self.dir(night, platform)
         if where is None:
             return None
         name = detail.log_path if detail is not None and detail.log_path else "worker.log"
@@ -153,12 +226,14 @@ class Renderer:
     # --- pieces --------------------------------------------------------------------------
     def cell(self, line: CaseLine, row: Row | None, anchor: str | None) -> Markup:
         if row is None:
-            return Markup('<td class="c s-none" title="not run"></td>')
+            return NOT_RUN_CELL
+        if not anchor and not rich_cell(line, row):
+            return PLAIN_CELL[row.status]
         night = self.night_by_index[row.night]
         detail = self.details.get(row.result_id)
-        classes = ["c", f"s-{row.status}"]
+        classes = [STATUS_CLASS.get(row.status, NOT_RUN)]
         mark = SYMBOL.get(row.status, "?")
-        if detail and detail.message.startswith(NOT_DECISIVE):
+        if row.failure_class == NOT_DECISIVE_MARK:
             classes.append("nd")  # a pass whose decisive checks did not apply: not plain green
             mark = "n/a"
         if anchor:
@@ -176,7 +251,6 @@ class Renderer:
                  + ("\noutput changed since the previous passing night"
                     if row.night in line.drift_nights else ""))
         link = self.links.log(night, line.platform, detail)
-        # One format per cell: the grid has tens of thousands of them.
         return html('<td class="{}"{} title="{}"><a href="{}">{}</a></td>', " ".join(classes),
                     html(' id="{}"', anchor) if anchor else Markup(""), title, link or "#", mark)
 
@@ -205,7 +279,7 @@ class Renderer:
     def line(self, p_index: int, l_index: int, line: CaseLine) -> Markup:
         anchor = None
         fb = line.first_bad
-        if fb is not None and any(c is not None and c.night == fb.first_bad.night
+        if fb is not None and any(c is not None and c.result_id == fb.first_bad.result_id
                                   for c in line.cells):
             anchor = f"fb-{p_index}-{l_index}"
             self.anchor[(line.case_id, line.platform)] = anchor
@@ -222,13 +296,15 @@ class Renderer:
         if line.drift_nights:
             flags.append(Markup('<span class="flag drift">output changed</span>'))
         classes = "line problem" if line.problem else "line"
-        cells = join(self.cell(line, row, anchor if row is not None and fb is not None
-                               and row.night == fb.first_bad.night else None)
-                     for row in line.cells)
-        spark = sparkline([c.total_s if c is not None else None for c in line.cells])
-        return html('<tr class="{cls}" data-case="{case}"><th class="case" scope="row">{case}'
-                    '{flags}</th><td>{spark}</td>{cells}</tr>\n', cls=classes, case=line.case_id,
-                    flags=join(flags), spark=spark, cells=cells)
+        first_bad_id = fb.first_bad.result_id if fb is not None else None
+        cells = Markup("".join(self.cell(line, row, anchor if row is not None
+                                         and row.result_id == first_bad_id else None)
+                               for row in line.cells))
+        times = " ".join("-" if c is None or c.total_s is None else f"{c.total_s:.1f}"
+                         for c in line.cells)
+        return html('<tr class="{cls}" data-case="{case}" data-t="{times}"><th class="case">'
+                    '{case}{flags}</th><td class=t></td>{cells}</tr>\n', cls=classes,
+                    case=line.case_id, times=times, flags=join(flags), cells=cells)
 
     def grid(self, p_index: int, platform: PlatformBoard) -> Markup:
         heads = []
@@ -243,7 +319,11 @@ class Renderer:
                      if night.build_url else html("{}", label))
             extras = join([html('<br><a href="{}">log</a>', log) if log else Markup(""),
                            html('<br><a href="{}">notes</a>', note) if note else Markup("")])
-            heads.append(html('<th class="night" title="{}">{}{}</th>', title, build, extras))
+            where = self.links.dir(night, platform.name)
+            heads.append(html('<th class="night" title="{}" data-run="{}" data-label="{}" '
+                              'data-commit="{}" data-dir="{}">{}{}</th>', title, night.run_id,
+                              label, _short(night.commit), href(where) if where else "",
+                              build, extras))
         body = join(self.line(p_index, i, line) for i, line in enumerate(platform.lines))
         return html('<h2 id="platform-{i}">{name}{acc}</h2>\n<table class="grid" id="grid-{i}" '
                     'data-platform="{name}"><thead><tr><th class="case">case</th>'
@@ -251,6 +331,27 @@ class Renderer:
                     i=p_index, name=platform.name,
                     acc=f" ({platform.accelerator})" if platform.accelerator else "",
                     heads=join(heads), body=body)
+
+    def durations(self) -> Markup:
+        """The queue's view: per platform, median and p90 job duration per shown night."""
+        parts = []
+        for platform in self.board.platforms:
+            if not any(m is not None for m, _ in platform.durations):
+                continue
+            heads = join(html("<th>{}</th>", _night_label(n)) for n in self.board.shown)
+            rows = []
+            for name, pick in (("median", 0), ("p90", 1)):
+                values = [d[pick] for d in platform.durations]
+                cells = join(html("<td>{}</td>", _seconds(v)) for v in values)
+                rows.append(html("<tr><th>{}</th>{}<td>{}</td></tr>", name, cells,
+                                 sparkline(values)))
+            parts.append(html('<h3>{p}</h3><table class="durations" id="durations-{p}"><thead>'
+                              '<tr><th>job duration</th>{h}<th></th></tr></thead><tbody>{r}'
+                              '</tbody></table>\n', p=platform.name, h=heads, r=join(rows)))
+        if not parts:
+            return Markup("")
+        return html('<section id="durations"><h2>Job duration per night</h2>{}</section>\n',
+                    join(parts))
 
     def last_night(self, platform: PlatformBoard) -> Markup:
         if platform.latest_night is None:
@@ -322,7 +423,7 @@ class Renderer:
                 for np in pair.nights:
                     count, cases = measure(np)
                     mismatch = " mm" if count and "only" in name else ""
-                    cells.append(html('<td class="n{}" title="{}">{}</td>', mismatch,
+                    cells.append(html('<td class="num{}" title="{}">{}</td>', mismatch,
                                       ", ".join(cases), count))
                 rows.append(html("<tr><th>{}</th>{}</tr>", name, join(cells)))
             latest = pair.nights[-1] if pair.nights else None
@@ -344,7 +445,8 @@ class Renderer:
         head = (f"{len(board.nights)} nights stored, latest {latest.run_id} "
                 f"({_night_label(latest)}, started {latest.started_at or '?'})"
                 if latest else "no runs stored")
-        legend = join(html('<span><i class="sw s-{s}"></i>{s}</span>', s=s) for s in SYMBOL)
+        legend = join(html('<span><i class="sw {c}"></i>{s}</span>', c=c, s=s)
+                      for s, c in STATUS_CLASS.items())
         nav = join((html('<a href="#platform-{}">{}</a>', i, p.name)
                     for i, p in enumerate(board.platforms)), " \u00b7 ")
         return html(
@@ -354,13 +456,13 @@ class Renderer:
             '<h1>vLLM nightly regressions</h1><p class="meta">{head}; generated {gen}</p>\n'
             '<p class="legend">{legend} <span><b>!</b> first bad run</span>'
             '<span>\u25c6 output changed</span></p><p>{nav}</p>\n'
-            '<section id="last-night"><h2>Last night</h2>{last}</section>\n{parity}'
+            '<section id="last-night"><h2>Last night</h2>{last}</section>\n{parity}{durations}'
             '<div id="filter"><label>case <input id="filter-text" type="search"></label> '
             '<label><input id="filter-problems" type="checkbox"> only broken, flaky or changed'
             "</label></div>\n{grids}<script>{script}</script></body></html>\n",
             style=STYLE, head=head, gen=self.generated_at, legend=legend, nav=nav,
             last=join(self.last_night(p) for p in board.platforms), parity=self.parity(),
-            grids=grids, script=SCRIPT)
+            durations=self.durations(), grids=grids, script=SCRIPT)
 
 
 def render(board: Board, details: dict[int, Detail], out_path: Path,

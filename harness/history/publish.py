@@ -1,36 +1,55 @@
-"""From the store to the page: load, ask the questions, render (the one place that does I/O)."""
+"""From the store to the page: load, ask the questions, render (the one place that does I/O).
+
+Only what the page shows is read: the nights, the results of the shown nights and a lookback
+window before them (harness.history.board), the past of the few series broken through that whole
+window, and the details (message, log) of the cells and lists that show them.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from harness.history.board import DEFAULT_NIGHTS, Board, build_board
-from harness.history.dashboard import render
+from harness.history.board import (DEFAULT_NIGHTS, Board, build_board, first_loaded_night,
+                                   resolve_first_bad, unresolved_first_bad)
+from harness.history.dashboard import render, rich_cell
+from harness.history.db import Connection
 from harness.history.queries import FlakeRule
-from harness.history.store import changed_requests, load_details, load_nights, load_rows
+from harness.history.store import (changed_requests, load_details, load_nights, load_rows,
+                                   load_series)
 
 
-def board_from_store(conn: sqlite3.Connection, shown_nights: int = DEFAULT_NIGHTS,
+def board_from_store(conn: Connection, shown_nights: int = DEFAULT_NIGHTS,
                      rule: FlakeRule = FlakeRule()) -> Board:
     nights = load_nights(conn)
-    return build_board(nights, load_rows(conn, nights), shown_nights, rule)
+    start = first_loaded_night(nights, shown_nights, rule)
+    board = build_board(nights, load_rows(conn, nights, start), shown_nights, rule)
+    keys = unresolved_first_bad(board, start)
+    if keys:
+        resolve_first_bad(board, load_series(conn, nights, keys, start))
+    return board
 
 
-def _outside_grid_ids(board: Board) -> list[int]:
-    """Results the page names that may lie before the shown nights: the first bad runs."""
-    return sorted(line.first_bad.first_bad.result_id for platform in board.platforms
-                  for line in platform.lines if line.first_bad is not None)
+def detail_ids(board: Board) -> list[int]:
+    """Results whose message or log the page shows: rich grid cells, the latest night's broken
+    cases, and first bad runs (which may lie before the shown nights)."""
+    ids = set()
+    for platform in board.platforms:
+        for line in platform.lines:
+            ids.update(row.result_id for row in line.cells
+                       if row is not None and rich_cell(line, row))
+            if line.broken_now:
+                ids.add(line.last.result_id)
+            if line.first_bad is not None:
+                ids.add(line.first_bad.first_bad.result_id)
+    return sorted(ids)
 
 
-def page_from_store(conn: sqlite3.Connection, out_path: Path,
+def page_from_store(conn: Connection, out_path: Path,
                     shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None
                     ) -> tuple[str, Board]:
-    conn.execute("BEGIN")  # one read transaction: an ingest committing meanwhile is not seen
-    try:
+    with conn.read():  # one snapshot: an ingest committing meanwhile is not seen
         board = board_from_store(conn, shown_nights)
-        details = load_details(conn, [night.run_id for night in board.shown],
-                               _outside_grid_ids(board))
+        details = load_details(conn, detail_ids(board))
         first_shown = board.shown[0].index if board.shown else len(board.nights)
         drift_requests = {}
         for platform in board.platforms:
@@ -39,6 +58,4 @@ def page_from_store(conn: sqlite3.Connection, out_path: Path,
                     if drift.after.night >= first_shown:
                         key = (drift.before.result_id, drift.after.result_id)
                         drift_requests[key] = changed_requests(conn, *key)
-    finally:
-        conn.execute("COMMIT")
     return render(board, details, Path(out_path), drift_requests, generated_at), board

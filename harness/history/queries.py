@@ -47,6 +47,7 @@ class Night:
     commit: str | None
     build_url: str | None
     platforms: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
+    refs: dict[str, int] = field(default_factory=dict)  # platform -> the store's run key
 
     def platform_run(self, platform: str) -> PlatformRun | None:
         found = self.platforms.get(platform)

@@ -1,97 +1,95 @@
-"""The history store: one SQLite file (stdlib sqlite3), ``results/history.sqlite`` by default.
+"""The history store: an SQLite file (``results/history.sqlite`` by default) or a PostgreSQL URL.
 
 A run is stored whole in one transaction, or not at all. Storing a run again changes nothing:
 results are keyed by (run id, platform, case id) and a key already present is kept as stored
-(a different file under the same key is reported, not merged).
+(a different file under the same key is reported, not merged). Both engines get the same schema
+and the same queries (harness.history.db).
+
+Reading loads only what the page shows: the nights (one row per run and platform), then the
+results of a window of nights, by an index on their run.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable, Sequence
 
-from harness.history.queries import Night, Row
+from harness.history.db import Connection, StoreError, connect, shown_target
+from harness.history.queries import Key, Night, Row
 from harness.history.rows import Fingerprint, ResultRow
 from harness.history.runread import RunBatch
 
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Connection", "Detail", "StoreError", "StoreOutcome",
+           "changed_requests", "load_details", "load_nights", "load_rows", "load_series",
+           "open_store", "store_run"]
+
 DEFAULT_DB = Path("results/history.sqlite")
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0  # another ingest holding the write lock: wait this long, then fail
+SCHEMA_VERSION = 2
+CHUNK = 500  # bound parameters per IN (...): under SQLite's limit
 
 SCHEMA = """
+CREATE TABLE harness_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE fingerprints (
-    id INTEGER PRIMARY KEY,
+    id {ID},
     key TEXT NOT NULL UNIQUE,
-    build_number INTEGER, commit_sha TEXT, vllm_version TEXT, image_digest TEXT,
+    build_number BIGINT, commit_sha TEXT, vllm_version TEXT, image_digest TEXT,
     build_url TEXT, accelerator TEXT
 );
 CREATE TABLE runs (
-    id INTEGER PRIMARY KEY,
+    id {ID},
     run_id TEXT NOT NULL, platform TEXT NOT NULL,
-    started_at TEXT, build_number INTEGER, commit_sha TEXT, build_url TEXT, accelerator TEXT,
+    started_at TEXT, build_number BIGINT, commit_sha TEXT, build_url TEXT, accelerator TEXT,
     run_dir TEXT NOT NULL, annotation TEXT, ingested_at TEXT NOT NULL,
     UNIQUE (run_id, platform)
 );
-CREATE TABLE cases (id INTEGER PRIMARY KEY, case_id TEXT NOT NULL UNIQUE);
--- What every question reads, for the whole history: kept narrow so a year loads in a second.
+CREATE TABLE cases (id {ID}, case_id TEXT NOT NULL UNIQUE);
+-- One row per result file. The page reads a window of nights through (run_ref, case_ref).
 CREATE TABLE results (
-    id INTEGER PRIMARY KEY,
-    run_ref INTEGER NOT NULL REFERENCES runs(id),
-    case_ref INTEGER NOT NULL REFERENCES cases(id),
-    fingerprint_id INTEGER NOT NULL REFERENCES fingerprints(id),
-    status TEXT NOT NULL, failure_class TEXT, total_s REAL,
-    output_key INTEGER,  -- output_digest's first 8 bytes, signed: compared for equality only
+    id {ID},
+    run_ref BIGINT NOT NULL REFERENCES runs(id),
+    case_ref BIGINT NOT NULL REFERENCES cases(id),
+    fingerprint_id BIGINT NOT NULL REFERENCES fingerprints(id),
+    status TEXT NOT NULL, failure_class TEXT, total_s {REAL},
+    output_key BIGINT,  -- output_digest's first 8 bytes, signed: compared for equality only
+    job_id TEXT NOT NULL, message TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+    startup_s {REAL}, requests_s {REAL}, peak_rss_mb {REAL},
+    output_digest TEXT,  -- over every request's digest (harness.history.rows.output_digest)
+    request_digests TEXT NOT NULL,  -- "request id=sha256 of its token ids" lines ("-": none)
+    log_path TEXT NOT NULL, log_tail TEXT NOT NULL, file_sha256 TEXT NOT NULL,
     UNIQUE (run_ref, case_ref)
 );
--- What only the shown cells and lists need.
-CREATE TABLE result_details (
-    result_id INTEGER PRIMARY KEY REFERENCES results(id),
-    job_id TEXT NOT NULL, message TEXT NOT NULL, started_at TEXT, finished_at TEXT,
-    startup_s REAL, requests_s REAL, peak_rss_mb REAL, output_digest TEXT,
-    log_path TEXT NOT NULL, log_tail TEXT NOT NULL, file_sha256 TEXT NOT NULL
-);
-CREATE TABLE requests (
-    result_id INTEGER NOT NULL REFERENCES results(id),
-    request_id TEXT NOT NULL, ok INTEGER NOT NULL,
-    output_digest TEXT,  -- sha256 of the generated token ids (harness.history.rows)
-    n_tokens INTEGER NOT NULL, latency_s REAL,
-    PRIMARY KEY (result_id, request_id)
-) WITHOUT ROWID;
--- One row per result with everything, for people at the sqlite3 prompt.
+-- One row per result with everything, for people at the sqlite3/psql prompt.
 CREATE VIEW result_history AS
-    SELECT r.id, u.run_id, u.platform, c.case_id, d.job_id, r.status, r.failure_class,
-           d.message, d.started_at, d.finished_at, d.startup_s, d.requests_s, r.total_s,
-           d.peak_rss_mb, d.output_digest, d.log_path, d.log_tail, d.file_sha256,
-           f.build_number, f.commit_sha, f.vllm_version, f.image_digest, f.build_url,
-           f.accelerator
+    SELECT r.id, u.run_id, u.platform, c.case_id, r.job_id, r.status, r.failure_class,
+           r.message, r.started_at, r.finished_at, r.startup_s, r.requests_s, r.total_s,
+           r.peak_rss_mb, r.output_digest, r.request_digests, r.log_path, r.log_tail,
+           r.file_sha256, f.build_number, f.commit_sha, f.vllm_version, f.image_digest,
+           f.build_url, f.accelerator
     FROM results r JOIN runs u ON u.id = r.run_ref JOIN cases c ON c.id = r.case_ref
-    JOIN result_details d ON d.result_id = r.id JOIN fingerprints f ON f.id = r.fingerprint_id;
+    JOIN fingerprints f ON f.id = r.fingerprint_id
 """
 
-INSERT_RESULT = """INSERT INTO results (id, run_ref, case_ref, fingerprint_id, status,
-    failure_class, total_s, output_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
-INSERT_DETAIL = """INSERT INTO result_details (result_id, job_id, message, started_at,
-    finished_at, startup_s, requests_s, peak_rss_mb, output_digest, log_path, log_tail,
-    file_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-INSERT_REQUEST = """INSERT INTO requests (result_id, request_id, ok, output_digest, n_tokens,
-    latency_s) VALUES (?, ?, ?, ?, ?, ?)"""
-INSERT_FINGERPRINT = """INSERT OR IGNORE INTO fingerprints (key, build_number, commit_sha,
-    vllm_version, image_digest, build_url, accelerator) VALUES (?, ?, ?, ?, ?, ?, ?)"""
-INSERT_RUN = """INSERT OR IGNORE INTO runs (run_id, platform, started_at, build_number,
+RESULT_COLUMNS = ("id", "run_ref", "case_ref", "fingerprint_id", "status", "failure_class",
+                  "total_s", "output_key", "job_id", "message", "started_at", "finished_at",
+                  "startup_s", "requests_s", "peak_rss_mb", "output_digest", "request_digests",
+                  "log_path", "log_tail", "file_sha256")
+INSERT_FINGERPRINT = """INSERT INTO fingerprints (key, build_number, commit_sha,
+    vllm_version, image_digest, build_url, accelerator) VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT DO NOTHING"""
+INSERT_RUN = """INSERT INTO runs (run_id, platform, started_at, build_number,
     commit_sha, build_url, accelerator, run_dir, annotation, ingested_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+INSERT_CASE = "INSERT INTO cases (case_id) VALUES (?) ON CONFLICT DO NOTHING"
+EARLIER_START = """UPDATE runs SET started_at = ? WHERE run_id = ? AND platform = ?
+    AND (started_at IS NULL OR started_at > ?)"""
 
 
 def output_key(digest: str | None) -> int | None:
     return None if digest is None else int.from_bytes(bytes.fromhex(digest[:16]), "big",
                                                       signed=True)
-
-
-class StoreError(Exception):
-    """The store file is unusable (not SQLite, another schema, missing); names the file."""
 
 
 @dataclass
@@ -102,45 +100,76 @@ class StoreOutcome:
     conflicts: list[str] = field(default_factory=list)  # keys stored before with other content
 
 
-def open_store(path: Path, create: bool = True) -> sqlite3.Connection:
-    path = Path(path)
-    if not create and not path.is_file():
-        raise StoreError(f"{path}: history store missing (run `harness ingest` first)")
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+def _create_or_check(conn: Connection, create: bool) -> None:
+    tables = conn.table_names()
+    if "harness_meta" in tables:
+        version = conn.scalar("SELECT value FROM harness_meta WHERE key = ?",
+                              ("schema_version",))
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(f"{conn.label}: history schema version {version}, this harness "
+                             f"reads {SCHEMA_VERSION}")
+        return
+    if conn.kind == "sqlite":
+        old = conn.scalar("PRAGMA user_version")
+        if old:  # version 1 kept its version there
+            raise StoreError(f"{conn.label}: history schema version {old}, this harness reads "
+                             f"{SCHEMA_VERSION} (start a new store, or backfill one with "
+                             "`harness ingest --buildkite-build`)")
+    if tables:
+        raise StoreError(f"{conn.label}: a database, but not a history store "
+                         f"(it holds {', '.join(sorted(tables)[:5])})")
+    if not create:
+        raise StoreError(f"{conn.label}: history store missing (run `harness ingest` first)")
+    ddl = SCHEMA.format(ID=conn.ID, REAL=conn.REAL)
+    with conn.write():
+        if "harness_meta" in conn.table_names():
+            return  # another process created it while this one waited for the lock
+        for statement in filter(str.strip, ddl.split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO harness_meta (key, value) VALUES (?, ?)",
+                     ("schema_version", str(SCHEMA_VERSION)))
+
+
+def open_store(target: str | Path, create: bool = True) -> Connection:
+    """The store at ``target`` (a path or a postgresql:// URL), created when missing."""
+    conn = connect(target, create)
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and create:
-            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                raise StoreError(f"{path}: an SQLite file, but not a history store")
-            conn.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        elif version != SCHEMA_VERSION:
-            raise StoreError(f"{path}: history schema version {version}, this harness reads "
-                             f"{SCHEMA_VERSION}")
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: not a usable SQLite history store ({exc})") from None
-    conn.execute("PRAGMA foreign_keys = ON")
+        conn.setup()
+        _create_or_check(conn, create)
+    except conn.errors as exc:
+        conn.close()
+        kind = "SQLite" if conn.kind == "sqlite" else "PostgreSQL"
+        raise StoreError(f"{shown_target(target)}: not a usable {kind} history store "
+                         f"({str(exc).strip()})") from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
+
+# --- writing -------------------------------------------------------------------------------
 
 def _most_common(values) -> object:
     present = [v for v in values if v is not None]
     return Counter(present).most_common(1)[0][0] if present else None
 
 
-def _fingerprint_ids(conn: sqlite3.Connection, rows: list[ResultRow]) -> dict[Fingerprint, int]:
+def _ids(conn: Connection, table: str, column: str, keys: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start:start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(conn.execute(f"SELECT {column}, id FROM {table} WHERE {column} IN ({marks})",
+                                  chunk))
+    return found
+
+
+def _fingerprint_ids(conn: Connection, rows: list[ResultRow]) -> dict[Fingerprint, int]:
     distinct = {fp: fp.key for fp in {row.fingerprint for row in rows}}
     conn.executemany(INSERT_FINGERPRINT, [
         (key, fp.build_number, fp.commit, fp.vllm_version, fp.image_digest, fp.build_url,
-         fp.accelerator) for fp, key in distinct.items()])
-    by_key = {}
-    keys = list(distinct.values())
-    for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-        chunk = keys[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        by_key.update(conn.execute(f"SELECT key, id FROM fingerprints WHERE key IN ({marks})",
-                                   chunk))
+         fp.accelerator) for fp, key in sorted(distinct.items(), key=lambda kv: kv[1])])
+    by_key = _ids(conn, "fingerprints", "key", sorted(distinct.values()))
     return {fp: by_key[key] for fp, key in distinct.items()}
 
 
@@ -159,15 +188,18 @@ def _run_rows(batch: RunBatch, rows: list[ResultRow], now: str) -> list[tuple]:
     return out
 
 
-def store_run(conn: sqlite3.Connection, batch: RunBatch) -> StoreOutcome:
+def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
     """Add a validated run in one transaction; keys already stored are left as they are."""
     outcome = StoreOutcome(batch.run_id)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        stored = {(p, c): sha for p, c, sha in conn.execute(
-            "SELECT u.platform, c.case_id, d.file_sha256 FROM results r "
-            "JOIN runs u ON u.id = r.run_ref JOIN cases c ON c.id = r.case_ref "
-            "JOIN result_details d ON d.result_id = r.id WHERE u.run_id = ?", (batch.run_id,))}
+    with conn.write():
+        stored = {}
+        # run first, then its results by the (run_ref, case_ref) index: a join from runs can
+        # make the planner scan every stored result, every night
+        for ref, platform in list(conn.execute("SELECT id, platform FROM runs WHERE run_id = ?",
+                                               (batch.run_id,))):
+            stored.update(((platform, case), sha) for case, sha in conn.execute(
+                "SELECT c.case_id, r.file_sha256 FROM results r JOIN cases c "
+                "ON c.id = r.case_ref WHERE r.run_ref = ?", (ref,)))
         new: list[ResultRow] = []
         for row in batch.rows:
             sha = stored.get((row.platform, row.case_id))
@@ -179,54 +211,57 @@ def store_run(conn: sqlite3.Connection, batch: RunBatch) -> StoreOutcome:
                 outcome.conflicts.append(row.job_id)
         if new:
             _insert(conn, batch, new)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     outcome.added = len(new)
     return outcome
 
 
-def _insert(conn: sqlite3.Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
+def _request_digests(row: ResultRow) -> str:
+    return "\n".join(f"{q.request_id}={q.output_digest or '-'}" for q in row.requests)
+
+
+def _insert(conn: Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     run_rows = _run_rows(batch, rows, now)
     conn.executemany(INSERT_RUN, run_rows)
     # A platform stored before with part of its cases: its start is the earliest of all of them.
-    conn.executemany("UPDATE runs SET started_at = min(coalesce(started_at, ?1), ?1) "
-                     "WHERE run_id = ?2 AND platform = ?3 AND ?1 IS NOT NULL",
-                     [(started, run_id, platform) for run_id, platform, started, *_ in run_rows])
+    conn.executemany(EARLIER_START, [(started, run_id, platform, started)
+                                     for run_id, platform, started, *_ in run_rows if started])
     run_refs = dict(conn.execute("SELECT platform, id FROM runs WHERE run_id = ?",
                                  (batch.run_id,)))
-    conn.executemany("INSERT OR IGNORE INTO cases (case_id) VALUES (?)",
-                     [(case,) for case in sorted({row.case_id for row in rows})])
-    case_refs = dict(conn.execute("SELECT case_id, id FROM cases"))
+    names = sorted({row.case_id for row in rows})
+    conn.executemany(INSERT_CASE, [(case,) for case in names])
+    case_refs = _ids(conn, "cases", "case_id", names)
     fingerprint_ids = _fingerprint_ids(conn, rows)
-    first_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM results").fetchone()[0]
-    results, details, requests = [], [], []
-    for result_id, row in enumerate(rows, start=first_id):
-        results.append((result_id, run_refs[row.platform], case_refs[row.case_id],
-                        fingerprint_ids[row.fingerprint], row.status, row.failure_class,
-                        row.total_s, output_key(row.output_digest)))
-        details.append((result_id, row.job_id, row.message, row.started_at, row.finished_at,
-                        row.startup_s, row.requests_s, row.peak_rss_mb, row.output_digest,
-                        row.log_path, row.log_tail, row.file_sha256))
-        requests.extend((result_id, q.request_id, int(q.ok), q.output_digest, q.n_tokens,
-                         q.latency_s) for q in row.requests)
-    conn.executemany(INSERT_RESULT, results)
-    conn.executemany(INSERT_DETAIL, details)
-    conn.executemany(INSERT_REQUEST, requests)
+    # Writers are serialised (Connection.write), so the next ids are free.
+    first_id = conn.scalar("SELECT coalesce(max(id), 0) + 1 FROM results")
+    conn.bulk_insert("results", RESULT_COLUMNS, [
+        (result_id, run_refs[row.platform], case_refs[row.case_id],
+         fingerprint_ids[row.fingerprint], row.status, row.failure_class, row.total_s,
+         output_key(row.output_digest), row.job_id, row.message, row.started_at,
+         row.finished_at, row.startup_s, row.requests_s, row.peak_rss_mb, row.output_digest,
+         _request_digests(row), row.log_path, row.log_tail, row.file_sha256)
+        for result_id, row in enumerate(rows, start=first_id)])
 
 
 # --- reading -------------------------------------------------------------------------------
 
-def load_nights(conn: sqlite3.Connection) -> list[Night]:
+@dataclass(frozen=True)
+class RunRef:
+    """A stored (run, platform): where its results are, and which night it belongs to."""
+
+    ref: int
+    night: int
+    platform: str
+
+
+def load_nights(conn: Connection) -> list[Night]:
     """Runs in order: by start time, then build number, then run id (a run is one night)."""
     by_run: dict[str, dict] = {}
-    for run_id, platform, started_at, build, commit, url, accel, run_dir, annotation in \
-            conn.execute("SELECT run_id, platform, started_at, build_number, commit_sha, "
+    for ref, run_id, platform, started_at, build, commit, url, accel, run_dir, annotation in \
+            conn.execute("SELECT id, run_id, platform, started_at, build_number, commit_sha, "
                          "build_url, accelerator, run_dir, annotation FROM runs"):
         info = by_run.setdefault(run_id, {"started": [], "builds": [], "commits": [],
-                                          "urls": [], "platforms": {}})
+                                          "urls": [], "platforms": {}, "refs": {}})
         if started_at:
             info["started"].append(started_at)
         if build is not None:
@@ -234,34 +269,74 @@ def load_nights(conn: sqlite3.Connection) -> list[Night]:
         info["commits"].append(commit)
         info["urls"].append(url)
         info["platforms"][platform] = (run_dir, annotation, accel)
+        info["refs"][platform] = ref
     ordered = sorted(by_run.items(), key=lambda kv: (
         min(kv[1]["started"], default=""), max(kv[1]["builds"], default=-1), kv[0]))
     return [Night(index=i, run_id=run_id, started_at=min(info["started"], default=None),
                   build_number=max(info["builds"], default=None),
                   commit=_most_common(info["commits"]), build_url=_most_common(info["urls"]),
-                  platforms=info["platforms"])
+                  platforms=info["platforms"], refs=info["refs"])
             for i, (run_id, info) in enumerate(ordered)]
 
 
-def load_rows(conn: sqlite3.Connection, nights: list[Night]) -> list[Row]:
-    """Every stored result as a query row, ordered by night."""
-    index = {night.run_id: night.index for night in nights}
-    runs = {ref: (index[run_id], platform) for ref, run_id, platform
-            in conn.execute("SELECT id, run_id, platform FROM runs")}
+def _run_refs(nights: Iterable[Night]) -> dict[int, RunRef]:
+    return {ref: RunRef(ref, night.index, platform)
+            for night in nights for platform, ref in night.refs.items()}
+
+
+_ROW_QUERY = ("SELECT run_ref, case_ref, fingerprint_id, status, failure_class, output_key, "
+              "total_s, id FROM results")
+
+
+def _rows(conn: Connection, runs: dict[int, RunRef], query: str, params: Sequence) -> list[Row]:
     cases = dict(conn.execute("SELECT id, case_id FROM cases"))
     builds = {fid: (build, commit) for fid, build, commit
               in conn.execute("SELECT id, build_number, commit_sha FROM fingerprints")}
     rows = []
-    append = rows.append  # half a million rows: the loop is the cost, keep it plain
-    for run_ref, case_ref, fid, status, fclass, output, total, rid in conn.execute(
-            "SELECT run_ref, case_ref, fingerprint_id, status, failure_class, output_key, "
-            "total_s, id FROM results"):
-        night, platform = runs[run_ref]
+    append = rows.append  # the loop is the cost: keep it plain
+    for run_ref, case_ref, fid, status, fclass, output, total, rid in conn.execute(query, params):
+        run = runs.get(run_ref)
+        if run is None:
+            continue
         build, commit = builds[fid]
-        append(Row(cases[case_ref], platform, night, status, fclass, build, commit, output,
-                   total, rid))
+        append(Row(cases[case_ref], run.platform, run.night, status, fclass, build, commit,
+                   output, total, rid))
     rows.sort(key=lambda r: r.night)
     return rows
+
+
+def load_rows(conn: Connection, nights: Sequence[Night], first_night: int = 0) -> list[Row]:
+    """Stored results as query rows, ordered by night: the nights from ``first_night`` on."""
+    runs = _run_refs(n for n in nights if n.index >= first_night)
+    if first_night <= 0:
+        return _rows(conn, runs, _ROW_QUERY, ())
+    out: list[Row] = []
+    refs = sorted(runs)
+    for start in range(0, len(refs), CHUNK):  # by the (run_ref, case_ref) index
+        chunk = refs[start:start + CHUNK]
+        out += _rows(conn, runs, f"{_ROW_QUERY} WHERE run_ref IN ({','.join('?' * len(chunk))})",
+                     chunk)
+    out.sort(key=lambda r: r.night)
+    return out
+
+
+def load_series(conn: Connection, nights: Sequence[Night], keys: Sequence[Key],
+                before_night: int) -> dict[Key, list[Row]]:
+    """The whole stored past (nights before ``before_night``) of a few case x platform series."""
+    wanted = set(keys)
+    if not wanted or before_night <= 0:
+        return {}
+    case_refs = _ids(conn, "cases", "case_id", sorted({case for case, _ in wanted}))
+    runs = _run_refs(n for n in nights if n.index < before_night)
+    out: dict[Key, list[Row]] = {key: [] for key in wanted}
+    refs = sorted(case_refs.values())
+    for start in range(0, len(refs), CHUNK):
+        chunk = refs[start:start + CHUNK]
+        for row in _rows(conn, runs, f"{_ROW_QUERY} WHERE case_ref IN "
+                         f"({','.join('?' * len(chunk))})", chunk):
+            if (row.case_id, row.platform) in wanted:
+                out[(row.case_id, row.platform)].append(row)
+    return out
 
 
 @dataclass(frozen=True)
@@ -275,36 +350,29 @@ class Detail:
     image_digest: str | None
 
 
-_DETAIL_QUERY = ("SELECT r.id, d.message, d.log_path, d.log_tail, f.vllm_version, "
-                 "f.image_digest FROM results r JOIN result_details d ON d.result_id = r.id "
-                 "JOIN fingerprints f ON f.id = r.fingerprint_id ")
+_DETAIL_QUERY = ("SELECT r.id, r.message, r.log_path, r.log_tail, f.vllm_version, "
+                 "f.image_digest FROM results r JOIN fingerprints f ON f.id = r.fingerprint_id ")
 
 
-def load_details(conn: sqlite3.Connection, run_ids: list[str],
-                 result_ids: list[int] = ()) -> dict[int, Detail]:
-    """Details of every result of the given runs (an indexed range each), and of some others."""
+def load_details(conn: Connection, result_ids: Iterable[int]) -> dict[int, Detail]:
+    """Details of the given results (by primary key): only the cells that show them."""
     details: dict[int, Detail] = {}
-
-    def add(query: str, params) -> None:
-        for rid, message, log_path, log_tail, vllm, image in conn.execute(query, params):
+    wanted = sorted(set(result_ids))
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start:start + CHUNK]
+        for rid, message, log_path, log_tail, vllm, image in conn.execute(
+                _DETAIL_QUERY + f"WHERE r.id IN ({','.join('?' * len(chunk))})", chunk):
             details[rid] = Detail(message, log_path, log_tail, vllm, image)
-
-    wanted = set(run_ids)
-    for ref, run_id in conn.execute("SELECT id, run_id FROM runs"):
-        if run_id in wanted:
-            add(_DETAIL_QUERY + "WHERE r.run_ref = ?", (ref,))
-    missing = sorted(set(result_ids) - details.keys())
-    for start in range(0, len(missing), 500):  # stay under SQLite's bound-parameter limit
-        chunk = missing[start:start + 500]
-        add(_DETAIL_QUERY + f"WHERE r.id IN ({','.join('?' * len(chunk))})", chunk)
     return details
 
 
-def changed_requests(conn: sqlite3.Connection, before_id: int, after_id: int) -> list[str]:
-    """Request ids whose output digest differs between two results of one case."""
-    def digests(result_id: int) -> dict[str, str | None]:
-        return dict(conn.execute("SELECT request_id, output_digest FROM requests "
-                                 "WHERE result_id = ?", (result_id,)))
+def _digests(text: str | None) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (text or "").splitlines() if "=" in line)
 
-    before, after = digests(before_id), digests(after_id)
+
+def changed_requests(conn: Connection, before_id: int, after_id: int) -> list[str]:
+    """Request ids whose output digest differs between two results of one case."""
+    texts = dict(conn.execute("SELECT id, request_digests FROM results WHERE id IN (?, ?)",
+                              (before_id, after_id)))
+    before, after = _digests(texts.get(before_id)), _digests(texts.get(after_id))
     return sorted(rid for rid in before.keys() | after.keys() if before.get(rid) != after.get(rid))

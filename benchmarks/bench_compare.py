@@ -1,0 +1,179 @@
+"""`harness compare` at scale: 10,000 results (5,000 cases x cuda and rocm), today's reader against
+the one reader, each in its own process (wall, CPU and peak memory apart), in the same run.
+
+    .venv/bin/python benchmarks/bench_compare.py [--cases 5000] [--keep DIR]
+
+Every result is derived from the committed real results (tests/data/real_run; see
+harness.history.synthetic): 1% of the cases fail on rocm, 0.5% change their output there.
+
+- baseline ("today"): the reader before this change (``json.loads`` then pydantic's
+  ``validate_python``, every field kept), one side after the other;
+- the one reader: ``Result.model_validate_json`` (parse and validate in one step), checks and
+  traces dropped as each file is read, the sides read concurrently.
+Both run the whole command: compare, then the Markdown, JUnit and JSON reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from harness.results import (SCHEMA_VERSION, Result, ResultFileError,  # noqa: E402
+                             ValidationError)
+
+DEFAULT_REAL_RUN = REPO / "tests" / "data" / "real_run"
+GOAL_S = 3.0
+
+
+def legacy_read_result(path: Path | str) -> Result:
+    """harness.results.read_result as it was before the one reader (the baseline)."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultFileError(path, "missing") from None
+    except OSError as exc:
+        raise ResultFileError(path, f"unreadable: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ResultFileError(path, f"corrupt JSON at line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ResultFileError(path, "not a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultFileError(path, f"schema_version {version!r} is not {SCHEMA_VERSION}")
+    try:
+        return Result.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ResultFileError(path, f"invalid result: {where}: {first['msg']}") from None
+
+
+def generate(root: Path, cases: int, real_run: Path) -> Path:
+    from harness.history.synthetic import Outcome, Place, case_ids, load_templates, synth_result
+
+    templates = load_templates(real_run)
+    names = case_ids([r for r, _ in templates], cases)
+    run_dir = root / "build-4000"
+    for platform in ("cuda", "rocm"):
+        (run_dir / platform).mkdir(parents=True, exist_ok=True)
+        for i, name in enumerate(names):
+            outcome = Outcome()
+            if platform == "rocm" and i % 100 == 7:
+                outcome = Outcome("failed", "check-failed", "log_absent: found 'schema_check_mode'")
+            elif platform == "rocm" and i % 200 == 11:
+                outcome = Outcome(output_variant=1)
+            result = synth_result(templates[i % len(templates)][0],
+                                  Place(0, platform, platform, name), outcome)
+            (run_dir / platform / f"{name}.json").write_text(
+                result.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return run_dir
+
+
+def measure(variant: str, run_dir: Path, out: Path) -> dict:
+    """One variant, in this process: the whole `harness compare` command."""
+    import harness.compare as compare
+    from harness.cli import main
+    from harness.compare import load
+
+    if variant == "today":
+        compare.load_sides = lambda sides: [load.load_side(d, p, reader=legacy_read_result)
+                                            for d, p in sides]
+    began, cpu = time.perf_counter(), time.process_time()
+    comparison = compare.compare_runs([run_dir], "cuda", ["rocm"], None)
+    compared = {"wall": time.perf_counter() - began, "cpu": time.process_time() - cpu,
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "cases": len(comparison.pairs[0].cases)}
+    del comparison
+    argv = ["compare", str(run_dir), "--baseline", "cuda", "--candidate", "rocm",
+            "--reference", "none", "--quiet", "--markdown", str(out / f"{variant}.md"),
+            "--junit", str(out / f"{variant}.xml"), "--json", str(out / f"{variant}.json")]
+    began, cpu = time.perf_counter(), time.process_time()
+    code = main(argv)
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    summary = json.loads((out / f"{variant}.json").read_text())
+    summary.pop("generated_at", None)
+    return {"wall": wall, "cpu": cpu, "exit": code, "compared": compared,
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "summary": summary}
+
+
+def run_variant(variant: str, run_dir: Path, out: Path) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--variant", variant, "--run-dir",
+                           str(run_dir), "--out", str(out)], capture_output=True, text=True,
+                          timeout=900)
+    if done.returncode != 0:
+        sys.exit(f"error: variant {variant} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=5000)
+    parser.add_argument("--real-run", type=Path, default=None)
+    parser.add_argument("--keep", type=Path, default=None, help="generate into (or reuse) DIR")
+    parser.add_argument("--variant", choices=("today", "one-reader"), help=argparse.SUPPRESS)
+    parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(measure(args.variant, args.run_dir, args.out)))
+        return 0
+
+    from bench_history import find_real_run
+
+    real = find_real_run(args.real_run or DEFAULT_REAL_RUN)
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        root = args.keep or Path(tmp)
+        run_dir = root / "build-4000"
+        n_files = len(list(run_dir.glob("*/*.json"))) if run_dir.is_dir() else 0
+        if n_files != 2 * args.cases:
+            began = time.perf_counter()
+            run_dir = generate(root, args.cases, real)
+            print(f"generated {2 * args.cases:,} results from {real} in "
+                  f"{time.perf_counter() - began:.1f}s")
+        size = sum(p.stat().st_size for p in run_dir.glob("*/*.json"))
+        print(f"{2 * args.cases:,} results ({args.cases:,} cases x cuda, rocm), "
+              f"{size / 2**20:.0f} MiB of JSON")
+        out = Path(tmp) / "reports"
+        out.mkdir(exist_ok=True)
+        for path in run_dir.glob("*/*.json"):  # warm the page cache for both alike
+            path.read_bytes()
+        today = run_variant("today", run_dir, out)
+        new = run_variant("one-reader", run_dir, out)
+    assert today["summary"] == new["summary"], "the two readers compared differently"
+    assert today["exit"] == new["exit"] == 1  # the planted regressions
+    n = 2 * args.cases
+    for title, pick in ((f"compare_runs: read {n:,} results and compare "
+                         f"({new['compared']['cases']:,} cases)", lambda f: f["compared"]),
+                        (f"the whole `harness compare` command (again, + Markdown, JUnit, JSON "
+                         f"reports), exit {new['exit']}", lambda f: f)):
+        print(f"\n{title}:")
+        for name, figures in (("baseline: today's reader, sides in turn", pick(today)),
+                              ("the one reader, sides concurrently", pick(new))):
+            print(f"  {name:<42} {figures['wall']:6.2f}s wall {figures['cpu']:6.2f}s CPU "
+                  f"peak {figures['peak_mib']:6.0f} MiB")
+        old_f, new_f = pick(today), pick(new)
+        print(f"  -> {old_f['wall'] / new_f['wall']:.2f}x faster (CPU "
+              f"{old_f['cpu'] / new_f['cpu']:.2f}x), {old_f['peak_mib'] / new_f['peak_mib']:.2f}x "
+              f"less peak memory")
+    wall = new["compared"]["wall"]
+    print(f"\ngoal: {n:,} results compared in <= {GOAL_S:.0f} s: "
+          f"{'met' if wall <= GOAL_S else 'NOT MET'} ({wall:.2f}s wall, "
+          f"{new['compared']['cpu']:.2f}s CPU; at 10,000 results: x{10_000 / n:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
