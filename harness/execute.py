@@ -73,7 +73,9 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
     left = deadline_s - (time.monotonic() - began)
     if retry and relaunch is not None and not problem and not outcome.interrupted \
             and left >= MIN_RETRY_S:
-        results = _retry(jobs, results, retry, request, relaunch, left)
+        results, again = _retry(jobs, results, retry, request, relaunch, left)
+        if len(retry) == len(jobs):  # every job ran again: the retry's worker is the run's
+            outcome = again
     if problem:
         results = [_disk_full(r, problem) for r in results]
     return PlatformRun(request.platform.name, platform_dir, results, outcome,
@@ -118,17 +120,18 @@ def _disk_full(result: Result, problem: str) -> Result:
 
 
 def _retry(jobs: list[Job], results: list[Result], retry: list[Job], request: WorkerRequest,
-           relaunch: Callable[[WorkerRequest], object], timeout_s: float) -> list[Result]:
+           relaunch: Callable[[WorkerRequest], object],
+           timeout_s: float) -> tuple[list[Result], WorkerOutcome]:
     first = {job.id: r for job, r in zip(jobs, results)}
     for job in retry:
         _keep_attempt(job, request, 1)
     sources = sorted({Path(job.case.source) for job in retry})
     retry_request = replace(request, case_files=sources)
     launch = relaunch(retry_request)
-    _, second, problem = _attempt(retry, retry_request, launch, timeout_s)
+    outcome, second, _ = _attempt(retry, retry_request, launch, timeout_s)
     merged = {job.id: _merge(job, request, first[job.id], again)
               for job, again in zip(retry, second)}
-    return [merged.get(job.id, first[job.id]) for job in jobs]
+    return [merged.get(job.id, first[job.id]) for job in jobs], outcome
 
 
 def _keep_attempt(job: Job, request: WorkerRequest, attempt: int) -> None:

@@ -245,3 +245,41 @@ def test_a_run_that_fills_the_disk_is_an_infrastructure_error_and_keeps_written_
     assert "disk full" in by_case["qwen2_5_vl_vit_cudagraph"].message
     assert read_result(out / "phi4mm_variable_crop.json") == by_case["phi4mm_variable_crop"]
     assert by_case["phi4mm_variable_crop"].status == "passed"
+
+
+def test_the_real_worker_stops_on_a_full_disk_and_the_run_says_so(small_disk, cases_copy):
+    """The real pytest worker (no engine: both jobs are skips here) writing results onto a full
+    disk: it stops with exit 3 and "disk full", the launcher's own log copy fails too, and the
+    run is an infrastructure error that names the cause."""
+    for name in ("qwen2_5_vl_vit_cudagraph.yaml", "phi4mm_variable_crop.yaml"):
+        path = cases_copy / name
+        text = path.read_text()
+        assert "\n  cpu:" not in text.split("\nplatforms:\n", 1)[-1]
+        path.write_text(text.replace("\nplatforms:\n",
+                                     "\nplatforms:\n  cpu: {skip: disk-full test}\n", 1))
+    platforms = load_platforms(cases_copy / "platforms.yaml")
+    jobs = plan(load_cases([cases_copy]), {"cpu": platforms["cpu"]}, ["cpu"])
+    request = WorkerRequest(platforms["cpu"], sorted({Path(j.case.source) for j in jobs}),
+                            cases_copy / "platforms.yaml", small_disk, "full", None, REPO)
+    (small_disk / "full" / "cpu").mkdir(parents=True)
+    _fill(small_disk)
+    run = execute(jobs, request, LocalLaunch(request))
+    assert run.exit_code == EXIT_INFRA
+    assert "no space left on device" in run.problem.lower()
+    assert {r.failure_class for r in run.results} == {"disk-full"}
+    assert "harness: disk full" in run.outcome.disk_full  # the worker itself said why it stopped
+
+
+def test_a_gpu_hang_that_passes_on_the_retry_is_a_pass_not_infra(tmp_path):
+    jobs, request = setup(tmp_path)
+    counter: list[int] = []
+    hang = ("import os, sys; print('HW Exception by GPU node-2 reason :GPU Hang', flush=True); "
+            "os.abort()")
+    passes = _writes({})
+
+    def relaunch(r):
+        return StandInWorker(r, passes, counter)
+
+    run = execute(jobs, request, StandInWorker(request, hang, counter), relaunch=relaunch)
+    assert {r.status for r in run.results} == {"passed"} and run.exit_code == EXIT_OK
+    assert {r.attempts[0].failure_class for r in run.results} == {"gpu-hang"}

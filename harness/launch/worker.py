@@ -85,7 +85,7 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return WorkerOutcome(None if timed_out else child.returncode, timed_out, interrupted,
-                         time.monotonic() - began, log_path, disk_full=seen[0] if seen else "")
+                         time.monotonic() - began, log_path, disk_full="; ".join(seen))
 
 
 def _raise_interrupt(signum, frame):
@@ -100,15 +100,14 @@ def _copy_output(child: subprocess.Popen, log_path: Path, echo: bool, disk_full:
     try:
         for raw in iter(child.stdout.readline, b""):
             line = redact(raw.decode("utf-8", errors="replace"))
-            if DISK_FULL_MARK in line.lower() and not disk_full:
+            if DISK_FULL_MARK in line.lower() and len(disk_full) < 3:
                 disk_full.append(line.strip()[:500])
             if log is not None:
                 try:
                     log.write(line)
                     log.flush()
                 except OSError as exc:
-                    if not disk_full:
-                        disk_full.append(f"writing {log_path}: {exc.strerror or exc}")
+                    disk_full.append(f"writing {log_path}: {exc.strerror or exc}")
                     log = None
             if echo:
                 sys.stdout.write(line)

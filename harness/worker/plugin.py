@@ -15,7 +15,7 @@ import pytest
 from harness import proc
 from harness.plan import plan_job
 from harness.outcomes import EXIT_INFRA
-from harness.results import DiskFull, Result
+from harness.results import DiskFull, Result, not_applicable_line
 from harness.secrets import redact
 from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
@@ -179,6 +179,8 @@ class CaseItem(pytest.Item):
             pytest.exit(f"harness: disk full: {exc}", returncode=EXIT_INFRA)
         self.user_properties.append(("status", result.status))
         self.user_properties.append(("failure_class", result.failure_class or ""))
+        if not_applicable_line(result):  # pytest's own JUnit shows what did not run, too
+            self.user_properties.append(("not_applicable", not_applicable_line(result)))
         if result.status == "skipped":
             pytest.skip(result.message)
         if result.status == "xfailed":
