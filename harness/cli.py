@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE, worst_exit
 from harness.spec import PLATFORMS_FILE, SpecError
 
 DEFAULT_CASES = Path("cases")
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--engine", choices=["docker", "podman"], default=None,
                      help="container engine (overrides the platform's)")
     run.add_argument("--gpus", default=None, help="GPU indices for container platforms, e.g. 0,1")
+    run.add_argument("--image", default=None,
+                     help="container image to run (overrides the platform's), e.g. a PR build")
+    run.add_argument("--pull", choices=["always", "missing", "never"], default=None,
+                     help="pull the image before the run (overrides the platform's `pull`)")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
     run.add_argument("--shard-index", type=int, default=None,
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
@@ -76,6 +80,7 @@ EXTRA_COMMANDS = {
     "ingest": "add runs to the history store",
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
+    "image": "build, push or pull a container platform's image",
 }
 
 
@@ -118,13 +123,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def load_selection(args: argparse.Namespace):
     """Cases, platforms and the planned jobs for a plan/run command line."""
     from harness.plan import plan
-    from harness.spec import check_overrides, load_cases, load_platforms
+    from harness.spec import check_overrides, check_registries, load_cases, load_platforms
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
     platforms_file = args.platforms_file or case_dir / PLATFORMS_FILE
     platforms = load_platforms(platforms_file)
     cases = load_cases([args.cases])
     check_overrides(cases, platforms)
+    for case in cases:
+        check_registries(case)
     selected = args.platform or [name for name, p in platforms.items() if p.default]
     jobs = plan(cases, platforms, selected, args.keyword)
     return cases, platforms, platforms_file, jobs
@@ -153,7 +160,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.execute import execute, make_launch, shell_join
+    from harness.execute import execute, make_launch
+    from harness.proc import shell_join
+    from harness.results import DiskFull
     from harness.launch.local import WorkerRequest
     from harness.report.terminal import run_table
     from harness.runid import is_valid_run_id, new_run_id
@@ -170,6 +179,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not jobs:
         print("error: no job matches the selection", file=sys.stderr)
         return EXIT_USAGE
+    local = [n for n in args.platform if args.image and platforms[n].launcher != "container"]
+    if local:
+        print(f"error: --image: platform {local[0]} runs on this host, not in a container",
+              file=sys.stderr)
+        return EXIT_USAGE
     run_id = args.run_id or new_run_id()
     if not is_valid_run_id(run_id):
         print(f"error: bad run id {run_id!r}", file=sys.stderr)
@@ -182,14 +196,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index)
-        launch = make_launch(request, engine=args.engine, gpus=args.gpus)
+        launch = make_launch(request, engine=args.engine, gpus=args.gpus, image=args.image,
+                             pull=args.pull)
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
-        outcome = execute(platform_jobs, request, launch)
+        try:
+            outcome = execute(platform_jobs, request, launch, relaunch=lambda r: make_launch(
+                r, engine=args.engine, gpus=args.gpus))
+        except DiskFull as exc:
+            print(f"error: infrastructure: disk full: {exc}; results written before it are "
+                  "intact", file=sys.stderr)
+            return EXIT_INFRA
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
-        worst = max(worst, outcome.exit_code, key=_severity)
+        if outcome.problem:
+            print(f"error: infrastructure: disk full: {outcome.problem}; results written "
+                  "before it are intact", file=sys.stderr)
+        worst = worst_exit([worst, outcome.exit_code])
         if outcome.outcome.interrupted:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
@@ -207,10 +231,6 @@ def select_shard_jobs(jobs, index: int | None, count: int | None):
     platforms = list(dict.fromkeys(job.platform.name for job in jobs))
     return [job for name in platforms
             for job in select_shard([j for j in jobs if j.platform.name == name], index, count)]
-
-
-def _severity(code: int) -> int:
-    return {EXIT_OK: 0, EXIT_INFRA: 1, 1: 2}.get(code, 3)
 
 
 def cmd_not_available(args: argparse.Namespace) -> int:

@@ -1,10 +1,10 @@
 """`harness compare RUN_DIR [RUN_DIR2]`: parity, outputs and environment across platforms/runs.
 
-Exit codes: 0 parity (fixed, both-fail, expected failures and skips included); 1 a regression,
-an output divergence, a strict unexpected pass, or a new case that fails; 2 usage or input error
-(no such run directory, no platform to compare); 3 results missing or corrupt (named in the
-report), or an infrastructure error (timeout, OOM, lost container) that left a case untested.
-A regression outranks an infrastructure error when both occur.
+Exit codes (harness/outcomes.py): 0 parity (fixed, expected failures, skips, not comparable,
+and a candidate that passes with no baseline); 1 a case that fails on the candidate (regression,
+both-fail, fails with no baseline, a new failing case), an output divergence or a strict
+unexpected pass; 2 usage or input error; 3 results missing or corrupt, or an infrastructure
+error that left a case untested. A failure outranks an infrastructure error when both occur.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_USAGE
+from harness.outcomes import EXIT_USAGE
 
 
 def _names(text: str) -> list[str]:
@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidate", type=_names, default=None,
                         help="candidate platform(s), comma-separated (default: every other "
                              "platform of the run)")
+    parser.add_argument("--baseline-run", type=Path, default=None, metavar="DIR",
+                        help="a stored earlier run (or a build's downloaded artifacts) that "
+                             "supplies the baseline platform when RUN_DIR has no results for it "
+                             "(an AMD-only organisation runs no CUDA side); without it, the "
+                             "candidate is reported on its own")
     parser.add_argument("--reference", default="hf",
                         help="platform consulted when the two sides disagree ('none': never)")
     parser.add_argument("--markdown", type=Path, default=None,
@@ -38,6 +43,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--junit", type=Path, default=None, help="write JUnit XML")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON summary")
     parser.add_argument("--quiet", action="store_true", help="no terminal table")
+
+
+def _with_baseline_run(args: argparse.Namespace):
+    """The run directories and platforms to compare, with --baseline-run filling an absent
+    baseline side (used only when this run has no results for the baseline platform)."""
+    from harness.compare.load import platforms_in
+    from harness.compare.select import DEFAULT_BASELINES, REFERENCE
+
+    if args.baseline_run is None or len(args.run_dirs) != 1:
+        return args.run_dirs, args.baseline, args.candidate
+    here = platforms_in(args.run_dirs[0])
+    stored = platforms_in(args.baseline_run)
+    baseline = args.baseline or next((p for p in DEFAULT_BASELINES if p in stored), None)
+    if baseline is None or baseline in here:
+        return args.run_dirs, args.baseline, args.candidate
+    candidates = args.candidate or [p for p in here if p not in (baseline, REFERENCE)]
+    return [args.baseline_run, args.run_dirs[0]], baseline, candidates
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: give one or two run directories", file=sys.stderr)
         return EXIT_USAGE
     reference = None if args.reference in ("", "none") else args.reference
+    run_dirs, baseline, candidates = _with_baseline_run(args)
     try:
-        comparison = compare_runs(args.run_dirs, args.baseline, args.candidate, reference)
+        comparison = compare_runs(run_dirs, baseline, candidates, reference)
     except (SelectionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

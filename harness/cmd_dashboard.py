@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.cli import positive_int
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.history.board import DEFAULT_NIGHTS
 from harness.history.db import StoreError
 from harness.history.publish import page_from_store

@@ -16,7 +16,7 @@ from harness.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, Pipelin
                                         plan_pipeline)
 from harness.buildkite.uploads import job_count, render
 from harness.cli import DEFAULT_CASES, positive_int
-from harness.execute import EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_OK, EXIT_USAGE
 
 
 
@@ -36,12 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build each container platform's image first (platform.build)")
     parser.add_argument("--push-images", action="store_true",
                         help="push built images, for queues with more than one agent")
+    parser.add_argument("--image", dest="images", action="append", default=None,
+                        metavar="[PLATFORM=]IMAGE",
+                        help="run this image on the platform (a PR build, a nightly-<commit>); "
+                             "a bare IMAGE applies to the only selected container platform")
+    parser.add_argument("--registry", default=None, help="registry for built images")
+    parser.add_argument("--namespace", default=None, help="namespace for built images")
     compare = parser.add_mutually_exclusive_group()
     compare.add_argument("--compare", dest="comparisons", action="append", default=None,
                          metavar="BASELINE:CANDIDATE",
                          help="a compare step, repeatable (default: cuda:rocm); it is left out "
                               "when either platform has no job")
     compare.add_argument("--no-compare", action="store_true", help="no compare step")
+    parser.add_argument("--baseline-run", default=None, metavar="DIR",
+                        help="a stored earlier run on the compare agent that supplies the "
+                             "baseline when this build has none (e.g. an AMD-only organisation "
+                             "with no CUDA agents); without it the candidate is reported alone")
     parser.add_argument("--queue", default=None,
                         help="agents queue of the compare/nightly/upload steps (default: none)")
     parser.add_argument("--history-db", default=None, metavar="PATH",
@@ -71,10 +81,32 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
         platforms=platforms, keyword=args.keyword, nightly=args.nightly,
         parallelism=args.parallelism, build_images=args.build_images,
         push_images=args.push_images, comparisons=comparisons,
+        images=tuple(_image_pair(text) for text in args.images or ()),
+        registry=args.registry, namespace=args.namespace,
         cases=None if args.cases == DEFAULT_CASES else str(args.cases),
         platforms_file=str(args.platforms_file) if args.platforms_file else None,
         queue=args.queue, history_db=args.history_db, history_db_env=args.history_db_env,
+        baseline_run=args.baseline_run,
         max_jobs_per_upload=args.max_jobs_per_upload, harness=args.harness_command)
+
+
+def _image_pair(text: str) -> tuple[str, str]:
+    platform, sep, image = text.partition("=")
+    return (platform, image) if sep and "/" not in platform and ":" not in platform else ("", text)
+
+
+def _bare_images(options: PipelineOptions, platforms) -> PipelineOptions:
+    """A bare --image IMAGE names the image of the only container platform selected."""
+    if all(platform for platform, _ in options.images):
+        return options
+    containers = [n for n in (options.platforms or platforms) if platforms[n].launcher == "container"]
+    if len(containers) != 1:
+        raise ValueError("--image IMAGE without PLATFORM= needs exactly one container platform "
+                         f"selected (selected: {', '.join(containers) or 'none'})")
+    pairs = tuple((p or containers[0], image) for p, image in options.images)
+    from dataclasses import replace
+
+    return replace(options, images=pairs)
 
 
 def documents_for(args: argparse.Namespace) -> tuple[PipelineOptions, list[dict]]:
@@ -85,6 +117,10 @@ def documents_for(args: argparse.Namespace) -> tuple[PipelineOptions, list[dict]
                                    platform=list(options.platforms) or None,
                                    keyword=args.keyword)
     _, platforms, _, jobs = load_selection(selection)
+    options = _bare_images(options, platforms)
+    unknown = [p for p, _ in options.images if p not in platforms]
+    if unknown:
+        raise ValueError(f"--image: unknown platform {unknown[0]!r}")
     return options, plan_pipeline(jobs, platforms, options)
 
 

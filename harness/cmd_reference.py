@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,25 +2,39 @@
 
 A job whose worker died, overran or was interrupted before writing its result gets one written
 here, from the worker's log, so the run directory always holds one result per planned job.
+
+The retry rule (harness.outcomes): jobs that end in a RETRIED class (startup-timeout, oom,
+gpu-hang, a lost container...) run once more, in a second worker on the same platform and
+image, within what is left of the platform's deadline. The first attempt's files are kept
+beside the result (``<case>.attempt1.json`` / ``.attempt1.log``). The same class again is the
+case's failure (``failed``, red) with both attempts in ``attempts``; anything else keeps the
+retry's own verdict, with the first attempt on record. This in-process retry is the rule
+because it keeps both attempts' evidence in one result on one machine and image; Buildkite's
+automatic retry (exit 3, lost agents) is for a broken agent, and the retry count it sets
+(``BUILDKITE_RETRY_COUNT``) is recorded in each result's fingerprint.
 """
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
+import shutil
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from harness.launch.local import LocalLaunch, WorkerRequest
 from harness.launch.worker import WorkerOutcome, run_worker
 from harness.plan import Job
+from harness.outcomes import (EXIT_FAILED, EXIT_INFRA, EXIT_OK, SIGABRT_EXITS, classify_exit,
+                              is_retried)
 from harness.proc import read_tail
-from harness.results import (Expect, LogInfo, Result, ResultFileError, read_result, result_path,
-                             tail, write_result)
+from harness.results import (Attempt, DiskFull, Expect, LogInfo, Result, ResultFileError,
+                             read_result, result_path, tail, write_result)
 from harness.secrets import redact
-from harness.worker.job import now
+from harness.runinfo import now
 
 PYTEST_NO_TESTS = 5
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INFRA = 0, 1, 2, 3
+MIN_RETRY_S = 60  # a retry with less of the deadline left than this would only time out
 
 
 @dataclass
@@ -30,29 +44,125 @@ class PlatformRun:
     results: list[Result]
     outcome: WorkerOutcome
     exit_code: int
+    problem: str = ""  # a run-level infrastructure problem (disk full), one line
 
 
-def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None):
+def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None,
+                image: str | None = None, pull: str | None = None):
     if request.platform.launcher == "local":
         return LocalLaunch(request)
     from harness.launch.container import ContainerLaunch
 
-    return ContainerLaunch(request, engine=engine, gpus=gpus)
+    return ContainerLaunch(request, engine=engine, gpus=gpus, image=image, pull=pull)
 
 
-def execute(jobs: list[Job], request: WorkerRequest, launch) -> PlatformRun:
+def execute(jobs: list[Job], request: WorkerRequest, launch,
+            relaunch: Callable[[WorkerRequest], object] | None = None) -> PlatformRun:
+    """Run the jobs; ``relaunch`` makes the launcher for the retry (None: no retry)."""
     platform_dir = request.results_dir / request.run_id / request.platform.name
     platform_dir.mkdir(parents=True, exist_ok=True)
     for job in jobs:  # a retried build must not pick up the previous attempt's verdicts
-        result_path(request.results_dir, request.run_id, job.platform.name,
-                    job.case.id).unlink(missing_ok=True)
-    outcome = run_worker(launch.argv(), platform_dir / f"worker{request.file_suffix()}.log",
-                         timeout_s=request.platform.timeout_minutes * 60, env=launch.env(),
-                         cwd=request.repo, on_stop=launch.on_stop)
-    details = launch.describe(outcome)
-    results = [_result_or_placeholder(job, request, outcome, details, launch) for job in jobs]
+        path = result_path(request.results_dir, request.run_id, job.platform.name, job.case.id)
+        for stale in (path, *path.parent.glob(f"{job.case.id}.attempt*")):
+            stale.unlink(missing_ok=True)
+    began = time.monotonic()
+    deadline_s = request.platform.timeout_minutes * 60
+    outcome, results, problem = _attempt(jobs, request, launch, deadline_s)
+    retry = [job for job, result in zip(jobs, results)
+             if is_retried(result.failure_class) and result.status == "error"]
+    left = deadline_s - (time.monotonic() - began)
+    if retry and relaunch is not None and not problem and not outcome.interrupted \
+            and left >= MIN_RETRY_S:
+        results = _retry(jobs, results, retry, request, relaunch, left)
+    if problem:
+        results = [_disk_full(r, problem) for r in results]
     return PlatformRun(request.platform.name, platform_dir, results, outcome,
-                       exit_code(results, outcome))
+                       EXIT_INFRA if problem else exit_code(results, outcome), problem)
+
+
+def _attempt(jobs: list[Job], request: WorkerRequest, launch,
+             timeout_s: float) -> tuple[WorkerOutcome, list[Result], str]:
+    platform_dir = request.results_dir / request.run_id / request.platform.name
+    log_path = platform_dir / f"worker{request.file_suffix()}.log"
+    blocked = launch.prepare()  # e.g. the image is missing: say so, start nothing
+    if blocked:
+        log_path.write_text(f"harness: not started: {redact(blocked)}\n", encoding="utf-8")
+        outcome = WorkerOutcome(None, False, False, 0.0, log_path, blocked)
+    else:
+        outcome = run_worker(launch.argv(), log_path, timeout_s=timeout_s, env=launch.env(),
+                             cwd=request.repo, on_stop=launch.on_stop)
+    details = launch.describe(outcome)
+    results, problem = [], ""
+    for job in jobs:
+        try:
+            results.append(_result_or_placeholder(job, request, outcome, details, launch))
+        except DiskFull as exc:
+            problem = problem or str(exc)
+            results.append(_unwritten(job, request, outcome, launch))
+    return outcome, results, problem or outcome.disk_full
+
+
+def _unwritten(job: Job, request: WorkerRequest, outcome: WorkerOutcome, launch) -> Result:
+    try:
+        return read_result(result_path(request.results_dir, request.run_id, job.platform.name,
+                                       job.case.id))
+    except ResultFileError:
+        return _base(job, request, launch, "error", "disk-full", "result not written")
+
+
+def _disk_full(result: Result, problem: str) -> Result:
+    if result.status in ("passed", "xfailed", "skipped", "xpassed", "failed"):
+        return result  # written before the disk filled: intact, and still true
+    return result.model_copy(update={"failure_class": "disk-full",
+                                     "message": f"disk full: {problem}"})
+
+
+def _retry(jobs: list[Job], results: list[Result], retry: list[Job], request: WorkerRequest,
+           relaunch: Callable[[WorkerRequest], object], timeout_s: float) -> list[Result]:
+    first = {job.id: r for job, r in zip(jobs, results)}
+    for job in retry:
+        _keep_attempt(job, request, 1)
+    sources = sorted({Path(job.case.source) for job in retry})
+    retry_request = replace(request, case_files=sources)
+    launch = relaunch(retry_request)
+    _, second, problem = _attempt(retry, retry_request, launch, timeout_s)
+    merged = {job.id: _merge(job, request, first[job.id], again)
+              for job, again in zip(retry, second)}
+    return [merged.get(job.id, first[job.id]) for job in jobs]
+
+
+def _keep_attempt(job: Job, request: WorkerRequest, attempt: int) -> None:
+    path = result_path(request.results_dir, request.run_id, job.platform.name, job.case.id)
+    for suffix in (".json", ".log", ".probes.log"):
+        current = path.with_suffix(suffix)
+        if current.exists():
+            shutil.move(current, path.with_name(f"{job.case.id}.attempt{attempt}{suffix}"))
+
+
+def _as_attempt(result: Result, number: int, result_file: str) -> Attempt:
+    return Attempt(attempt=number, status=result.status, failure_class=result.failure_class,
+                   message=result.message, result_path=result_file, log=result.log,
+                   image_digest=result.fingerprint.get("image_digest"),
+                   finished_at=result.finished_at)
+
+
+def _merge(job: Job, request: WorkerRequest, first: Result, second: Result) -> Result:
+    path = result_path(request.results_dir, request.run_id, job.platform.name, job.case.id)
+    log1 = first.log.model_copy(update={"path": first.log.path.replace(
+        f"{job.case.id}.", f"{job.case.id}.attempt1.", 1) if first.log.path.startswith(
+        f"{job.case.id}.") else first.log.path})
+    attempts = [_as_attempt(first.model_copy(update={"log": log1}), 1,
+                            f"{job.case.id}.attempt1.json"),
+                _as_attempt(second, 2, path.name)]
+    update: dict = {"attempts": attempts}
+    if second.failure_class == first.failure_class and is_retried(second.failure_class):
+        # The same infrastructure-like failure twice, same job, same image: the case's own.
+        update["status"] = "xfailed" if second.expect.outcome == "xfail" else "failed"
+        update["message"] = (f"{second.failure_class} on both attempts (retried once): "
+                             f"{second.message}")
+    result = second.model_copy(update=update)
+    write_result(path, result)
+    return result
 
 
 def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutcome,
@@ -70,7 +180,9 @@ def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutc
         return result
     except ResultFileError as exc:
         missing_why = exc.problem
-    if outcome.start_error:
+    if details.get("failure"):  # the launcher knows better (image missing, engine exit 125...)
+        failure_class, message = details["failure"]
+    elif outcome.start_error:
         failure_class, message = "infra", f"could not start the worker: {outcome.start_error}"
     elif outcome.timed_out:
         failure_class, message = "timeout", (
@@ -79,24 +191,36 @@ def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutc
         failure_class, message = "interrupted", "interrupted before the job finished"
     elif details.get("oom"):
         failure_class, message = "oom", "container was OOM-killed"
+    elif outcome.returncode in SIGABRT_EXITS or details.get("exit_code") in SIGABRT_EXITS:
+        failure_class = classify_exit(outcome.returncode, read_tail(outcome.log_path))
+        message = f"worker aborted (exit {outcome.returncode})" + (
+            ": GPU hang" if failure_class == "gpu-hang" else "")
     elif outcome.returncode == PYTEST_NO_TESTS:
         failure_class, message = "collection", "pytest collected no test for this job"
     elif outcome.returncode in (2, 3, 4):
         failure_class, message = "collection", f"pytest exited {outcome.returncode} (usage/collection)"
     else:
         failure_class, message = "crash", f"worker exited {outcome.returncode}"
-    result = Result(
-        run_id=request.run_id, job_id=job.id, case_id=job.case.id, platform=job.platform.name,
-        status="error", failure_class=failure_class,
-        message=redact(f"{message}; no result written ({missing_why})"),
-        expect=Expect(**job.expect.model_dump()), compare=job.case.compare.model_dump(),
-        engine={"mode": job.case.engine.mode, "model": job.model, "args": job.engine_args},
-        log=LogInfo(path=outcome.log_path.name, tail=redact(tail(read_tail(outcome.log_path)))),
-        fingerprint={"platform": job.platform.name, "accelerator": job.platform.accelerator,
-                     **details.get("fingerprint", {})},
-        reproduce=launch.reproduce(), finished_at=now())
+    result = _base(job, request, launch, "error", failure_class,
+                   f"{message}; no result written ({missing_why})",
+                   log=LogInfo(path=outcome.log_path.name,
+                               tail=redact(tail(read_tail(outcome.log_path)))),
+                   fingerprint=details.get("fingerprint", {}))
     write_result(path, result)
     return result
+
+
+def _base(job: Job, request: WorkerRequest, launch, status: str, failure_class: str,
+          message: str, log: LogInfo | None = None, fingerprint: dict | None = None) -> Result:
+    return Result(
+        run_id=request.run_id, job_id=job.id, case_id=job.case.id, platform=job.platform.name,
+        status=status, failure_class=failure_class, message=redact(message),
+        expect=Expect(**job.expect.model_dump()), compare=job.case.compare.model_dump(),
+        engine={"mode": job.case.engine.mode, "model": job.model, "args": job.engine_args},
+        log=log or LogInfo(),
+        fingerprint={"platform": job.platform.name, "accelerator": job.platform.accelerator,
+                     **(fingerprint or {})},
+        reproduce=launch.reproduce(), finished_at=now())
 
 
 def exit_code(results: list[Result], outcome: WorkerOutcome) -> int:
@@ -108,7 +232,3 @@ def exit_code(results: list[Result], outcome: WorkerOutcome) -> int:
     if outcome.returncode not in (0, 1) and results:  # pytest itself broke
         return EXIT_INFRA
     return EXIT_OK
-
-
-def shell_join(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

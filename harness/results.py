@@ -7,6 +7,7 @@ Everything after this module reads files, never a live engine.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -16,23 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from harness.outcomes import CheckOutcome, FailureClass, Status
+
 SCHEMA_VERSION = 1
-
-Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
-FailureClass = Literal[
-    "startup-timeout",  # engine not ready within the deadline
-    "crash",  # engine or worker process died
-    "oom",  # killed for memory (container OOM-killed, or exit 137 with OOM evidence)
-    "request-error",  # a request failed (HTTP error, engine error)
-    "check-failed",  # the engine ran; a declared check failed
-    "timeout",  # the whole job or container overran its deadline
-    "interrupted",  # Ctrl-C / SIGTERM
-    "infra",  # the harness or container runtime failed; not the code under test
-    "collection",  # pytest collected nothing or could not collect
-]
-CheckOutcome = Literal["passed", "failed", "not-applicable", "error"]
-INFRA_CLASSES = {"startup-timeout", "timeout", "oom", "interrupted", "infra", "collection"}
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -44,6 +31,7 @@ class CheckResult(_Model):
     outcome: CheckOutcome
     message: str = ""
     evidence: dict[str, Any] = {}
+    decisive: bool = False  # what the case exists to prove (see spec: decisive)
 
 
 # A pydantic dataclass, not a model: a result holds hundreds of these (positions x top-k per
@@ -67,6 +55,8 @@ class RequestResult(_Model):
     # Per generated position: the top-k alternatives (always includes the sampled token).
     logprobs: list[list[TopLogprob]] = []
     prompt_tokens: int | None = None
+    # The same prompt with its images left out, tokenized by the engine (token_counts).
+    text_only_prompt_tokens: int | None = None
     finish_reason: str | None = None
     latency_s: float | None = None
 
@@ -91,6 +81,19 @@ class Expect(_Model):
     strict: bool = True
 
 
+class Attempt(_Model):
+    """One earlier attempt of a retried job (see harness.outcomes: the retry rule)."""
+
+    attempt: int
+    status: Status
+    failure_class: FailureClass | None = None
+    message: str = ""
+    result_path: str = ""  # the attempt's own result file, relative to this one
+    log: LogInfo = LogInfo()
+    image_digest: str | None = None
+    finished_at: str = ""
+
+
 class Result(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     run_id: str
@@ -110,8 +113,40 @@ class Result(_Model):
     fingerprint: dict[str, Any] = {}
     compare: dict[str, Any] = {}  # the case's output-comparison policy, for `harness compare`
     reproduce: str = ""
+    # Every attempt of a retried job, the last one included (empty when it ran once).
+    attempts: list[Attempt] = []
+    harness_traceback: str = ""  # where the harness's own code raised (failure_class harness-error)
     started_at: str = ""
     finished_at: str = ""
+
+
+NOT_DECISIVE = "passed, but not decisive"  # how such a pass's message starts (dashboard reads it)
+
+
+def not_applicable(result: "Result") -> list[CheckResult]:
+    return [c for c in result.checks if c.outcome == "not-applicable"]
+
+
+def not_decisive(checks: list[CheckResult]) -> bool:
+    """Decisive checks were declared and none of them applied here: not a plain pass."""
+    decisive = [c for c in checks if c.decisive]
+    return bool(decisive) and all(c.outcome == "not-applicable" for c in decisive)
+
+
+def not_applicable_line(result: "Result") -> str:
+    """'3:log_present (platform lacks encoder_cudagraph); ...' or ''."""
+    return "; ".join(f"{c.name} ({c.message})" + (" [decisive]" if c.decisive else "")
+                     for c in not_applicable(result))
+
+
+def status_label(result: "Result") -> str:
+    """The status as every report shows it: a pass whose decisive checks did not apply, or
+    with checks that did not apply, says so."""
+    if result.status in ("passed", "xpassed") and not_decisive(result.checks):
+        return f"{result.status} (not decisive: {len(not_applicable(result))} n/a)"
+    if result.status in ("passed", "xpassed") and not_applicable(result):
+        return f"{result.status} ({len(not_applicable(result))} n/a)"
+    return result.status
 
 
 class ResultFileError(Exception):
@@ -126,7 +161,28 @@ def result_path(results_dir: Path, run_id: str, platform: str, case_id: str) -> 
     return Path(results_dir) / run_id / platform / f"{case_id}.json"
 
 
+class DiskFull(OSError):
+    """No space left while writing a result: an infrastructure error that names the file.
+    The atomic write leaves the previous content of the file (or none) intact."""
+
+    def __init__(self, path: Path | str):
+        super().__init__(errno.ENOSPC, f"no space left on device writing {path}")
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def write_atomic(path: Path, text: str) -> None:
+    try:
+        _write_atomic(path, text)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC and not isinstance(exc, DiskFull):
+            raise DiskFull(path) from exc
+        raise
+
+
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.yamlsource import Located, SpecError, load_located
 
 PLATFORMS_FILE = "platforms.yaml"
+# What a platform can declare and a check can require (`requires:`); one list, so a typo in
+# either place is an error, not a check that silently never applies.
+CAPABILITIES = frozenset({"gpu", "cuda_graphs", "encoder_cudagraph"})
 ID_RE = r"^[a-z0-9][a-z0-9_\-]*$"
 
 
@@ -41,7 +44,11 @@ class Platform(Strict):
     accelerator: Literal["rocm", "cuda", "cpu"]
     # Container platforms: engine (docker|podman), image and run flags.
     engine: Literal["docker", "podman"] = "docker"
+    # The image a run uses; without one, <registry>/<namespace>/vllm-harness:<name>-latest
+    # (harness.images). `pull`: before the run, always, when missing here, or never.
     image: str | None = None
+    pull: Literal["always", "missing", "never"] = "missing"
+    client: str | None = None  # the engine's client binary ($HARNESS_DOCKER/$HARNESS_PODMAN win)
     build: BuildSpec | None = None
     runtime: str | None = None  # e.g. runc for podman on hosts where crun fails
     ulimits: dict[str, str] = {}
@@ -64,6 +71,14 @@ class Platform(Strict):
     # Selected when no --platform is given (plan, pipeline). Off for platforms that need
     # something set up first, like a locally built image.
     default: bool = True
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in CAPABILITIES]
+        if unknown:
+            raise ValueError(f"unknown capabilities {unknown}; known: {sorted(CAPABILITIES)}")
+        return names
 
     @field_validator("pass_env")
     @classmethod
@@ -92,8 +107,8 @@ class Platform(Strict):
 
     @model_validator(mode="after")
     def _container_needs_image(self) -> "Platform":
-        if self.launcher == "container" and not self.image:
-            raise ValueError("a container platform needs `image`")
+        if self.launcher == "container" and not (self.image or self.build):
+            raise ValueError("a container platform needs `image` or `build`")
         return self
 
 
@@ -123,6 +138,13 @@ class EngineSpec(Strict):
     traces: list[str] = []  # in-engine instrumentation (offline mode), see worker.traces
     startup_timeout_s: float = Field(default=900, gt=0)
     request_timeout_s: float = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _traces_need_offline(self) -> "EngineSpec":
+        if self.traces and self.mode != "offline":
+            raise ValueError("traces record calls inside the engine's own process: they need "
+                             "mode: offline (a server's engine runs in processes we do not patch)")
+        return self
 
 
 class ImageInput(Strict):
@@ -155,11 +177,14 @@ class _CheckBase(Strict):
     # A check that needs a capability the platform lacks is reported "not-applicable".
     requires: list[str] = []
     description: str = ""
+    # A decisive check is what the case exists to prove (e.g. encoder-cudagraph warm-up ran).
+    # A job whose decisive checks all did not apply is reported "passed, not decisive".
+    decisive: bool = False
 
 
 class ReadyCheck(_CheckBase):
     kind: Literal["ready"]
-    within_s: float = Field(gt=0)
+    within_s: float = Field(gt=0)  # must be below engine.startup_timeout_s, or it cannot fail
 
 
 class RequestsSucceedCheck(_CheckBase):
@@ -185,11 +210,19 @@ class TokenCountsCheck(_CheckBase):
     kind: Literal["token_counts"]
     completion_tokens: int | None = Field(default=None, gt=0)
     min_prompt_tokens: int | None = Field(default=None, gt=0)
+    # Per image, at least this many prompt tokens more than the same prompt without its images
+    # (the engine tokenizes the text-only twin): met only if the processor expanded the image.
+    min_image_tokens: int | None = Field(default=None, gt=0)
 
 
 class OutputsDifferCheck(_CheckBase):
+    """Requests whose images have identical sizes and different content must generate different
+    tokens (or, with ``min_logprob_diff``, differ by at least that margin in the logprob of the
+    same token): a vision tower whose output is ignored fails it."""
+
     kind: Literal["outputs_differ"]
     requests: list[str] = Field(min_length=2)
+    min_logprob_diff: float | None = Field(default=None, gt=0)
 
 
 class ProbeCheck(_CheckBase):
@@ -262,6 +295,26 @@ class Case(Strict):
         return self
 
 
+def _same_shape_other_content(check: "OutputsDifferCheck", requests: dict,
+                              images: dict) -> str:
+    """Different prompt lengths alone make outputs differ: compared requests must hold images of
+    identical sizes (and the same prompt), differing in content only. Returns the problem."""
+    compared = [requests[r] for r in check.requests]
+    if not all(r.images for r in compared):
+        return "outputs_differ compares requests with images"
+    shapes = {(r.prompt, tuple((images[i].width, images[i].height) for i in r.images))
+              for r in compared}
+    if len(shapes) != 1:
+        return ("compare requests with the same prompt and images of identical sizes "
+                f"(different sizes alone change the output); got {sorted(shapes)}")
+    if any(images[i].file for r in compared for i in r.images):
+        return ""  # files: sizes are known only when read; content is the file's
+    contents = {tuple((images[i].pattern, images[i].seed) for i in r.images) for r in compared}
+    if len(contents) != len(compared):
+        return "compared requests have images of the same content"
+    return ""
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -286,8 +339,14 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in _CHECK_KINDS
 
 
-_CHECK_KINDS = {"ready", "requests_succeed", "log_absent", "log_present", "token_counts",
-                "outputs_differ", "probe", "ragged_batch"}
+def _check_kinds() -> frozenset[str]:
+    """Every ``kind`` the ``Check`` union accepts, read from the schema itself."""
+    union = get_args(Check)[0]
+    return frozenset(kind for model in get_args(union)
+                     for kind in get_args(model.model_fields["kind"].annotation))
+
+
+_CHECK_KINDS = _check_kinds()
 
 
 def _pydantic_message(error: dict[str, Any]) -> str:
@@ -345,6 +404,45 @@ def check_overrides(cases: list[Case], platforms: dict[str, Platform]) -> None:
                                     f"unknown platform (known: {', '.join(sorted(platforms))})")
 
 
+def check_registries(case: Case) -> None:
+    """Names a case takes from registries (probes, traces, tiny recipes, capabilities) exist.
+    Raises SpecError at the YAML line: a typo fails here in a second, not on a GPU."""
+    from harness.models import RECIPES
+    from harness.worker.probes import PROBES
+    from harness.worker.traces import TRACES
+
+    def fail(keypath: tuple, message: str):
+        raise load_located(case.source).error(keypath, message)
+
+    if case.model.tiny not in RECIPES:
+        fail(("model", "tiny"), f"unknown tiny recipe {case.model.tiny!r}; known: {sorted(RECIPES)}")
+    for i, name in enumerate(case.engine.traces):
+        if name not in TRACES:
+            fail(("engine", "traces", i), f"unknown trace {name!r}; known: {sorted(TRACES)}")
+    for i, check in enumerate(case.checks):
+        if isinstance(check, ProbeCheck) and check.probe not in PROBES:
+            fail(("checks", i, "probe"), f"unknown probe {check.probe!r}; known: {sorted(PROBES)}")
+        if isinstance(check, RaggedBatchCheck):
+            if check.trace not in TRACES:
+                fail(("checks", i, "trace"), f"unknown trace {check.trace!r}; known: {sorted(TRACES)}")
+            if check.trace not in case.engine.traces:
+                fail(("checks", i, "trace"), f"trace {check.trace!r} is not in engine.traces, "
+                                             "so nothing would record it")
+        unknown = [c for c in check.requires if c not in CAPABILITIES]
+        if unknown:
+            fail(("checks", i, "requires"), f"unknown capabilities {unknown}; "
+                                            f"known: {sorted(CAPABILITIES)}")
+        if isinstance(check, ReadyCheck) and check.within_s >= case.engine.startup_timeout_s:
+            fail(("checks", i, "within_s"), f"{check.within_s:g} is not below "
+                 f"engine.startup_timeout_s {case.engine.startup_timeout_s:g}: it could never "
+                 "fail (the startup timeout fires first)")
+        if isinstance(check, OutputsDifferCheck):
+            problem = _same_shape_other_content(
+                check, {r.id: r for r in case.requests}, {im.name: im for im in case.inputs.images})
+            if problem:
+                fail(("checks", i, "requests"), problem)
+
+
 def validate_paths(paths: list[Path | str]) -> list[SpecError]:
     """Validate case and platform files; return every error (one per file at most)."""
     errors: list[SpecError] = []
@@ -363,7 +461,9 @@ def validate_paths(paths: list[Path | str]) -> list[SpecError]:
             if file.name == PLATFORMS_FILE:
                 platforms = load_platforms(file)
             else:
-                cases.append(load_case(file))
+                case = load_case(file)
+                check_registries(case)
+                cases.append(case)
         except SpecError as exc:
             errors.append(exc)
     if platforms is not None and not errors:

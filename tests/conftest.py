@@ -67,3 +67,7 @@ def new_store(request, tmp_path_factory):
 def module_store(request, tmp_path_factory):
     """``new_store`` for module-scoped fixtures."""
     return _store_factory(request, tmp_path_factory)
+
+
+# Real engines (dockerd, registry) shared by every test module, one of each per session.
+from tests.engines import docker_base_image, docker_engine, podman_base, registry  # noqa: E402,F401

@@ -43,8 +43,18 @@ def test_regression_fixed_and_both_fail(tmp_path):
     assert comparison.exit_code == 1
     assert "passes on cuda, fails on rocm: check-failed: log_absent" in case_of(comparison).detail
     reverse = compare_runs([run], baseline="rocm", candidates=["cuda"])
-    assert verdicts(reverse)[QWEN] == "fixed"
-    assert reverse.exit_code == 0  # a fix and a shared failure are not parity breaks
+    assert verdicts(reverse) == {QWEN: "fixed", PHI: "both-fail"}
+    assert reverse.exit_code == 1  # a failure on both sides is still a failure: red
+
+
+def test_both_fail_is_red_and_xfail_with_a_reason_is_not(tmp_path):
+    run = make_run(tmp_path, {"cuda": {PHI: failed()}, "rocm": {PHI: failed(), QWEN: None}})
+    comparison = compare_runs([run])
+    assert verdicts(comparison)[PHI] == "both-fail" and comparison.exit_code == 1
+    run = make_run(tmp_path, {"cuda": {PHI: failed()}, "rocm": {PHI: expected_to_fail("xfailed")}},
+                   name="run-2")
+    comparison = compare_runs([run])
+    assert verdicts(comparison)[PHI] == "xfail" and comparison.exit_code == 0
 
 
 def test_infra_errors_are_kept_apart_from_test_failures(tmp_path):
@@ -139,8 +149,29 @@ def test_named_platform_without_results_is_missing_not_a_pass(tmp_path):
     assert set(verdicts(comparison).values()) == {"missing-result"}
     assert comparison.exit_code == 3
     absent_baseline = compare_runs([run], baseline="rocm", candidates=["cpu"])
-    assert set(verdicts(absent_baseline).values()) == {"missing-result"}
+    assert set(verdicts(absent_baseline).values()) == {"no-baseline"}
+    assert absent_baseline.exit_code == 0
     assert any("rocm: no such directory" in note for note in absent_baseline.notes)
+
+
+def test_a_missing_baseline_side_does_not_hide_the_candidates_failures(tmp_path):
+    run = make_run(tmp_path, {"rocm": {PHI: failed("crash: list has no .to")}})
+    comparison = compare_runs([run], baseline="cuda", candidates=["rocm"])
+    assert verdicts(comparison) == {QWEN: "no-baseline", PHI: "fails-no-baseline"}
+    assert comparison.exit_code == 1
+    assert "fails on rocm: check-failed: crash: list has no .to; no cuda baseline" in \
+        case_of(comparison, PHI).detail
+
+
+def test_baseline_run_supplies_an_absent_baseline_from_a_stored_run(tmp_path, capsys):
+    stored = make_run(tmp_path, {"cuda": None}, name="nightly-41")
+    tonight = make_run(tmp_path, {"rocm": {PHI: failed()}}, name="build-42")
+    code = main(["compare", str(tonight), "--baseline", "cuda", "--candidate", "rocm",
+                 "--baseline-run", str(stored)])
+    out = capsys.readouterr().out
+    assert code == 1 and "regression" in out and "nightly-41" in out
+    assert main(["compare", str(tonight), "--baseline", "cuda", "--candidate", "rocm",
+                 "--quiet"]) == 1  # no baseline anywhere: rocm alone, still red
 
 
 def test_environment_differences_are_listed(tmp_path):
@@ -207,8 +238,8 @@ def test_different_models_are_not_output_compared(tmp_path):
         "requests": [q.model_copy(update={"token_ids": q.token_ids[::-1]}) for q in r.requests]})
     run = make_run(tmp_path, {"cuda": {QWEN: hub}, "cpu": None})
     case = case_of(compare_runs([run]))
-    assert case.verdict is Verdict.PARITY and not case.outputs.comparable
-    assert "different models" in case.detail
+    assert case.verdict is Verdict.NOT_COMPARABLE and case.exit_code == 0
+    assert "not comparable: different models" in case.detail
     rebuilt = lambda digest: lambda r: r.model_copy(update={  # noqa: E731
         "engine": {**r.engine, "recipe_digest": digest}})
     run = make_run(tmp_path, {"cuda": {QWEN: rebuilt("aaa")}, "cpu": {QWEN: rebuilt("bbb")}},
@@ -256,3 +287,19 @@ def test_cli_exit_codes_and_outputs(tmp_path, capsys):
     assert main(["compare", str(parity), "--quiet"]) == 0
     (parity / "rocm" / f"{QWEN}.json").unlink()
     assert main(["compare", str(parity), "--quiet"]) == 3
+
+
+def test_different_vllm_commits_or_engine_args_are_not_comparable(tmp_path):
+    commit = lambda c: fingerprint(vllm="0.33.0.dev1+g" + c, vllm_commit=c)  # noqa: E731
+    run = make_run(tmp_path, {"cuda": {QWEN: commit("aaaaaaa"), PHI: commit("aaaaaaa")},
+                              "rocm": {QWEN: commit("bbbbbbb"), PHI: lambda r: failed()(
+                                  commit("bbbbbbb")(r))}})
+    comparison = compare_runs([run])
+    assert verdicts(comparison) == {QWEN: "not-comparable", PHI: "regression"}
+    assert "not comparable: different vLLM commits (aaaaaaa vs bbbbbbb)" in case_of(comparison).detail
+    assert "[not comparable: different vLLM commits" in case_of(comparison, PHI).detail
+    assert comparison.exit_code == 1  # the failure on rocm still decides
+    args = lambda n: lambda r: r.model_copy(update={  # noqa: E731
+        "engine": {**r.engine, "args": {**r.engine["args"], "max_num_seqs": n}}})
+    run = make_run(tmp_path, {"cuda": {QWEN: args(2)}, "rocm": {QWEN: args(4)}}, name="run-2")
+    assert "different engine args" in case_of(compare_runs([run])).detail

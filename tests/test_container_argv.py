@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.launch.container import (HF_CACHE_DIR, INNER_DEADLINE_MARGIN_S, MODEL_CACHE_DIR,
-                                      ContainerLaunch)
+from harness.launch.container import (COMPILE_CACHE_DIR, HF_CACHE_DIR, INNER_DEADLINE_MARGIN_S,
+                                      MODEL_CACHE_DIR, ContainerLaunch)
 from harness.launch.gpus import (gpus_for_parallel_job, parallel_job_index, parse_gpus,
                                  select_gpus)
 from harness.launch.local import WorkerRequest
@@ -59,11 +59,11 @@ def request_for(name: str, tmp_path: Path, **platform_changes) -> WorkerRequest:
 
 def launch_for(name: str, tmp_path: Path, group_file: Path, sysfs: Path | None = None,
                gpus: str | None = None, engine: str | None = None, environ=None,
-               **platform_changes) -> ContainerLaunch:
+               image: str | None = None, **platform_changes) -> ContainerLaunch:
     environ = {"HOME": str(tmp_path / "home"), "HF_TOKEN": SECRET} if environ is None else environ
     return ContainerLaunch(request_for(name, tmp_path, **platform_changes), engine=engine,
                            gpus=gpus, environ=environ, group_file=group_file,
-                           sysfs=sysfs or tmp_path / "no-sys")
+                           sysfs=sysfs or tmp_path / "no-sys", image=image)
 
 
 def pairs(argv: list[str], flag: str) -> list[str]:
@@ -158,8 +158,11 @@ def test_secrets_pass_by_name_only(tmp_path, group_file, name):
 def test_mounts_repo_readonly_results_and_caches_readwrite(tmp_path, group_file):
     environ = {"HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
     argv = launch_for("rocm", tmp_path, group_file, environ=environ).argv()
+    compile_cache = f"{tmp_path}/.cache/vllm-harness/compile/rocm/" \
+                    "localhost_vllm-harness_vllm-harness_rocm-latest"
     assert pairs(argv, "-v") == [f"{REPO}:/workspace:ro", f"{tmp_path}/results:/results:rw",
-                                 f"{tmp_path}/hf:{HF_CACHE_DIR}:rw"]
+                                 f"{tmp_path}/hf:{HF_CACHE_DIR}:rw",
+                                 f"{compile_cache}:{COMPILE_CACHE_DIR}:rw"]
     worker = argv[argv.index("--kill-after=30s"):]
     assert worker[3:7] == ["python3", "-m", "pytest", "-p"]
     assert ["--harness-results", "/results"] == worker[worker.index("--harness-results"):][:2]
@@ -171,7 +174,7 @@ def test_mounts_repo_readonly_results_and_caches_readwrite(tmp_path, group_file)
 def test_container_env_names_image_commit_and_checkout(tmp_path, group_file):
     argv = launch_for("rocm", tmp_path, group_file).argv()
     env = pairs(argv, "-e")
-    assert {"HARNESS_IN_CONTAINER=1", "HARNESS_IMAGE=rocm/vllm-harness:rocm-nightly",
+    assert {"HARNESS_IN_CONTAINER=1", "HARNESS_IMAGE=localhost/vllm-harness/vllm-harness:rocm-latest",
             "PYTHONPATH=/workspace", f"HF_HOME={HF_CACHE_DIR}"} <= set(env)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
@@ -302,7 +305,7 @@ def test_on_stop_is_safe_when_the_container_never_started_no_engine_installed(tm
     outcome = WorkerOutcome(None, True, False, 1.0, tmp_path / "worker.log")
     details = launch.describe(outcome)
     assert details["oom"] is False and details["exit_code"] is None and details["removed"]
-    assert details["fingerprint"]["image"] == "rocm/vllm-harness:rocm-nightly"
+    assert details["fingerprint"]["image"] == "localhost/vllm-harness/vllm-harness:rocm-latest"
 
 
 def fake_engine(launch: ContainerLaunch, state: dict, calls: list):
@@ -367,3 +370,110 @@ def test_cli_dry_run_prints_the_command_without_docker_or_gpu(tmp_path, platform
     assert argv[:2] == ["docker", "run"] and "-e" in argv and "HF_TOKEN" in argv
     assert SECRET not in done.stdout + done.stderr
     assert not (tmp_path / "r").exists()  # nothing ran, nothing was written
+
+
+# ---------------------------------------------------------------- user, caches, image, client
+
+
+def test_runs_as_the_results_owner_with_a_writable_home(tmp_path, group_file):
+    (tmp_path / "results").mkdir()
+    owner = (tmp_path / "results").stat()
+    argv = launch_for("rocm", tmp_path, group_file).argv()
+    assert pairs(argv, "--user") == [f"{owner.st_uid}:{owner.st_gid}"]
+    env = pairs(argv, "-e")
+    assert "HOME=/tmp" in env and f"USER=uid{owner.st_uid}" in env
+    assert pairs(argv, "--pull") == [] and "--pull=never" in argv  # prepare() pulled, if at all
+
+
+def test_results_dir_not_yet_made_takes_its_parents_owner(tmp_path, group_file):
+    argv = launch_for("rocm", tmp_path, group_file).argv()  # tmp_path/results does not exist
+    info = tmp_path.stat()
+    assert pairs(argv, "--user") == [f"{info.st_uid}:{info.st_gid}"]
+
+
+@pytest.mark.parametrize(("name", "miopen"), [("rocm", True), ("cuda", False)])
+def test_compile_caches_persist_per_platform_and_image(tmp_path, group_file, name, miopen):
+    environ = {"HOME": str(tmp_path), "HARNESS_COMPILE_CACHE": str(tmp_path / "cc")}
+    launch = launch_for(name, tmp_path, group_file, environ=environ, image="reg:5000/ns/x:tag")
+    argv = launch.argv()
+    host = tmp_path / "cc" / name / "reg_5000_ns_x_tag"
+    assert launch.host_compile_cache() == host
+    assert f"{host}:{COMPILE_CACHE_DIR}:rw" in pairs(argv, "-v")
+    env = pairs(argv, "-e")
+    assert {f"VLLM_CACHE_ROOT={COMPILE_CACHE_DIR}/vllm",
+            f"TRITON_CACHE_DIR={COMPILE_CACHE_DIR}/triton",
+            f"TORCHINDUCTOR_CACHE_DIR={COMPILE_CACHE_DIR}/inductor"} <= set(env)
+    assert (f"MIOPEN_USER_DB_PATH={COMPILE_CACHE_DIR}/miopen" in env) == miopen
+    launch.env()  # prepares the host side: the cache directories exist afterwards
+    assert (host / "vllm").is_dir() and (host / "triton").is_dir()
+
+
+def test_image_option_overrides_the_platforms_image(tmp_path, group_file):
+    launch = launch_for("rocm", tmp_path, group_file, image="vllm/vllm-openai-rocm:nightly-abc")
+    argv = launch.argv()
+    assert argv[argv.index("--kill-after=30s") - 1] == "vllm/vllm-openai-rocm:nightly-abc"
+    assert "HARNESS_IMAGE=vllm/vllm-openai-rocm:nightly-abc" in pairs(argv, "-e")
+
+
+def test_image_name_follows_registry_and_namespace_settings(tmp_path, group_file):
+    environ = {"HOME": str(tmp_path), "HARNESS_REGISTRY": "ghcr.io",
+               "HARNESS_NAMESPACE": "my-team"}
+    launch = launch_for("cuda", tmp_path, group_file, environ=environ)
+    assert launch.image == "ghcr.io/my-team/vllm-harness:cuda-latest"
+
+
+def test_engine_client_binary_and_daemon_are_settings(tmp_path, group_file):
+    environ = {"HOME": str(tmp_path), "HARNESS_DOCKER": "/usr/bin/docker",
+               "DOCKER_HOST": "unix:///tmp/x.sock"}
+    launch = launch_for("rocm", tmp_path, group_file, environ=environ)
+    assert launch.argv()[:2] == ["/usr/bin/docker", "run"]
+    assert launch.env()["DOCKER_HOST"] == "unix:///tmp/x.sock"  # the client's own setting
+    from_platform = launch_for("rocm", tmp_path, group_file, client="/opt/docker/bin/docker")
+    assert from_platform.argv()[0] == "/opt/docker/bin/docker"
+    podman = launch_for("cpu-podman", tmp_path, group_file, environ={
+        "HOME": str(tmp_path), "HARNESS_PODMAN": "/usr/local/bin/podman"})
+    assert podman.argv()[:4] == ["/usr/local/bin/podman", "--runtime", "runc", "run"]
+
+
+@pytest.mark.parametrize(("code", "log", "state", "expected"), [
+    (125, "docker: Error response from daemon: No such image: x:y.", {}, "image-missing"),
+    (125, "docker: Error response from daemon: error gathering device information", {},
+     "container-start"),
+    (126, "timeout: failed to run command 'python3': Permission denied", {"ExitCode": 126},
+     "container-start"),
+    (127, "timeout: failed to run command 'python3': No such file or directory",
+     {"ExitCode": 127}, "command-not-found"),
+    (137, "worker running", {}, "container-lost"),  # no container to inspect afterwards
+    (1, "1 failed", {"ExitCode": 1, "OOMKilled": False}, None),
+])
+def test_engine_exit_codes_are_classified_fake_inspect(tmp_path, group_file, code, log, state,
+                                                       expected):
+    launch = launch_for("rocm", tmp_path, group_file)
+    calls: list = []
+    if state:
+        fake_engine(launch, {**state, "Running": False}, calls)
+    else:  # the container does not exist (never created, or removed by someone else)
+        launch._call = lambda *args: subprocess.CompletedProcess(args, 1, "", "no such object")
+    log_path = tmp_path / "worker.log"
+    log_path.write_text(log + "\n")
+    details = launch.describe(WorkerOutcome(code, False, False, 1.0, log_path))
+    assert details.get("failure", (None,))[0] == expected
+    if expected == "image-missing":
+        assert "harness image build --platform rocm" in details["failure"][1]
+    assert details["oom"] is False
+
+
+def test_cli_image_on_a_local_platform_is_a_usage_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--platform", "cpu",
+                           "--image", "x/y:z", "--results", str(tmp_path / "r")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--image" in done.stderr and "cpu" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_pull_policy_option_overrides_the_platforms(tmp_path, group_file):
+    assert launch_for("rocm", tmp_path, group_file).pull == "missing"
+    launch = ContainerLaunch(request_for("rocm", tmp_path), environ={"HOME": str(tmp_path)},
+                             group_file=group_file, sysfs=tmp_path / "no-sys", pull="always")
+    assert launch.pull == "always"
+    assert launch_for("cpu-podman", tmp_path, group_file).pull == "never"

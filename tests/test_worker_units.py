@@ -29,8 +29,9 @@ def test_cli_args_render_like_vllm_flags():
                     "--compilation-config", '{"cudagraph_mm_encoder":true}']
 
 
-def _request(rid, tokens, first_lp=-0.5, ok=True, prompt=40):
+def _request(rid, tokens, first_lp=-0.5, ok=True, prompt=40, text_only=None, images=()):
     return RequestResult(id=rid, ok=ok, token_ids=tokens, prompt_tokens=prompt,
+                         text_only_prompt_tokens=text_only, images=list(images),
                          logprobs=[[TopLogprob(token_id=t, logprob=first_lp)] for t in tokens])
 
 
@@ -43,11 +44,28 @@ def test_qwen_checks_pass_and_capability_check_is_not_applicable_on_cpu():
     case = load_case(CASES / "qwen2_5_vl_vit_cudagraph.yaml")
     probes = {"act_and_mul_compile_native": {"ok": True},
               "qwen2_5_vl_vision_mlp_rocm_branch": {"ok": True}}
-    requests = [_request("wide", [1, 2]), _request("tall", [3, 4]), _request("pair", [5])]
-    outcomes = {c.kind + str(i): c.outcome
-                for i, c in enumerate(evaluate(case.checks, _observed(requests, probes=probes)))}
-    assert outcomes.pop("log_present4") == "not-applicable"
+    requests = [_request("wide", [1, 2], prompt=103, text_only=23, images=["wide"]),
+                _request("tall", [3, 4], prompt=91, text_only=23, images=["tall"]),
+                _request("pair", [5], prompt=170, text_only=24, images=["square", "wide"]),
+                _request("wide_other", [6, 7], prompt=103, text_only=23, images=["wide_other"])]
+    checks = evaluate(case.checks, _observed(requests, probes=probes))
+    outcomes = {c.kind + str(i): c.outcome for i, c in enumerate(checks)}
+    assert outcomes.pop("log_present3") == "not-applicable"
     assert set(outcomes.values()) == {"passed"}
+    assert [c.kind for c in checks if c.decisive] == ["log_present"]
+
+
+def test_token_counts_needs_the_images_tokens_not_the_chat_template():
+    # 20 prompt tokens are met by the chat template alone; the image's own tokens are not.
+    case = load_case(CASES / "qwen2_5_vl_vit_cudagraph.yaml")
+    [counts] = [c for c in case.checks if c.kind == "token_counts"]
+    unexpanded = [_request("wide", [1], prompt=26, text_only=23, images=["wide"])]
+    [result] = evaluate([counts], _observed(unexpanded))
+    assert result.outcome == "failed" and "added 3 prompt tokens" in result.message
+    unknown = [_request("wide", [1], prompt=103, text_only=None, images=["wide"])]
+    assert evaluate([counts], _observed(unknown))[0].outcome == "failed"
+    text_only = [_request("plain", [1], prompt=20, text_only=20)]
+    assert evaluate([counts], _observed(text_only))[0].outcome == "passed"
 
 
 def test_warmup_lines_required_on_gpu_platforms():
@@ -74,21 +92,41 @@ def test_log_absent_reports_the_offending_line():
 def test_outputs_differ_fails_on_identical_outputs():
     case = load_case(CASES / "qwen2_5_vl_vit_cudagraph.yaml")
     [differ] = [c for c in case.checks if c.kind == "outputs_differ"]
-    same = [_request("wide", [1, 2]), _request("tall", [1, 2])]
+    same = [_request("wide", [1, 2]), _request("wide_other", [1, 2])]
     assert evaluate([differ], _observed(same))[0].outcome == "failed"
-    # Same greedy tokens but different logprobs still proves the image reached the model.
-    near = [_request("wide", [1, 2]), _request("tall", [1, 2], first_lp=-0.7)]
-    assert evaluate([differ], _observed(near))[0].outcome == "passed"
+    # Same greedy tokens and slightly different logprobs: no stated margin, so no proof.
+    near = [_request("wide", [1, 2]), _request("wide_other", [1, 2], first_lp=-0.7)]
+    [result] = evaluate([differ], _observed(near))
+    assert result.outcome == "failed"
+    assert result.evidence["same_token_logprob_margin"]["wide/wide_other"] == pytest.approx(0.2)
+    with_margin = differ.model_copy(update={"min_logprob_diff": 0.1})
+    assert evaluate([with_margin], _observed(near))[0].outcome == "passed"
+    assert evaluate([with_margin.model_copy(update={"min_logprob_diff": 0.5})],
+                    _observed(near))[0].outcome == "failed"
+    different = [_request("wide", [1, 2]), _request("wide_other", [1, 3])]
+    assert evaluate([differ], _observed(different))[0].outcome == "passed"
 
 
 def test_ragged_batch_check_needs_one_call_with_different_crop_counts():
     case = load_case(CASES / "phi4mm_variable_crop.yaml")
     [ragged] = [c for c in case.checks if c.kind == "ragged_batch"]
-    uniform = {"phi4mm_image_batches": [{"crop_counts": [3, 3]}, {"crop_counts": [5]}]}
+    ours = lambda crops: {"phase": "requests", "crop_counts": crops}  # noqa: E731
+    uniform = {"phi4mm_image_batches": [ours([3, 3]), ours([5])]}
     assert evaluate([ragged], _observed([], traces=uniform))[0].outcome == "failed"
-    mixed = {"phi4mm_image_batches": [{"crop_counts": [3, 5, 2]}]}
+    mixed = {"phi4mm_image_batches": [ours([3, 5, 2])]}
     assert evaluate([ragged], _observed([], traces=mixed))[0].outcome == "passed"
     assert evaluate([ragged], _observed([]))[0].outcome == "failed"
+
+
+def test_ragged_batch_does_not_count_vllms_profiling_call():
+    # vLLM's start-up profiling runs the encoder on dummy images; only calls made while the
+    # case's requests ran hold the case's images.
+    case = load_case(CASES / "phi4mm_variable_crop.yaml")
+    [ragged] = [c for c in case.checks if c.kind == "ragged_batch"]
+    traces = {"phi4mm_image_batches": [{"phase": "startup", "crop_counts": [3, 5, 2]},
+                                       {"phase": "requests", "crop_counts": [3, 3, 3]}]}
+    [result] = evaluate([ragged], _observed([], traces=traces))
+    assert result.outcome == "failed" and "[3, 3, 3]" in result.message
 
 
 def test_failed_request_fails_requests_succeed():

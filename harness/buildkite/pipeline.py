@@ -6,9 +6,15 @@ Shape of a build (every arrow is a ``depends_on``):
     run-<baseline>, run-<candidate> -> compare-<baseline>-vs-<candidate>   (allow_failure)
     run-*, compare-* -> nightly-history (--nightly)                          (allow_failure)
 
-Verdicts: a platform step soft-fails on infrastructure (exit 3), and on failures (exit 1) when a
-comparison covers it, because the comparison is what decides a regression; the compare step
-fails the build only on a regression (exit 1) and soft-fails on infrastructure (exit 3).
+The build rule (harness.compare.verdicts): a case that fails on a candidate (ROCm) makes the
+build red unless it is an expected failure with a reason, whatever the baseline (CUDA) did. So a
+candidate's run step never soft-fails a failure (exit 1); a platform that is only ever a
+baseline soft-fails its failures, which the compare step reports (as "fixed" or "both-fail").
+Every run step soft-fails infrastructure (exit 3: the harness already retried infra-like
+failures once, and a repeat is exit 1). A compare step depends only on run steps that are in
+the pipeline: when the baseline platform has no step (an AMD-only organisation), it compares
+against ``--baseline-run`` or reports the candidate alone, and never waits for an agent that
+does not exist.
 
 Commands are shell text that Buildkite interpolates at upload time: ``$BUILDKITE_BUILD_NUMBER``
 is meant to be expanded then (it is the same in every job of the build, and artifact paths need
@@ -18,21 +24,23 @@ enforces exactly that.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from harness import images
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_USAGE
 from harness.plan import Job
 from harness.spec import Platform, is_secret_name
 
 RUN_ID = "build-$BUILDKITE_BUILD_NUMBER"  # harness.runid.new_run_id gives the same on Buildkite
 RESULTS = "results"
-EXIT_REGRESSION, EXIT_INFRA = 1, 3
-AGENT_LOST, ROCM_GPU_HANG = -1, 134
+AGENT_LOST = -1  # Buildkite's exit status for a job whose agent disappeared
 TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can still write results
 IMAGE_BUILD_TIMEOUT_MIN = 180
 SMALL_STEP_TIMEOUT_MIN = 30
@@ -79,12 +87,16 @@ class PipelineOptions:
     parallelism: int = 1
     build_images: bool = False
     push_images: bool = False
+    images: tuple[tuple[str, str], ...] = ()  # (platform, image) given by --image: run those
+    registry: str | None = None  # where built images are named (harness.images settings)
+    namespace: str | None = None
     comparisons: tuple[Comparison, ...] = (Comparison("cuda", "rocm"),)
     cases: str | None = None  # passed on to `harness run` when not the default
     platforms_file: str | None = None
     queue: str | None = None  # agents queue of the orchestrating steps (compare, nightly, upload)
     history_db: str | None = None  # the nightly store: a lasting path on the nightly agent
     history_db_env: str | None = None  # or the agent's environment variable holding it (a URL)
+    baseline_run: str | None = None  # a stored run supplying an absent baseline (compare)
     max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
     harness: str = "harness"
 
@@ -106,6 +118,12 @@ class PipelineOptions:
             out.append("--build-images")
         if self.push_images:
             out.append("--push-images")
+        for platform, image in self.images:
+            out += ["--image", f"{platform}={image}"]
+        if self.registry:
+            out += ["--registry", self.registry]
+        if self.namespace:
+            out += ["--namespace", self.namespace]
         if self.comparisons != PipelineOptions.comparisons:
             for comparison in self.comparisons:
                 out += ["--compare", f"{comparison.baseline}:{comparison.candidate}"]
@@ -117,6 +135,8 @@ class PipelineOptions:
             out += ["--history-db", self.history_db]
         if self.history_db_env:
             out += ["--history-db-env", self.history_db_env]
+        if self.baseline_run:
+            out += ["--baseline-run", self.baseline_run]
         if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
@@ -144,13 +164,13 @@ def _harness(options: PipelineOptions) -> list[Raw]:
     return [Raw(options.harness)]  # may be several words, e.g. ".venv/bin/python -m harness"
 
 
-def _selection_args(options: PipelineOptions) -> list[str]:
+def _selection_args(options: PipelineOptions, keyword: bool = True) -> list[str]:
     out: list[str] = []
     if options.cases:
         out += ["--cases", options.cases]
     if options.platforms_file:
         out += ["--platforms-file", options.platforms_file]
-    if options.keyword:
+    if options.keyword and keyword:
         out += ["-k", options.keyword]
     return out
 
@@ -166,19 +186,41 @@ def _agents(queue: str | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- steps
 
 
+def build_image(platform: Platform, options: PipelineOptions) -> Raw:
+    """This build's image of a platform: <registry>/<namespace>/vllm-harness:<p>-build-<N>, so a
+    run step runs what its own image step built (pulled on other agents), never a stale tag."""
+    registry, namespace = images.settings(os.environ, options.registry, options.namespace)
+    prefix = images.image_ref(registry, namespace, platform.name, "build-")
+    return Raw(shlex.quote(prefix).replace("$", "$$") + "$BUILDKITE_BUILD_NUMBER")
+
+
+def run_image(platform: Platform, options: PipelineOptions) -> str | Raw | None:
+    given = dict(options.images).get(platform.name)
+    if given:
+        return given
+    if options.build_images and platform.build is not None and platform.launcher == "container":
+        return build_image(platform, options)
+    return None
+
+
 def image_step(platform: Platform, options: PipelineOptions) -> dict[str, Any]:
-    assert platform.build is not None and platform.image is not None
+    assert platform.build is not None
     secret = [name for name in platform.build.args if is_secret_name(name)]
     if secret:
         raise PipelineError(f"platform {platform.name}: build arg {secret[0]} looks like a secret; "
                             "build args are written into the pipeline, pass secrets another way")
-    argv: list[str | Raw] = [platform.engine, "build", "-f", platform.build.dockerfile]
-    for name, value in sorted(platform.build.args.items()):
-        argv += ["--build-arg", f"{name}={value}"]
-    argv += ["-t", platform.image, "."]
+    # `harness image build`: --pull, BuildKit, tags by vLLM version and commit, then this
+    # build's tag; pushed (every tag) for queues whose other agents pull it.
+    argv: list[str | Raw] = [*_harness(options), "image", "build", "--platform", platform.name,
+                             *_selection_args(options, keyword=False),
+                             "--image", build_image(platform, options)]
+    if options.registry:
+        argv += ["--registry", options.registry]
+    if options.namespace:
+        argv += ["--namespace", options.namespace]
+    if options.push_images:
+        argv.append("--push")
     commands = [sh(*argv)]
-    if options.push_images:  # other agents of the queue pull it; without a push it stays local
-        commands.append(sh(platform.engine, "push", platform.image))
     return {"label": f"image {platform.name}", "key": f"image-{platform.name}",
             "commands": commands, **_agents(platform.queue),
             "timeout_in_minutes": IMAGE_BUILD_TIMEOUT_MIN,
@@ -186,17 +228,22 @@ def image_step(platform: Platform, options: PipelineOptions) -> dict[str, Any]:
 
 
 def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
-             compared: bool) -> dict[str, Any]:
+             baseline_only: bool) -> dict[str, Any]:
     shards = useful_shards(jobs, options.parallelism)
     argv: list[str | Raw] = [*_harness(options), "run", "--platform", platform.name,
                              "--run-id", Raw(RUN_ID), *_selection_args(options)]
+    image = run_image(platform, options)
+    if image is not None:
+        argv += ["--image", image]
+    elif platform.launcher == "container":  # a moving tag: tonight's, not this agent's copy
+        argv += ["--pull", "always"]
     if shards > 1:
         argv += ["--shard-index", Raw('"$$BUILDKITE_PARALLEL_JOB"'),
                  "--shard-count", Raw('"$$BUILDKITE_PARALLEL_JOB_COUNT"')]
+    # `harness run` exits 0-3 only (a GPU hang is classified inside it, and retried there):
+    # Buildkite retries what the harness could not, a lost agent or an infrastructure exit.
     retry = [{"exit_status": AGENT_LOST, "limit": 2}, {"exit_status": EXIT_INFRA, "limit": 1}]
-    if platform.accelerator == "rocm":
-        retry.append({"exit_status": ROCM_GPU_HANG, "limit": 1})
-    soft = [EXIT_INFRA] + ([EXIT_REGRESSION] if compared else [])
+    soft = [EXIT_INFRA] + ([EXIT_FAILED] if baseline_only else [])
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
@@ -222,13 +269,20 @@ def _download(platform: str) -> str:
             + sh("echo", f"harness: no {platform} results to download"))
 
 
-def compare_step(comparison: Comparison, options: PipelineOptions) -> dict[str, Any]:
-    """Download both platforms' results, compare, annotate, and exit with compare's status."""
+def compare_step(comparison: Comparison, options: PipelineOptions,
+                 in_pipeline: Sequence[str] = ()) -> dict[str, Any]:
+    """Download the platforms' results, compare, annotate, and exit with compare's status.
+
+    Depends only on the run steps of ``in_pipeline``: a baseline without a step comes from
+    ``--baseline-run`` or is absent (the candidate is reported alone)."""
     c = comparison
     out = f"compare/{c.name}"
+    present = [p for p in (c.baseline, c.candidate) if p in in_pipeline] if in_pipeline \
+        else [c.baseline, c.candidate]
+    extra = ["--baseline-run", options.baseline_run] if options.baseline_run else []
     compare = sh(*_harness(options), "compare", _run_dir(), "--baseline", c.baseline,
-                 "--candidate", c.candidate, "--markdown", f"{out}.md", "--junit", f"{out}.xml",
-                 "--json", f"{out}.json")
+                 "--candidate", c.candidate, *extra, "--markdown", f"{out}.md",
+                 "--junit", f"{out}.xml", "--json", f"{out}.json")
     annotate = sh("buildkite-agent", "annotate", "--context", c.context,
                   "--style", Raw('"$$harness_style"'))
     missing = (f'echo "**harness compare {c.baseline} vs {c.candidate}** wrote no report '
@@ -236,14 +290,12 @@ def compare_step(comparison: Comparison, options: PipelineOptions) -> dict[str, 
     return {
         "label": f"compare {c.baseline} vs {c.candidate}",
         "key": c.key,
-        "depends_on": [{"step": f"run-{p}", "allow_failure": True}
-                       for p in (c.baseline, c.candidate)],
+        "depends_on": [{"step": f"run-{p}", "allow_failure": True} for p in present],
         "commands": [
             # The run directory exists even when no platform left results, so compare reports
             # them missing (infrastructure, exit 3) rather than a usage error.
             sh("mkdir", "-p", "compare", _run_dir()),
-            _download(c.baseline),
-            _download(c.candidate),
+            *(_download(p) for p in present),
             f"harness_status=0; {compare} || harness_status=$$?",
             'case "$$harness_status" in 0) harness_style=success ;; '
             f"{EXIT_INFRA}) harness_style=warning ;; *) harness_style=error ;; esac",
@@ -290,7 +342,7 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
         **_agents(options.queue),
         "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
-        "soft_fail": [{"exit_status": 2}, {"exit_status": EXIT_INFRA}],
+        "soft_fail": [{"exit_status": EXIT_USAGE}, {"exit_status": EXIT_INFRA}],
         "artifact_paths": [DASHBOARD],
     }
 
@@ -354,15 +406,17 @@ def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
             if name not in platforms:
                 raise PipelineError(f"--compare {comparison.baseline}:{comparison.candidate}: "
                                     f"unknown platform {name!r}; known: {sorted(platforms)}")
-    comparisons = [c for c in options.comparisons
-                   if c.baseline in by_platform and c.candidate in by_platform]
-    compared = {name for c in comparisons for name in (c.baseline, c.candidate)}
+    # A comparison needs its candidate in the pipeline; its baseline may be absent.
+    comparisons = [c for c in options.comparisons if c.candidate in by_platform]
+    candidates = {c.candidate for c in comparisons}
+    baselines = {c.baseline for c in comparisons}
     images = [name for name in by_platform if options.build_images
               and platforms[name].launcher == "container" and platforms[name].build is not None]
     steps = [image_step(platforms[name], options) for name in images]
-    steps += [run_step(platforms[name], platform_jobs, options, name in compared)
+    steps += [run_step(platforms[name], platform_jobs, options,
+                       name in baselines and name not in candidates)
               for name, platform_jobs in by_platform.items()]
-    steps += [compare_step(c, options) for c in comparisons]
+    steps += [compare_step(c, options, list(by_platform)) for c in comparisons]
     if options.nightly:
         after = [f"run-{name}" for name in by_platform] + [c.key for c in comparisons]
         steps.append(nightly_step(list(by_platform), after, options))

@@ -6,7 +6,8 @@ from harness.compare.envdiff import environment_diff
 from harness.compare.model import (CaseComparison, PairComparison, ReferenceCheck, ResultProblem,
                                    Side)
 from harness.compare.outputs import OutputComparison, compare_outputs, policy_of
-from harness.compare.verdicts import VERDICT_EXIT, Outcome, Verdict, outcome_of, parity_verdict
+from harness.compare.verdicts import (VERDICT_EXIT, Outcome, Verdict, alone_verdict, outcome_of,
+                                      parity_verdict)
 from harness.results import Result
 
 # Verdicts where the two sides disagree, so asking the reference which one is right helps.
@@ -29,13 +30,17 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
     b_out = outcome_of(b, b_problem.problem if b_problem else None)
     c_out = outcome_of(c, c_problem.problem if c_problem else None)
     verdict = parity_verdict(b_out, c_out)
-    if b is None and baseline.note and verdict in (Verdict.NEW, Verdict.NEW_FAILING):
-        verdict = Verdict.MISSING  # the whole baseline is absent: not a new case
+    if b is None and baseline.note:  # the whole baseline is absent: the candidate stands alone
+        verdict = alone_verdict(c_out)
     outputs = None
+    why_not = not_comparable(b, c) if b is not None and c is not None else ""
     if verdict is Verdict.PARITY and b is not None and c is not None:
-        outputs = outputs_of(b, c)
-        if not outputs.ok:
-            verdict = Verdict.DIVERGENCE
+        if why_not:
+            verdict = Verdict.NOT_COMPARABLE
+        else:
+            outputs = outputs_of(b, c)
+            if not outputs.ok:
+                verdict = Verdict.DIVERGENCE
     ref_check = None
     if reference is not None and verdict in ARBITRATED and b is not None and c is not None:
         ref_check = check_reference(reference, case_id, b, c)
@@ -44,7 +49,35 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
                   baseline_problem=b_problem, candidate_problem=c_problem, outputs=outputs,
                   reference=ref_check, detail="")
     case = CaseComparison(**fields)
-    return CaseComparison(**{**fields, "detail": describe(case, baseline, candidate)})
+    detail = describe(case, baseline, candidate)
+    if why_not and verdict is not Verdict.NOT_COMPARABLE:
+        detail = f"{detail} [not comparable: {why_not}]"
+    return CaseComparison(**{**fields, "detail": detail})
+
+
+# What must be the same on both sides for their outputs to be compared: (where, key, what).
+IDENTITY = (("fingerprint", "vllm_commit", "vLLM commits"), ("fingerprint", "vllm", "vLLM versions"),
+            ("engine", "model", "models"), ("engine", "recipe_digest", "model builds"),
+            ("engine", "model_revision", "model revisions"), ("engine", "args", "engine args"))
+
+
+def not_comparable(baseline: Result, candidate: Result) -> str:
+    """Why two results' outputs cannot be compared ("" when they can): different vLLM commits,
+    model revisions or effective engine arguments. Keys a side did not record are not judged."""
+    reasons = []
+    for where, key, what in IDENTITY:
+        value_b = getattr(baseline, where).get(key)
+        value_c = getattr(candidate, where).get(key)
+        if value_b and value_c and value_b != value_c:
+            if key == "vllm" and any("vLLM commits" in r for r in reasons):
+                continue
+            reasons.append(f"different {what} ({_short(value_b)} vs {_short(value_c)})")
+    return "; ".join(reasons)
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _missing(side: Side, case_id: str, result: Result | None,
@@ -143,6 +176,13 @@ def describe(case: CaseComparison, baseline: Side, candidate: Side) -> str:
         return f"passes on {bn}, fails on {cn}: {_message(case.candidate)}"
     if v is Verdict.FIXED:
         return f"fails on {bn} ({_message(case.baseline)}), passes on {cn}"
+    if v is Verdict.NOT_COMPARABLE:
+        return f"both pass; not comparable: {not_comparable(case.baseline, case.candidate)}"
+    if v is Verdict.ALONE:
+        return f"passes on {cn}; no {bn} baseline ({baseline.note or 'not run'})"
+    if v is Verdict.ALONE_FAILING:
+        return (f"fails on {cn}: {_message(case.candidate)}; no {bn} baseline "
+                f"({baseline.note or 'not run'})")
     if v is Verdict.BOTH_FAIL:
         return f"fails on both: {bn}: {_message(case.baseline)}; {cn}: {_message(case.candidate)}"
     if v is Verdict.XFAIL:

@@ -10,7 +10,7 @@ import re
 
 from harness.compare.model import CaseComparison, PairComparison, ReferenceCheck
 from harness.compare.outputs import Divergence, OutputComparison
-from harness.results import TopLogprob
+from harness.results import TopLogprob, status_label
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -25,7 +25,7 @@ def side_status(case: CaseComparison, which: str) -> str:
     result = case.baseline if which == "baseline" else case.candidate
     problem = case.baseline_problem if which == "baseline" else case.candidate_problem
     if result is not None:
-        return result.status
+        return status_label(result)  # "passed (not decisive: 1 n/a)": never a plain pass
     if problem is not None:
         return "missing" if problem.problem == "missing" else "corrupt"
     return "-"

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.compare.outputs import OutputComparison
-from harness.compare.verdicts import EXIT_INFRA, Outcome, Verdict, worst_exit
+from harness.compare.verdicts import Outcome, Verdict
+from harness.outcomes import EXIT_INFRA, worst_exit
 from harness.results import Result
 
 

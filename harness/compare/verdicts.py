@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-from harness.results import INFRA_CLASSES, Result
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.results import Result
 
 
 class Outcome(str, Enum):
@@ -40,18 +41,23 @@ class Verdict(str, Enum):
     SKIPPED = "skipped"
     NEW = "new"  # the case exists on the candidate only
     NEW_FAILING = "new-failing"  # ... and fails there
+    ALONE = "no-baseline"  # the whole baseline side is absent (AMD-only org): candidate passes
+    ALONE_FAILING = "fails-no-baseline"  # ... and the candidate fails: red, nothing hides it
+    NOT_COMPARABLE = "not-comparable"  # both pass, but different vLLM/model/engine args
 
     def __str__(self) -> str:
         return self.value
 
 
-EXIT_OK, EXIT_FAILED, EXIT_INFRA = 0, 1, 3
-
+# The build rule: a candidate that fails is red unless it is an expected failure, whatever the
+# baseline did (both-fail is red: a break on ROCm and CUDA alike is still a break).
 VERDICT_EXIT = {
-    Verdict.PARITY: EXIT_OK, Verdict.FIXED: EXIT_OK, Verdict.BOTH_FAIL: EXIT_OK,
+    Verdict.PARITY: EXIT_OK, Verdict.FIXED: EXIT_OK, Verdict.BOTH_FAIL: EXIT_FAILED,
     Verdict.XFAIL: EXIT_OK, Verdict.SKIPPED: EXIT_OK, Verdict.NEW: EXIT_OK,
+    Verdict.ALONE: EXIT_OK, Verdict.NOT_COMPARABLE: EXIT_OK,
     Verdict.DIVERGENCE: EXIT_FAILED, Verdict.REGRESSION: EXIT_FAILED,
     Verdict.XPASS: EXIT_FAILED, Verdict.NEW_FAILING: EXIT_FAILED,
+    Verdict.ALONE_FAILING: EXIT_FAILED,
     Verdict.INFRA: EXIT_INFRA, Verdict.MISSING: EXIT_INFRA, Verdict.CORRUPT: EXIT_INFRA,
 }
 
@@ -59,12 +65,20 @@ VERDICT_EXIT = {
 def outcome_of(result: Result | None, problem: str | None = None) -> Outcome:
     if result is None:
         return Outcome.MISSING if problem in (None, "missing") else Outcome.CORRUPT
-    if result.status == "error" or result.failure_class in INFRA_CLASSES:
+    if result.status == "error":  # no verdict on the code (harness.outcomes.INFRA_CLASSES)
         return Outcome.INFRA
     if result.status == "xpassed":
         return Outcome.XPASS_STRICT if result.expect.strict else Outcome.PASS
     return {"passed": Outcome.PASS, "failed": Outcome.FAIL, "xfailed": Outcome.XFAIL,
             "skipped": Outcome.SKIPPED}[result.status]
+
+
+def alone_verdict(candidate: Outcome) -> Verdict:
+    """No baseline side at all: the candidate's own outcome decides."""
+    return {Outcome.PASS: Verdict.ALONE, Outcome.FAIL: Verdict.ALONE_FAILING,
+            Outcome.XPASS_STRICT: Verdict.XPASS, Outcome.XFAIL: Verdict.XFAIL,
+            Outcome.INFRA: Verdict.INFRA, Outcome.SKIPPED: Verdict.SKIPPED,
+            Outcome.MISSING: Verdict.MISSING, Outcome.CORRUPT: Verdict.CORRUPT}[candidate]
 
 
 def parity_verdict(baseline: Outcome, candidate: Outcome) -> Verdict:
@@ -98,9 +112,3 @@ def parity_verdict(baseline: Outcome, candidate: Outcome) -> Verdict:
     if candidate_ok:
         return Verdict.FIXED
     return Verdict.BOTH_FAIL
-
-
-def worst_exit(codes: list[int]) -> int:
-    """A regression outranks an infrastructure error: it is the more specific news."""
-    rank = {EXIT_OK: 0, EXIT_INFRA: 1, EXIT_FAILED: 2}
-    return max(codes, key=lambda c: rank.get(c, 3), default=EXIT_OK)

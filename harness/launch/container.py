@@ -14,40 +14,63 @@ after the client exits, on the deadline, Ctrl-C or SIGTERM) kills it if it still
 inspects it, saves its log and removes it by its unique name. A second deadline inside the
 container (``timeout``, later than the host's) bounds it even if the harness itself is killed,
 and labels let a janitor find leftovers (``<engine> ps -a --filter label=vllm-harness.run``).
+
+Before the run, ``prepare`` makes sure the image is here (pulling it when the platform says so;
+``run --pull=never`` then runs exactly what was inspected): a missing image or a registry that
+fails is a clear error naming the image and the command that builds or pulls it, in seconds.
+The container runs as the owner of the results directory (``--user uid:gid``, HOME=/tmp), so
+nothing it writes is root's; compile caches (vLLM, Triton, inductor, MIOpen) persist in a host
+directory per platform and image.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
-import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import images
 
 from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
                                  parallel_job_index, select_gpus)
 from harness.launch.local import WorkerRequest
 from harness.models import default_cache_root
 from harness.launch.worker import WorkerOutcome, pytest_argv
+from harness import proc
 from harness.secrets import redact
 from harness.spec import SpecError
-from harness.worker.fingerprint import BUILDKITE_FIELDS, git_commit
+from harness.runinfo import BUILDKITE_FIELDS, git_env
 
 REPO_DIR = "/workspace"
 RESULTS_DIR = "/results"
 INPUTS_DIR = "/inputs"  # case or platform files from outside the checkout
-HF_CACHE_DIR = "/root/.cache/huggingface"
-MODEL_CACHE_DIR = "/root/.cache/vllm-harness/models"
+# Caches live outside /root: the container runs as the results' owner, who may not be root.
+HF_CACHE_DIR = "/cache/huggingface"
+MODEL_CACHE_DIR = "/cache/vllm-harness/models"
+COMPILE_CACHE_DIR = "/cache/compile"
+CONTAINER_HOME = "/tmp"  # writable by any uid in any image
+# Compile caches, each under COMPILE_CACHE_DIR: vLLM's cache root (torch.compile artifacts),
+# inductor's and Triton's kernels, and on ROCm MIOpen's user database and kernel cache.
+COMPILE_CACHES = {"VLLM_CACHE_ROOT": "vllm", "TORCHINDUCTOR_CACHE_DIR": "inductor",
+                  "TRITON_CACHE_DIR": "triton"}
+ROCM_COMPILE_CACHES = {"MIOPEN_USER_DB_PATH": "miopen", "MIOPEN_CUSTOM_CACHE_DIR": "miopen"}
 CONTAINER_LOG = "container.log"
 LABEL = "vllm-harness.run"
-ENGINE_CALL_TIMEOUT_S = 60
 # The container's own deadline comes this long after the host's, so the host's (which
 # interrupts gracefully and classifies the result as a timeout) normally fires first.
 INNER_DEADLINE_MARGIN_S = 300
 INNER_KILL_AFTER_S = 30
 SIGKILL_EXIT = 137
+# The engine client's own exit codes (docker and podman agree): the daemon or engine failed
+# (no such image, a device or flag refused), the command could not be invoked, not found.
+ENGINE_ERROR, CANNOT_INVOKE, NOT_FOUND = 125, 126, 127
+NO_SUCH_IMAGE = re.compile(r"no such image|unable to find image|image not known|"
+                           r"manifest unknown|repository .* not found", re.I)
 # Passed by name when the host has them: CI identity for the fingerprint, test mutations.
 BY_NAME = (*BUILDKITE_FIELDS.values(), "BUILDKITE_PARALLEL_JOB", "HARNESS_MUTATIONS")
 
@@ -55,11 +78,15 @@ BY_NAME = (*BUILDKITE_FIELDS.values(), "BUILDKITE_PARALLEL_JOB", "HARNESS_MUTATI
 class ContainerLaunch:
     def __init__(self, request: WorkerRequest, engine: str | None = None,
                  gpus: str | None = None, *, environ: dict[str, str] | None = None,
-                 group_file: Path = GROUP_FILE, sysfs: Path = SYSFS):
+                 group_file: Path = GROUP_FILE, sysfs: Path = SYSFS, image: str | None = None,
+                 pull: str | None = None):
         self.request = request
         self.platform = request.platform
         self.engine = engine or self.platform.engine
         self.environ = dict(os.environ if environ is None else environ)
+        self.image = images.platform_image(self.platform, self.environ, image)
+        self.pull = pull or self.platform.pull  # always | missing | never
+        self.user = _owner(request.results_dir)
         try:
             self.gpus = select_gpus(gpus, self.platform,
                                     parallel_job_index(request.shard, self.environ),
@@ -70,20 +97,19 @@ class ContainerLaunch:
             raise SpecError("--gpus" if gpus else self.platform.name, None, "gpus",
                             str(exc)) from None
         self.name = _container_name(self.platform.name, request.run_id)
-        self.commit = git_commit(request.repo)
+        self.git = git_env(request.repo, self.environ)  # one commit + dirty flag per run
         self._mounts, self._paths = self._plan_mounts()
         self._state: dict[str, Any] | None = None
         self._image: dict[str, Any] | None = None
         self._stopped = False
+        self._failure: tuple[str, str] | None = None  # (failure class, message) found by us
         self.removed = False
 
     # ------------------------------------------------------------ the command
 
     def engine_prefix(self) -> list[str]:
         # Podman takes the OCI runtime as a global option; docker as a `run` option.
-        if self.engine == "podman" and self.platform.runtime:
-            return ["podman", "--runtime", self.platform.runtime]
-        return [self.engine]
+        return images.client(self.engine, self.platform, self.environ)
 
     def argv(self) -> list[str]:
         p, r = self.platform, self.request
@@ -92,7 +118,8 @@ class ContainerLaunch:
             args += ["--runtime", p.runtime]
         args += ["--name", self.name, "--label", f"{LABEL}={r.run_id}",
                  "--label", f"vllm-harness.platform={p.name}",
-                 "--init", "--workdir", REPO_DIR, "--entrypoint", "timeout"]
+                 "--init", "--workdir", REPO_DIR, "--entrypoint", "timeout",
+                 "--pull=never", "--user", "{}:{}".format(*self.user)]
         if p.network:
             args += ["--network", p.network]
         args += ["--ipc=host"] if p.ipc == "host" else ["--ipc=private"]
@@ -106,7 +133,7 @@ class ContainerLaunch:
         for host, container, mode in self._mounts:
             args += ["-v", f"{host}:{container}:{mode}"]
         args += self._env_args()
-        args.append(p.image or "")
+        args.append(self.image)
         deadline = p.timeout_minutes * 60 + INNER_DEADLINE_MARGIN_S
         args += [f"--kill-after={INNER_KILL_AFTER_S}s", "--signal=INT", f"{deadline}s"]
         return args + self._worker_argv()
@@ -122,11 +149,13 @@ class ContainerLaunch:
 
     def _env_args(self) -> list[str]:
         p = self.platform
-        fixed = {"HARNESS_IN_CONTAINER": "1", "HARNESS_IMAGE": p.image or "",
+        fixed = {"HARNESS_IN_CONTAINER": "1", "HARNESS_IMAGE": self.image,
                  "PYTHONPATH": REPO_DIR, "PYTHONDONTWRITEBYTECODE": "1",
-                 "PYTHONUNBUFFERED": "1", "HF_HOME": HF_CACHE_DIR}
-        if self.commit:
-            fixed["HARNESS_GIT_COMMIT"] = self.commit
+                 "PYTHONUNBUFFERED": "1", "HF_HOME": HF_CACHE_DIR,
+                 # Any uid: a writable HOME, and a user name for tools that ask (inductor).
+                 "HOME": CONTAINER_HOME, "USER": f"uid{self.user[0]}"}
+        fixed.update({name: f"{COMPILE_CACHE_DIR}/{sub}" for name, sub in self._compile_caches()})
+        fixed.update(self.git)
         if p.model_source == "tiny":
             fixed["HARNESS_MODEL_CACHE"] = MODEL_CACHE_DIR
         fixed.update(p.env)  # the platform's own values win (they are checked not to be secrets)
@@ -142,7 +171,8 @@ class ContainerLaunch:
         r, p = self.request, self.platform
         repo = r.repo.resolve()
         mounts = [(str(repo), REPO_DIR, "ro"), (str(r.results_dir.resolve()), RESULTS_DIR, "rw"),
-                  (str(self.host_hf_cache()), HF_CACHE_DIR, "rw")]
+                  (str(self.host_hf_cache()), HF_CACHE_DIR, "rw"),
+                  (str(self.host_compile_cache()), COMPILE_CACHE_DIR, "rw")]
         if p.model_source == "tiny":
             mounts.append((str(self.host_model_cache()), MODEL_CACHE_DIR, "rw"))
         paths: dict[Path, str] = {}
@@ -166,10 +196,23 @@ class ContainerLaunch:
     def host_model_cache(self) -> Path:
         return default_cache_root(self.environ)
 
-    def reproduce(self) -> str:
-        from harness.execute import shell_join
+    def host_compile_cache(self) -> Path:
+        """$HARNESS_COMPILE_CACHE or ~/.cache/vllm-harness/compile, then <platform>/<image>:
+        one per platform and image name, so a moving tag (tonight's nightly) reuses last
+        night's artifacts; vLLM and Triton key their entries by code and config themselves."""
+        root = self.environ.get("HARNESS_COMPILE_CACHE")
+        base = Path(root).expanduser() if root else \
+            Path(self.environ.get("HOME") or Path.home()) / ".cache/vllm-harness/compile"
+        return base / self.platform.name / re.sub(r"[^A-Za-z0-9_.-]", "_", self.image)
 
-        return shell_join(self.argv())
+    def _compile_caches(self) -> list[tuple[str, str]]:
+        caches = dict(COMPILE_CACHES)
+        if self.platform.accelerator == "rocm":
+            caches.update(ROCM_COMPILE_CACHES)
+        return list(caches.items())
+
+    def reproduce(self) -> str:
+        return proc.shell_join(self.argv())
 
     # ------------------------------------------------------------ the run
 
@@ -184,21 +227,62 @@ class ContainerLaunch:
             caches.append(self.host_model_cache())
         for cache in caches:
             cache.mkdir(parents=True, exist_ok=True)
+        compile_cache = self.host_compile_cache()
+        _make_dirs(compile_cache, self.user)
+        if compile_cache.stat().st_uid != self.user[0]:  # the harness's own cache: follow the user
+            _hand_over(compile_cache, self.user)
+        for _, sub in self._compile_caches():
+            _make_dirs(compile_cache / sub, self.user)
+        r = self.request
+        _make_dirs(r.results_dir / r.run_id / self.platform.name, self.user)
         env = dict(self.environ)
         digest = self.image_digest()
         if digest:
             env["HARNESS_IMAGE_DIGEST"] = digest
         return env
 
+    def prepare(self) -> str | None:
+        """Make sure the image is here before the run; None when it is, else why not (the
+        message names the image and the command that builds or pulls it, and is printed)."""
+        p, prefix = self.platform, self.engine_prefix()
+        present = self._inspect_image()
+        if self.pull == "always" or (self.pull == "missing" and present is None):
+            print(f"pulling {self.image} (platform {p.name}: pull {self.pull})", flush=True)
+            pulled = images.pull(prefix, self.image, self.environ)
+            if not pulled.ok:
+                how = self._how_to_get() if pulled.failure_class == "image-missing" else (
+                    f"retry, or pull by hand: {' '.join(prefix)} pull {self.image}")
+                return self._fail(pulled.failure_class or "infra", f"{pulled.message}; {how}")
+            present = self._inspect_image()
+        if present is None:
+            return self._fail("image-missing", f"image {self.image} is not on this host "
+                                               f"(platform {p.name}: pull {self.pull}); "
+                                               f"{self._how_to_get()}")
+        self._image = present
+        return None
+
+    def _how_to_get(self) -> str:
+        p = self.platform
+        pull = f"pull it: {' '.join(self.engine_prefix())} pull {self.image}"
+        if p.build is None:
+            return pull
+        build = f"harness image build --platform {p.name}"
+        if self.image != images.platform_image(p, self.environ):
+            build += f" --image {self.image}"
+        return f"build it: {build} (add --push to publish it), or {pull}"
+
+    def _fail(self, failure_class: str, message: str) -> str:
+        self._failure = (failure_class, redact(message, self.environ))
+        print(f"error: {self._failure[1]}", file=sys.stderr, flush=True)
+        return self._failure[1]
+
     def image_digest(self) -> str | None:
-        """Registry digest, else the local image id. Asked again after the run when it failed
-        before it (docker pulls a missing image during `run`)."""
+        """Registry digest of the image's repository, else the local image id."""
         if self._image is None:
-            self._image = _first(self._call("image", "inspect", self.platform.image or ""))
+            self._image = self._inspect_image()
         if not self._image:
             return None
-        digests = self._image.get("RepoDigests") or []
-        return digests[0] if digests else self._image.get("Id")
+        return images.digest_of(self.image, self._image)
 
     def on_stop(self) -> None:
         """Kill (if still running), inspect, keep the log, remove. Safe to call twice or never
@@ -209,6 +293,7 @@ class ContainerLaunch:
         state = self.inspect()
         if state is None:  # never created (the client failed first) or already gone
             self.removed = not self._exists()
+            _hand_over(self._platform_dir(), self.user)
             return
         if state.get("State", {}).get("Running"):
             self._call("kill", self.name)
@@ -218,26 +303,61 @@ class ContainerLaunch:
         self._save_log()
         self._call("rm", "-f", self.name)
         self.removed = not self._exists()
+        _hand_over(self._platform_dir(), self.user)
+
+    def _platform_dir(self) -> Path:
+        r = self.request
+        return r.results_dir / r.run_id / self.platform.name
 
     def describe(self, outcome: WorkerOutcome) -> dict[str, Any]:
         self.on_stop()  # idempotent: inspect before the container is gone
         state = (self._state or {}).get("State", {})
         exit_code = state.get("ExitCode", outcome.returncode) if state else outcome.returncode
+        failure = self._failure or self._classify(outcome, state)
         # Exit 137 is SIGKILL. The harness's own kill (deadline, Ctrl-C) explains it; otherwise
         # the memory cgroup's OOM killer is the likely sender: podman with runc on cgroup v1
         # reports OOMKilled=false for a real OOM kill (seen here), so the flag alone is not
         # enough.
         killed_by_us = outcome.timed_out or outcome.interrupted
-        oom = bool(state.get("OOMKilled")) or (exit_code == SIGKILL_EXIT and not killed_by_us)
+        oom = bool(state.get("OOMKilled")) or (
+            bool(state) and exit_code == SIGKILL_EXIT and not killed_by_us)
         image_id = (self._state or {}).get("Image")
-        return {"oom": oom, "exit_code": exit_code, "container": self.name,
-                "removed": self.removed,
-                "fingerprint": {"image": self.platform.image,
-                                "image_digest": self.image_digest() or image_id,
-                                "container": True}}
+        details = {"oom": oom, "exit_code": exit_code, "container": self.name,
+                   "removed": self.removed,
+                   "fingerprint": {"image": self.image,
+                                   "image_digest": self.image_digest() or image_id,
+                                   "container": True}}
+        if failure and not oom:
+            details["failure"] = failure
+        return details
+
+    def _classify(self, outcome: WorkerOutcome, state: dict) -> tuple[str, str] | None:
+        """What the engine's own exit codes, or a container gone missing, say happened."""
+        code = outcome.returncode
+        if outcome.start_error or outcome.timed_out or outcome.interrupted or code is None:
+            return None
+        said = (state.get("Error") or "") + " " + _log_tail(outcome.log_path)
+        if code == ENGINE_ERROR and NO_SUCH_IMAGE.search(said):
+            return "image-missing", f"image {self.image} not found: {self._how_to_get()}"
+        if code == ENGINE_ERROR:
+            return "container-start", (f"{self.engine} could not start a container from "
+                                       f"{self.image} (exit {code}): {_last_line(said)}")
+        if code == CANNOT_INVOKE:
+            return "container-start", (f"the worker command cannot be invoked in {self.image} "
+                                       f"(exit {code}): {_last_line(said)}")
+        if code == NOT_FOUND:
+            return "command-not-found", (f"the worker command ({self.platform.python} or "
+                                         f"timeout) is not in {self.image} (exit {code})")
+        if not state:  # the client ran, yet there was no container to inspect afterwards
+            return "container-lost", (f"container {self.name} vanished during the run "
+                                      f"(client exit {code}); removed by someone else?")
+        return None
 
     def inspect(self) -> dict[str, Any] | None:
         return _first(self._call("inspect", self.name))
+
+    def _inspect_image(self) -> dict[str, Any] | None:
+        return _first(self._call("image", "inspect", self.image))
 
     def _exists(self) -> bool:
         done = self._call("inspect", self.name)
@@ -253,16 +373,11 @@ class ContainerLaunch:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(redact(done.stdout + done.stderr, self.environ))
 
-    def _call(self, *args: str) -> subprocess.CompletedProcess | None:
-        try:
-            return subprocess.run([*self.engine_prefix(), *args], capture_output=True, text=True,
-                                  errors="replace", stdin=subprocess.DEVNULL,
-                                  timeout=ENGINE_CALL_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
+    def _call(self, *args: str) -> proc.Captured | None:
+        return images.call(self.engine_prefix(), *args, environ=self.environ)
 
 
-def _first(done: subprocess.CompletedProcess | None) -> dict[str, Any] | None:
+def _first(done: proc.Captured | None) -> dict[str, Any] | None:
     """The first object of an `inspect` answer (a JSON list), or None."""
     if done is None or done.returncode != 0:
         return None
@@ -271,6 +386,59 @@ def _first(done: subprocess.CompletedProcess | None) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
+
+
+def _owner(path: Path) -> tuple[int, int]:
+    """uid:gid of the nearest existing directory at or above ``path``."""
+    path = path.resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    info = path.stat()
+    return info.st_uid, info.st_gid
+
+
+def _make_dirs(path: Path, owner: tuple[int, int]) -> None:
+    """mkdir -p, giving the directories it creates to ``owner`` (when we may: as root)."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        _chown(created, owner)
+
+
+def _hand_over(directory: Path, owner: tuple[int, int]) -> None:
+    """Give what the host wrote beside the container's files (logs, placeholders) to the
+    results' owner, so the user never meets root-owned files."""
+    if os.geteuid() != 0 or owner == (0, 0) or not directory.exists():
+        return
+    for path in [directory, *directory.rglob("*")]:
+        _chown(path, owner)
+
+
+def _chown(path: Path, owner: tuple[int, int]) -> None:
+    if os.geteuid() == 0 and owner != (0, 0):
+        try:
+            os.lchown(path, *owner)
+        except OSError:
+            pass
+
+
+def _log_tail(path: Path, size: int = 4000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else ""
 
 
 def _container_name(platform: str, run_id: str) -> str:

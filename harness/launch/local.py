@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.launch.worker import WorkerOutcome, pytest_argv
+from harness.runinfo import git_env
 from harness.spec import Platform
 
 
@@ -46,8 +47,12 @@ class LocalLaunch:
             platforms_file=str(r.platforms_file.resolve()),
             extra=["--rootdir", str(r.repo.resolve())])
 
+    def prepare(self) -> str | None:
+        return None  # nothing to fetch: this host's environment is the platform
+
     def env(self) -> dict[str, str]:
-        return dict(os.environ)
+        # One git commit and dirty flag per run, taken here (the host), read by every job.
+        return {**os.environ, **git_env(self.request.repo)}
 
     def on_stop(self) -> None:
         pass  # the worker's process group is stopped by run_worker

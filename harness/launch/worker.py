@@ -8,7 +8,6 @@ runs, so nothing is left behind.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from harness import proc
 from harness.secrets import redact
+
+DISK_FULL_MARK = "no space left on device"
 
 
 @dataclass
@@ -29,6 +31,7 @@ class WorkerOutcome:
     duration_s: float
     log_path: Path
     start_error: str = ""  # the worker (or the container client) could not be started at all
+    disk_full: str = ""  # the worker, or this log, hit "no space left on device"
 
 
 def pytest_argv(python: str, *, platform: str, case_files: Sequence[str], results: str,
@@ -53,15 +56,15 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     try:
-        child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-                                 start_new_session=True)
+        child = proc.spawn(argv, stdout=subprocess.PIPE, env=env, cwd=cwd)
     except OSError as exc:  # e.g. docker not installed on this agent
         problem = f"{argv[0]}: {exc.strerror or exc}"
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"harness: cannot start the worker: {problem}\n")
         return WorkerOutcome(None, False, False, time.monotonic() - began, log_path, problem)
-    copier = threading.Thread(target=_copy_output, args=(child, log_path, echo), daemon=True)
+    seen: list[str] = []
+    copier = threading.Thread(target=_copy_output, args=(child, log_path, echo, seen),
+                              daemon=True)
     copier.start()
     timed_out = interrupted = False
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) \
@@ -73,46 +76,46 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if child.poll() is None:
-            # SIGINT first: the worker's pytest turns it into "interrupted" results.
-            _stop(child, grace_s)
+        # SIGINT first (proc.ESCALATION): the worker's pytest turns it into "interrupted"
+        # results; the group is swept even when the leader already exited.
+        proc.stop(child, grace_s)
         if on_stop is not None:
             on_stop()
         copier.join(timeout=10)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return WorkerOutcome(None if timed_out else child.returncode, timed_out, interrupted,
-                         time.monotonic() - began, log_path)
+                         time.monotonic() - began, log_path, disk_full=seen[0] if seen else "")
 
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _stop(child: subprocess.Popen, grace_s: float) -> None:
-    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(child.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            child.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:  # stragglers that left the leader behind
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _copy_output(child: subprocess.Popen, log_path: Path, echo: bool) -> None:
+def _copy_output(child: subprocess.Popen, log_path: Path, echo: bool, disk_full: list[str]) -> None:
+    """Copy the worker's output to the log and the terminal. A log that cannot be written
+    (a full disk) must not stop the copying: the worker would block on a full pipe."""
     assert child.stdout is not None
-    with open(log_path, "a", encoding="utf-8") as log:
+    log = open(log_path, "a", encoding="utf-8")
+    try:
         for raw in iter(child.stdout.readline, b""):
             line = redact(raw.decode("utf-8", errors="replace"))
-            log.write(line)
-            log.flush()
+            if DISK_FULL_MARK in line.lower() and not disk_full:
+                disk_full.append(line.strip()[:500])
+            if log is not None:
+                try:
+                    log.write(line)
+                    log.flush()
+                except OSError as exc:
+                    if not disk_full:
+                        disk_full.append(f"writing {log_path}: {exc.strerror or exc}")
+                    log = None
             if echo:
                 sys.stdout.write(line)
                 sys.stdout.flush()
+    finally:
+        if log is not None:
+            try:
+                log.close()
+            except OSError:
+                pass

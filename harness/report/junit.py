@@ -15,14 +15,14 @@ import xml.etree.ElementTree as ET
 from harness.compare.explain import output_lines, reference_line, strip_ansi
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import Outcome, Verdict
-from harness.results import Result
+from harness.results import Result, not_applicable, not_decisive, status_label
 
 # Characters XML 1.0 cannot hold at all (ANSI escapes in logs, NUL): dropped, or the file breaks.
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TEXT_LIMIT = 64_000
 
 _FAILURE = {Verdict.REGRESSION, Verdict.DIVERGENCE, Verdict.XPASS, Verdict.BOTH_FAIL,
-            Verdict.NEW_FAILING}
+            Verdict.NEW_FAILING, Verdict.ALONE_FAILING}
 _ERROR = {Verdict.INFRA, Verdict.MISSING, Verdict.CORRUPT}
 _SKIP = {Verdict.XFAIL, Verdict.SKIPPED}
 
@@ -85,6 +85,15 @@ def _testcase(suite: ET.Element, platform: str, case_id: str, result: Result | N
     kind, kind_type, message, text = outcome
     element = ET.SubElement(suite, "testcase", classname=classname(platform), name=case_id,
                             time=_elapsed(result))
+    if result is not None and not_applicable(result):
+        properties = ET.SubElement(element, "properties")
+        for check in not_applicable(result):
+            ET.SubElement(properties, "property", name=f"not-applicable:{check.name}",
+                          value=clean(check.message + (" [decisive]" if check.decisive else ""),
+                                      2000))
+        if kind == "passed" and not_decisive(result.checks):
+            # Not a plain pass: what the case exists to prove did not run on this platform.
+            kind, message = "skipped", f"{status_label(result)}: {result.message}"
     if kind != "passed":
         child = ET.SubElement(element, kind, message=clean(message, 2000))
         if kind != "skipped":

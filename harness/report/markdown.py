@@ -22,14 +22,17 @@ from urllib.parse import quote
 from harness.compare.explain import (counts_line, output_lines, pair_title, reference_line,
                                      side_status, strip_ansi)
 from harness.compare.model import CaseComparison, Comparison, PairComparison
-from harness.compare.verdicts import EXIT_OK, Outcome, Verdict
-from harness.results import Result
+from harness.compare.verdicts import Outcome, Verdict
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.results import (Result, not_applicable, not_applicable_line, not_decisive,
+                             status_label)
 
 MAX_BYTES = 1024 * 1024  # Buildkite's limit for one annotation body
 _NOTE_RESERVE = 512  # room kept for the truncation note
 _PUNCTUATION = re.compile(r"([\\`*_\[\]|#!~{}()+])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-EXIT_MEANING = {0: "parity", 1: "regression or divergence", 3: "missing results or infrastructure"}
+EXIT_MEANING = {EXIT_OK: "parity", EXIT_FAILED: "a case fails, regression or divergence",
+                EXIT_INFRA: "missing results or infrastructure"}
 _FAILING = (Outcome.FAIL, Outcome.INFRA, Outcome.XPASS_STRICT, Outcome.MISSING, Outcome.CORRUPT)
 
 
@@ -116,6 +119,8 @@ def _table(pair: PairComparison) -> list[str]:
 
 
 def _needs_detail(case: CaseComparison) -> bool:
+    if any(r is not None and not_applicable(r) for r in (case.baseline, case.candidate)):
+        return True  # what did not run is shown as not run
     if case.verdict in (Verdict.PARITY, Verdict.SKIPPED, Verdict.NEW):
         return bool(case.outputs and any(r.divergence for r in case.outputs.requests))
     return True
@@ -135,9 +140,12 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
             continue
         if result is None:
             continue
-        if result.message and outcome is not Outcome.PASS:
-            lines.append(f"- **{escape(name)}** ({escape(result.status)}): "
+        if result.message and (outcome is not Outcome.PASS or not_decisive(result.checks)):
+            lines.append(f"- **{escape(name)}** ({escape(status_label(result))}): "
                          f"{escape(result.message[:2000])}")
+        if not_applicable_line(result):
+            lines.append(f"- **{escape(name)}** not applicable: "
+                         f"{escape(not_applicable_line(result))}")
         if result.expect.outcome == "xfail":
             expect = f"- **{escape(name)}** expected to fail: {escape(result.expect.reason)}"
             if result.expect.link:

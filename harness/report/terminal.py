@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from harness.results import Result
+from harness.results import Result, not_applicable_line, status_label
 
 
 def run_table(results: list[Result]) -> str:
     rows = [("job", "status", "class", "startup", "requests", "message")]
     for r in results:
-        rows.append((r.job_id, r.status, r.failure_class or "-",
+        rows.append((r.job_id, status_label(r), r.failure_class or "-",
                      _seconds(r.timings.startup_s), _seconds(r.timings.requests_s),
                      (r.message or "")[:80]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1]
              for row in rows]
+    lines += [f"not applicable on {r.platform}: {r.job_id}: {not_applicable_line(r)}"
+              for r in results if not_applicable_line(r)]
     return "\n".join(lines)
 
 
@@ -43,6 +45,9 @@ def comparison_table(comparison) -> str:
         for case in pair.cases:
             extra = output_lines(case.outputs, (b, c)) if case.outputs and not case.outputs.ok \
                 else []
+            extra += [f"not applicable on {name}: {not_applicable_line(result)}"
+                      for name, result in ((b, case.baseline), (c, case.candidate))
+                      if result is not None and not_applicable_line(result)]
             if case.reference is not None:
                 extra.append(reference_line(case.reference, pair))
             if extra:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +37,17 @@ def _evaluate_one(check: Check, name: str, observed: Observed) -> CheckResult:
     missing = [cap for cap in check.requires if cap not in observed.capabilities]
     if missing:
         return CheckResult(name=name, kind=check.kind, outcome="not-applicable",
-                           message=f"platform lacks {', '.join(missing)}")
-    ok, message, evidence = _RULES[type(check)](check, observed)
+                           message=f"platform lacks {', '.join(missing)}",
+                           decisive=check.decisive)
+    try:
+        ok, message, evidence = _RULES[type(check)](check, observed)
+    except Exception as exc:  # a bug in the check (or data it did not expect): its own error
+        return CheckResult(name=name, kind=check.kind, outcome="error",
+                           message=f"check raised {type(exc).__name__}: {exc}",
+                           evidence={"traceback": traceback.format_exc()[-3000:]},
+                           decisive=check.decisive)
     return CheckResult(name=name, kind=check.kind, outcome="passed" if ok else "failed",
-                       message=message, evidence=evidence)
+                       message=message, evidence=evidence, decisive=check.decisive)
 
 
 def _ready(check: ReadyCheck, observed: Observed):
@@ -59,7 +67,8 @@ def _requests_succeed(check: RequestsSucceedCheck, observed: Observed):
 
 def _token_counts(check: TokenCountsCheck, observed: Observed):
     problems = []
-    counts = {r.id: {"prompt": r.prompt_tokens, "completion": len(r.token_ids)}
+    counts = {r.id: {"prompt": r.prompt_tokens, "completion": len(r.token_ids),
+                     "text_only_prompt": r.text_only_prompt_tokens, "images": len(r.images)}
               for r in observed.requests}
     for rid, count in counts.items():
         if check.completion_tokens is not None and count["completion"] != check.completion_tokens:
@@ -68,6 +77,16 @@ def _token_counts(check: TokenCountsCheck, observed: Observed):
         if check.min_prompt_tokens is not None and (count["prompt"] or 0) < check.min_prompt_tokens:
             problems.append(f"{rid}: {count['prompt']} prompt tokens, "
                             f"expected at least {check.min_prompt_tokens}")
+        if check.min_image_tokens is not None and count["images"]:
+            if count["prompt"] is None or count["text_only_prompt"] is None:
+                problems.append(f"{rid}: prompt length with and without images not both known")
+                continue
+            added = count["prompt"] - count["text_only_prompt"]
+            count["image_tokens"] = added
+            wanted = check.min_image_tokens * count["images"]
+            if added < wanted:
+                problems.append(f"{rid}: its {count['images']} image(s) added {added} prompt "
+                                f"tokens to the text alone, expected at least {wanted}")
     return not problems, "; ".join(problems) or "token counts as expected", {"counts": counts}
 
 
@@ -91,16 +110,40 @@ def _line_at(text: str, index: int) -> str:
 
 
 def _outputs_differ(check: OutputsDifferCheck, observed: Observed):
+    """Pairwise: different generated tokens, or (with min_logprob_diff) the same tokens with
+    logprobs that differ by at least the stated margin somewhere."""
     by_id = {r.id: r for r in observed.requests}
-    outputs = {rid: by_id[rid].token_ids if rid in by_id else None for rid in check.requests}
-    if any(tokens is None or not by_id[rid].ok for rid, tokens in outputs.items()):
+    if any(rid not in by_id or not by_id[rid].ok for rid in check.requests):
         return False, "a compared request did not succeed", {}
-    first_logprobs = {rid: [[a.token_id, round(a.logprob, 6)] for a in by_id[rid].logprobs[0]]
-                      if by_id[rid].logprobs else [] for rid in check.requests}
-    signatures = [(tuple(outputs[rid]), repr(first_logprobs[rid])) for rid in check.requests]
-    distinct = len(set(signatures)) == len(signatures)
-    return distinct, ("outputs differ" if distinct else "identical outputs for different inputs"), \
-        {"token_ids": outputs, "first_position_top_k": first_logprobs}
+    outputs = {rid: by_id[rid].token_ids for rid in check.requests}
+    same, margins = [], {}
+    for i, a in enumerate(check.requests):
+        for b in check.requests[i + 1:]:
+            if outputs[a] != outputs[b]:
+                continue
+            margin = _logprob_margin(by_id[a], by_id[b])
+            margins[f"{a}/{b}"] = margin
+            if check.min_logprob_diff is None or margin < check.min_logprob_diff:
+                same.append(f"{a}/{b}")
+    evidence = {"token_ids": outputs, "same_token_logprob_margin": margins}
+    if same:
+        why = "identical generated tokens for different images"
+        if check.min_logprob_diff is not None:
+            why += f" and logprobs within {check.min_logprob_diff:g}"
+        return False, f"{why}: {', '.join(same)}", evidence
+    return True, "outputs differ", evidence
+
+
+def _logprob_margin(a, b) -> float:
+    """Largest |logprob difference| of one token id at one position, over the positions both
+    requests generated (their top-k alternatives included)."""
+    margin = 0.0
+    for pos_a, pos_b in zip(a.logprobs, b.logprobs):
+        lp_b = {alt.token_id: alt.logprob for alt in pos_b}
+        for alt in pos_a:
+            if alt.token_id in lp_b:
+                margin = max(margin, abs(alt.logprob - lp_b[alt.token_id]))
+    return margin
 
 
 def _probe(check: ProbeCheck, observed: Observed):
@@ -112,11 +155,15 @@ def _probe(check: ProbeCheck, observed: Observed):
 
 
 def _ragged_batch(check: RaggedBatchCheck, observed: Observed):
-    calls = observed.traces.get(check.trace)
-    if not calls:
-        return False, f"trace {check.trace!r} recorded no encoder call", {"calls": calls or []}
-    ragged = [c for c in calls if len(set(c["crop_counts"])) > 1]
-    crops = [c["crop_counts"] for c in calls]
+    """Only encoder calls made while the case's requests ran count: vLLM's own profiling call
+    at start-up (dummy images) is recorded with phase "startup" and proves nothing."""
+    calls = observed.traces.get(check.trace) or []
+    ours = [c for c in calls if c.get("phase") == "requests"]
+    if not ours:
+        return False, (f"trace {check.trace!r} recorded no encoder call with the case's images "
+                       f"({len(calls)} call(s) outside the requests)"), {"calls": calls}
+    ragged = [c for c in ours if len(set(c["crop_counts"])) > 1]
+    crops = [c["crop_counts"] for c in ours]
     return bool(ragged), (f"an encoder call held crop counts {ragged[0]['crop_counts']}" if ragged
                           else f"no encoder call held different crop counts: {crops}"), \
         {"calls": calls}

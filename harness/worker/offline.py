@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from harness import proc
+from harness.outcomes import classify_exit
 from harness.results import RequestResult, TopLogprob
 from harness.worker.engine import EngineFailure, PreparedRequest
-from harness.worker.server import classify_exit
 
 
 class OfflineEngine:
@@ -23,6 +24,8 @@ class OfflineEngine:
         self.startup_s = 0.0
         self.requests_s: float | None = None
         self.state: dict[str, Any] = {}
+        self.ready_log_offset = 0  # one-shot: the whole log is this job's
+        self._peak_mb: float | None = None
 
     def start(self) -> None:
         pass
@@ -39,9 +42,15 @@ class OfflineEngine:
             "requests": [{"id": r.id, "messages": r.messages, "max_tokens": r.max_tokens}
                          for r in prepared]}))
         try:
-            finished = proc.run([self.python, "-m", "harness.worker.offline_child",
-                                 str(spec_path), str(out_path)],
-                                self.log_path, timeout_s=self.timeout_s, env=self.env)
+            began = time.monotonic()
+            child = proc.start([self.python, "-m", "harness.worker.offline_child",
+                                str(spec_path), str(out_path)], self.log_path, env=self.env)
+            watch = proc.MemoryWatch(child.pid)
+            try:
+                finished = proc.wait(child, self.timeout_s, proc.DEFAULT_GRACE_S, began)
+            finally:
+                watch.close()
+                self._peak_mb = watch.peak_mb
             self.state = _read_state(out_path)
         finally:
             for path in (spec_path, out_path):
@@ -64,6 +73,7 @@ class OfflineEngine:
             token_ids=item["token_ids"],
             logprobs=[[TopLogprob(**alt) for alt in position] for position in item["logprobs"]],
             prompt_tokens=item["prompt_tokens"], finish_reason=item["finish_reason"],
+            text_only_prompt_tokens=item.get("text_only_prompt_tokens"),
             images=by_id[item["id"]].images, image_sizes=by_id[item["id"]].image_sizes,
             latency_s=None) for item in self.state["requests"]]
 
@@ -72,6 +82,12 @@ class OfflineEngine:
 
     def mutations(self) -> list[str]:
         return self.state.get("mutations", [])
+
+    def reset_peak(self) -> None:
+        self._peak_mb = None
+
+    def peak_rss_mb(self) -> float | None:
+        return self._peak_mb
 
     def stop(self) -> int | None:
         return None

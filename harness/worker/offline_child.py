@@ -27,6 +27,29 @@ def _logprobs(position: dict) -> list[dict]:
              "token": lp.decoded_token or ""} for token_id, lp in ranked]
 
 
+def text_only_messages(messages: list[dict]) -> list[dict]:
+    """The same conversation with every image left out (text parts joined)."""
+    out = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = "".join(part.get("text", "") for part in content if part.get("type") == "text")
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _text_only_tokens(llm, messages: list[dict]) -> int | None:
+    """Prompt length of the text alone, through the engine's own tokenizer and chat template."""
+    try:
+        ids = llm.get_tokenizer().apply_chat_template(
+            text_only_messages(messages), add_generation_prompt=True, tokenize=True)
+    except Exception:  # a template that needs the image; token_counts then says "not known"
+        return None
+    if isinstance(ids, dict):  # transformers 5 may return a BatchEncoding
+        ids = ids["input_ids"]
+    return len(ids)
+
+
 def main(spec_path: str, out_path: str) -> int:
     # In-process engine core, so traces patched here see the model's real calls.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -35,7 +58,7 @@ def main(spec_path: str, out_path: str) -> int:
     state: dict = {"phase": "startup", "traces": {}, "mutations": []}
     _write(out, state)
     try:
-        from harness.worker.traces import apply_mutations_from_env, install_traces
+        from harness.worker.traces import apply_mutations_from_env, install_traces, set_phase
 
         records = install_traces(spec["traces"])
         state["mutations"] = apply_mutations_from_env()
@@ -48,16 +71,20 @@ def main(spec_path: str, out_path: str) -> int:
         requests = spec["requests"]
         params = [SamplingParams(temperature=0.0, max_tokens=r["max_tokens"], seed=0,
                                  logprobs=spec["top_k"]) for r in requests]
+        set_phase("requests")  # trace records from here on hold the case's own images
         began = time.monotonic()
         outputs = llm.chat([r["messages"] for r in requests], params, use_tqdm=False)
         state["generate_s"] = time.monotonic() - began
+        set_phase("after")
+        text_only = [_text_only_tokens(llm, r["messages"]) for r in requests]
         state["requests"] = [{
             "id": r["id"], "text": o.outputs[0].text,
             "token_ids": list(map(int, o.outputs[0].token_ids)),
             "logprobs": [_logprobs(p) for p in (o.outputs[0].logprobs or [])],
             "prompt_tokens": len(o.prompt_token_ids or []),
+            "text_only_prompt_tokens": n_text,
             "finish_reason": o.outputs[0].finish_reason,
-        } for r, o in zip(requests, outputs)]
+        } for r, o, n_text in zip(requests, outputs, text_only)]
         state["traces"] = records
         state["phase"] = "done"
         _write(out, state)

@@ -14,7 +14,8 @@ import pytest
 
 from harness import proc
 from harness.plan import plan_job
-from harness.results import Result
+from harness.outcomes import EXIT_INFRA
+from harness.results import DiskFull, Result
 from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
 from harness.worker.job import RunContext, run_job
@@ -107,7 +108,10 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
-        result = run_job(self.job, ctx, self.config.stash[POOL_KEY])
+        try:
+            result = run_job(self.job, ctx, self.config.stash[POOL_KEY])
+        except DiskFull as exc:  # the results already written stay; say why the run stops
+            pytest.exit(f"harness: disk full: {exc}", returncode=EXIT_INFRA)
         self.user_properties.append(("status", result.status))
         self.user_properties.append(("failure_class", result.failure_class or ""))
         if result.status == "skipped":

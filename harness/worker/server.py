@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import subprocess
 import sys
@@ -13,21 +12,14 @@ from typing import Any
 import requests
 
 from harness import proc
+from harness.outcomes import classify_exit
 from harness.results import RequestResult, TopLogprob
 from harness.worker.engine import EngineFailure, PreparedRequest, cli_args
-
-_OOM_RE = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError", re.I)
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def classify_exit(returncode: int | None, log_text: str) -> str:
-    """An engine killed by SIGKILL that we did not send is the kernel's OOM killer in practice."""
-    return "oom" if returncode in (-9, 137) or _OOM_RE.search(log_text) else "crash"
 
 
 class ServerEngine:
@@ -41,6 +33,8 @@ class ServerEngine:
         self.startup_s = 0.0
         self.requests_s: float | None = None
         self._proc: subprocess.Popen | None = None
+        self._watch: proc.MemoryWatch | None = None
+        self.ready_log_offset = 0  # where the log stood when the server became ready
 
     @property
     def url(self) -> str:
@@ -55,6 +49,7 @@ class ServerEngine:
         self.port = free_port()
         began = time.monotonic()
         self._proc = proc.start(self.argv(), self.log_path, env=self.env)
+        self._watch = proc.MemoryWatch(self._proc.pid)
         deadline = began + self.startup_timeout_s
         while True:
             code = self._proc.poll()
@@ -74,6 +69,7 @@ class ServerEngine:
                                     f"server not ready within {self.startup_timeout_s:.0f} s")
             time.sleep(1.0)
         self.startup_s = time.monotonic() - began
+        self.ready_log_offset = proc.log_size(self.log_path)
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -82,7 +78,21 @@ class ServerEngine:
         began = time.monotonic()
         results = [self._one(request, top_k) for request in prepared]
         self.requests_s = time.monotonic() - began
-        return results
+        return [r.model_copy(update={"text_only_prompt_tokens": self._text_only_tokens(q)})
+                if r.ok else r for r, q in zip(results, prepared)]
+
+    def _text_only_tokens(self, request: PreparedRequest) -> int | None:
+        """The same prompt without its images, through the server's own chat template."""
+        from harness.worker.offline_child import text_only_messages
+
+        body = {"model": "harness-model", "messages": text_only_messages(request.messages),
+                "add_generation_prompt": True}
+        try:
+            response = requests.post(f"{self.url}/tokenize", json=body,
+                                     timeout=self.request_timeout_s)
+            return int(response.json()["count"]) if response.status_code == 200 else None
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
 
     def _one(self, request: PreparedRequest, top_k: int) -> RequestResult:
         body = {"model": "harness-model", "messages": request.messages,
@@ -114,7 +124,17 @@ class ServerEngine:
     def mutations(self) -> list[str]:
         return []
 
+    def reset_peak(self) -> None:
+        """A reused engine's peak starts again with each job."""
+        if self._watch is not None:
+            self._watch.reset()
+
+    def peak_rss_mb(self) -> float | None:
+        return self._watch.peak_mb if self._watch is not None else None
+
     def stop(self) -> int | None:
+        if self._watch is not None:
+            self._watch.close()
         if self._proc is None:
             return None
         code = proc.stop(self._proc)

@@ -14,6 +14,13 @@ import os
 from typing import Any, Callable
 
 MUTATIONS_ENV = "HARNESS_MUTATIONS"
+# Which part of the engine's life a trace record comes from: "startup" (vLLM's profiling run
+# with dummy inputs) or "requests" (the case's own). The offline child switches it.
+PHASE = {"now": "startup"}
+
+
+def set_phase(name: str) -> None:
+    PHASE["now"] = name
 
 
 def _phi4mm_image_batches(record: list[dict[str, Any]]) -> None:
@@ -30,7 +37,8 @@ def _phi4mm_image_batches(record: list[dict[str, Any]]) -> None:
         else:
             crops = [int(mask.shape[1])] * int(mask.shape[0])
             shapes = [list(mask.shape)]
-        record.append({"mask_type": "list" if isinstance(mask, (list, tuple)) else "tensor",
+        record.append({"phase": PHASE["now"],
+                       "mask_type": "list" if isinstance(mask, (list, tuple)) else "tensor",
                        "crop_counts": crops, "mask_shapes": shapes,
                        "image_sizes": [list(map(int, s)) for s in image_input["image_sizes"]]})
         return original(self, image_input)
@@ -50,8 +58,24 @@ def _revert_phi4mm_stack_with_pad() -> None:
     phi4mm.stack_with_pad = lambda tensors, padding_value=0: tensors
 
 
+def _zero_qwen2_5_vl_image_features() -> None:
+    # A vision tower whose output is ignored: the language model sees the image placeholders
+    # with all-zero embeddings, so every image of one size looks the same.
+    from vllm.model_executor.models import qwen2_5_vl
+
+    cls = qwen2_5_vl.Qwen2_5_VLForConditionalGeneration
+    original = cls._process_image_input
+
+    @functools.wraps(original)
+    def zeroed(self, image_input):
+        return tuple(t * 0 for t in original(self, image_input))
+
+    cls._process_image_input = zeroed
+
+
 MUTATIONS: dict[str, Callable[[], None]] = {
     "phi4mm_revert_stack_with_pad": _revert_phi4mm_stack_with_pad,
+    "qwen2_5_vl_zero_image_features": _zero_qwen2_5_vl_image_features,
 }
 
 

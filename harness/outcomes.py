@@ -1,0 +1,116 @@
+"""The one definition of what a job, a check and a command can end as.
+
+Statuses, failure classes (and which of them say "the code under test was not judged"), check
+outcomes, exit codes and their severity. Every other module imports these names; none keeps a
+copy.
+
+The retry rule (see ``harness.execute``): a job that ends in a RETRIED class gets one more
+attempt, on the same machine with the same image. If the retry ends in the same class, that is
+a verdict on the case: status ``failed`` (red), with both attempts' evidence in ``attempts``.
+A warm-up hang or an OOM during encoder-cudagraph capture that happens twice is a regression,
+not bad luck.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, get_args
+
+# ---------------------------------------------------------------- statuses
+
+Status = Literal["passed", "failed", "error", "skipped", "xfailed", "xpassed"]
+STATUSES: tuple[str, ...] = get_args(Status)
+
+# ---------------------------------------------------------------- failure classes
+
+FailureClass = Literal[
+    "startup-timeout",  # engine not ready within the deadline (a warm-up hang)
+    "crash",  # engine or worker process died
+    "oom",  # killed for memory (container OOM-killed, SIGKILL we did not send, OOM in the log)
+    "gpu-hang",  # ROCm GPU hang: SIGABRT and/or "HW Exception by GPU node", "GPU Hang", HSA error
+    "request-error",  # a request failed (HTTP error, engine error)
+    "check-failed",  # the engine ran; a declared check failed
+    "timeout",  # the whole job or container overran its deadline
+    "interrupted",  # Ctrl-C / SIGTERM
+    "infra",  # the machine or container runtime failed; not the code under test
+    "disk-full",  # no space left while writing results or logs (ENOSPC)
+    "harness-error",  # an exception in the harness's own code: no verdict on vLLM
+    "collection",  # pytest collected nothing or could not collect
+    "image-missing",  # container image not found / not pullable (engine exit 125 on pull)
+    "container-start",  # the container engine could not start the container (exit 125)
+    "command-not-found",  # the worker command in the container is missing/not executable (126/127)
+    "container-lost",  # the container vanished while the worker ran
+]
+FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
+
+# Failures that may be the machine's fault: one retry decides (see the module docstring).
+# Not `timeout`: the whole worker overran the platform's deadline, and a retry would overrun
+# the Buildkite step's; not `interrupted`: someone asked to stop.
+RETRIED_CLASSES = frozenset({
+    "startup-timeout", "oom", "gpu-hang", "infra", "container-lost", "container-start",
+})
+# Classes that give no verdict on the code under test: status "error" (unless repeated on the
+# retry, for the RETRIED ones). `harness-error` is here but not retried: a bug repeats.
+INFRA_CLASSES = RETRIED_CLASSES | frozenset({
+    "timeout", "interrupted", "collection", "harness-error", "disk-full", "image-missing",
+    "command-not-found",
+})
+VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
+
+# ---------------------------------------------------------------- checks
+
+CheckOutcome = Literal["passed", "failed", "not-applicable", "error"]
+CHECK_OUTCOMES: tuple[str, ...] = get_args(CheckOutcome)
+
+# ---------------------------------------------------------------- exit codes
+
+EXIT_OK = 0  # everything passed (or failed as expected)
+EXIT_FAILED = 1  # a case failed, a regression, an output divergence, a strict xpass
+EXIT_USAGE = 2  # bad input or command line
+EXIT_INFRA = 3  # no verdict: infrastructure, harness error, missing results
+EXIT_CODES = {EXIT_OK: "ok", EXIT_FAILED: "failed", EXIT_USAGE: "usage or input error",
+              EXIT_INFRA: "infrastructure error"}
+
+# Severity when several parts end differently: a failure outranks an infrastructure error (it is
+# the more specific news), usage errors outrank both (nothing meaningful ran).
+_SEVERITY = {EXIT_OK: 0, EXIT_INFRA: 1, EXIT_FAILED: 2, EXIT_USAGE: 3}
+
+
+def severity(code: int) -> int:
+    return _SEVERITY.get(code, len(_SEVERITY))
+
+
+def worst_exit(codes: list[int] | tuple[int, ...]) -> int:
+    return max(codes, key=severity, default=EXIT_OK)
+
+
+def is_infra(failure_class: str | None) -> bool:
+    return failure_class in INFRA_CLASSES
+
+
+def is_retried(failure_class: str | None) -> bool:
+    return failure_class in RETRIED_CLASSES
+
+
+# ---------------------------------------------------------------- how a process ended
+
+SIGABRT_EXITS = (-6, 134)  # killed by SIGABRT: Popen's -6, a shell's or container's 128+6
+SIGKILL_EXITS = (-9, 137)
+# What ROCm prints when a GPU hangs or faults before it aborts the process.
+GPU_HANG_RE = re.compile(r"HW Exception by GPU node|GPU Hang|HSA_STATUS_ERROR")
+OOM_RE = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError", re.I)
+
+
+def classify_exit(returncode: int | None, log_text: str) -> str:
+    """The class of an engine (or worker) that exited on its own with ``returncode``.
+
+    A GPU hang's log signature wins (ROCm aborts after printing it; SIGABRT alone is any C++
+    abort, a crash). A SIGKILL we did not send is the kernel's OOM killer in practice; OOM in
+    the log is OOM. Both are retried once (RETRIED_CLASSES), so a guess that is wrong by bad
+    luck does not stand, and one that repeats becomes the case's failure.
+    """
+    if GPU_HANG_RE.search(log_text):
+        return "gpu-hang"
+    if returncode in SIGKILL_EXITS or OOM_RE.search(log_text):
+        return "oom"
+    return "crash"
