@@ -589,7 +589,8 @@ def test_retry_rules_match_exit_codes_the_harness_really_produces(capsys):
     from harness.buildkite.pipeline import AGENT_LOST
     from harness.outcomes import EXIT_CODES
 
-    steps = yaml.safe_load(generate(capsys, "--nightly", "--build-images")[0])["steps"]
+    steps = yaml.safe_load(generate(capsys, "--nightly", "--history-db-env", "H",
+                                    "--build-images")[0])["steps"]
     for step in steps:
         for rule in step.get("retry", {}).get("automatic", []):
             assert rule["exit_status"] in (AGENT_LOST, *EXIT_CODES), (step["key"], rule)
