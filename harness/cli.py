@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 failures/regressions, 2 usage or input error, 3 infrastructu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,13 +24,56 @@ def positive_int(text: str) -> int:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (the full usage is one ``--help`` away), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def output_file(text: str) -> Path:
+    """argparse type for files the command writes: refused before any work or output when
+    the path is a directory or its directory cannot be written."""
+    path = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    problem = _usable_output_dir(path.parent)
+    if problem is None and path.parent.is_dir():
+        import tempfile
+
+        try:  # what really tells (permissions, read-only or pseudo file systems like /proc)
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+        except OSError as exc:
+            problem = f"cannot write in {path.parent}: {exc.strerror or exc}"
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
+    return path
+
+
 def _platform_list(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no platform named in {text!r}")
+    return names
+
+
+def _usable_output_dir(path: Path) -> str | None:
+    """Why ``path`` cannot hold results (None when it can): checked before anything runs or
+    is printed, so a bad --results leaves no partial output."""
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is not a directory"
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     validate = sub.add_parser("validate", help="validate case and platform YAML files")
     validate.add_argument("paths", nargs="*", type=Path, default=[DEFAULT_CASES])
@@ -58,10 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pull", choices=["always", "missing", "never"], default=None,
                      help="pull the image before the run (overrides the platform's `pull`)")
     run.add_argument("--dry-run", action="store_true", help="print the command(s), run nothing")
+    run.add_argument("--in-place", action="store_true",
+                     help="run the platform's cases here, against the vLLM installed in this "
+                          "environment (e.g. inside a vLLM container you started): no container "
+                          "is started; results record launch=in-place")
+    run.add_argument("--skip-preflight", action="store_true",
+                     help="do not run the cheap `harness doctor` checks before starting")
     run.add_argument("--shard-index", type=int, default=None,
                      help="this parallel job's index (Buildkite: $BUILDKITE_PARALLEL_JOB)")
     run.add_argument("--shard-count", type=int, default=None,
                      help="number of parallel jobs ($BUILDKITE_PARALLEL_JOB_COUNT)")
+    run.add_argument("--progress", choices=["auto", "tty", "ci", "buildkite", "off"],
+                     default="auto", help="live progress: auto (Buildkite groups on Buildkite, "
+                     "a heartbeat every 5 s on a terminal, every 30 s otherwise)")
+    run.add_argument("--stream-engine-log", action="store_true",
+                     help="show the engine's own log live")
+    run.add_argument("--keep-container", action="store_true",
+                     help="container platforms: keep a failed run's container (stopped) and "
+                     "print how to enter it")
 
     # Later stages live in their own modules (harness/cmd_<name>.py: add_arguments + run).
     for name, text in EXTRA_COMMANDS.items():
@@ -81,6 +139,9 @@ EXTRA_COMMANDS = {
     "dashboard": "render the nightly dashboard",
     "reference": "run the hf (transformers) reference for cases",
     "image": "build, push or pull a container platform's image",
+    "models": "fetch the hub snapshots (or build the tiny models) a platform needs",
+    "doctor": "preflight checks for a platform's node, one line each with the fix",
+    "prune": "remove the harness's own old containers and images (by label)",
 }
 
 
@@ -106,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a path given on the command line that cannot be read or written
+        where = exc.filename if exc.filename is not None else "input/output"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -184,10 +249,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: --image: platform {local[0]} runs on this host, not in a container",
               file=sys.stderr)
         return EXIT_USAGE
-    run_id = args.run_id or new_run_id()
+    if args.in_place and (args.engine or args.gpus):
+        print("error: --in-place starts no container: --engine and --gpus do not apply (expose "
+              "the GPUs to the container you are in)", file=sys.stderr)
+        return EXIT_USAGE
+    run_id = new_run_id() if args.run_id is None else args.run_id
     if not is_valid_run_id(run_id):
         print(f"error: bad run id {run_id!r}", file=sys.stderr)
         return EXIT_USAGE
+    unusable = None if args.dry_run else _usable_output_dir(args.results)
+    if unusable:
+        print(f"error: --results {args.results}: {unusable}", file=sys.stderr)
+        return EXIT_USAGE
+    from harness.worker.progress import choose_mode
+
+    progress = choose_mode(args.progress, dict(os.environ), sys.stdout.isatty())
     worst = EXIT_OK
     for name in args.platform:
         platform_jobs = [job for job in jobs if job.platform.name == name]
@@ -195,19 +271,42 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
-                                run_id, args.keyword, Path.cwd(), shard=args.shard_index)
-        launch = make_launch(request, engine=args.engine, gpus=args.gpus, image=args.image,
-                             pull=args.pull)
+                                run_id, args.keyword, Path.cwd(), shard=args.shard_index,
+                                progress=progress, stream_engine_log=args.stream_engine_log)
+
+        def launcher(r: WorkerRequest):
+            return make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
+                               pull=args.pull, in_place=args.in_place)
+
+        launch = launcher(request)
+        # Only the first attempt's container is kept (release() below decides); a retry's
+        # launcher removes its own.
+        if args.keep_container and hasattr(launch, "keep_container"):
+            launch.keep_container = True
         if args.dry_run:
             print(shell_join(launch.argv()))
             continue
-        try:
-            outcome = execute(platform_jobs, request, launch, relaunch=lambda r: make_launch(
-                r, engine=args.engine, gpus=args.gpus))
-        except DiskFull as exc:
-            print(f"error: infrastructure: disk full: {exc}; results written before it are "
-                  "intact", file=sys.stderr)
-            return EXIT_INFRA
+        if progress != "off":
+            print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
+                  f"{args.results / run_id / name}/worker{request.file_suffix()}.log", flush=True)
+        problem = None if args.skip_preflight else preflight_problem(
+            platforms[name], args.engine, args.in_place)
+        if problem:
+            from harness.execute import not_started
+
+            print(f"preflight failed for {name}: {problem}", file=sys.stderr)
+            outcome = not_started(platform_jobs, request, launch, f"preflight: {problem}")
+        else:
+            try:
+                outcome = execute(platform_jobs, request, launch, relaunch=launcher)
+            except DiskFull as exc:
+                print(f"error: infrastructure: disk full: {exc}; results written before it are "
+                      "intact", file=sys.stderr)
+                return EXIT_INFRA
+        if hasattr(launch, "release"):
+            kept = launch.release(failed=outcome.exit_code != EXIT_OK)
+            if kept:
+                print(kept, file=sys.stderr)
         print(run_table(outcome.results))
         print(f"results: {outcome.run_dir}")
         if outcome.problem:
@@ -218,6 +317,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
     return worst
+
+
+def preflight_problem(platform, engine: str | None, in_place: bool) -> str | None:
+    """The cheap part of `harness doctor`: engine, devices, GPUs clean. The first failure."""
+    from harness.doctor import Host, failed, platform_checks
+
+    problems = failed(platform_checks(platform, Host(), engine=engine, in_place=in_place,
+                                      cheap=True))
+    if not problems:
+        return None
+    return "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in problems)
 
 
 def select_shard_jobs(jobs, index: int | None, count: int | None):

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli import output_file
 from harness.outcomes import EXIT_USAGE
 
 
@@ -38,10 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "candidate is reported on its own")
     parser.add_argument("--reference", default="hf",
                         help="platform consulted when the two sides disagree ('none': never)")
-    parser.add_argument("--markdown", type=Path, default=None,
+    parser.add_argument("--markdown", type=output_file, default=None,
                         help="write a Buildkite annotation (Markdown, under 1 MiB)")
-    parser.add_argument("--junit", type=Path, default=None, help="write JUnit XML")
-    parser.add_argument("--json", type=Path, default=None, help="write the JSON summary")
+    parser.add_argument("--junit", type=output_file, default=None, help="write JUnit XML")
+    parser.add_argument("--json", type=output_file, default=None,
+                        help="write the JSON summary")
     parser.add_argument("--quiet", action="store_true", help="no terminal table")
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli import positive_int
+from harness.cli import output_file, positive_int
 from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.history.board import DEFAULT_NIGHTS
 from harness.history.db import StoreError
@@ -20,7 +20,7 @@ DEFAULT_OUT = Path("results/dashboard.html")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+    parser.add_argument("--out", type=output_file, default=DEFAULT_OUT,
                         help=f"HTML file to write (default: {DEFAULT_OUT})")
     parser.add_argument("--nights", type=positive_int, default=DEFAULT_NIGHTS,
                         help=f"nights shown in the grid (default: {DEFAULT_NIGHTS}); flakiness "

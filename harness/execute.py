@@ -48,9 +48,9 @@ class PlatformRun:
 
 
 def make_launch(request: WorkerRequest, engine: str | None = None, gpus: str | None = None,
-                image: str | None = None, pull: str | None = None):
-    if request.platform.launcher == "local":
-        return LocalLaunch(request)
+                image: str | None = None, pull: str | None = None, in_place: bool = False):
+    if in_place or request.platform.launcher == "local":
+        return LocalLaunch(request, in_place=in_place)
     from harness.launch.container import ContainerLaunch
 
     return ContainerLaunch(request, engine=engine, gpus=gpus, image=image, pull=pull)
@@ -163,6 +163,22 @@ def _merge(job: Job, request: WorkerRequest, first: Result, second: Result) -> R
     result = second.model_copy(update=update)
     write_result(path, result)
     return result
+
+
+def not_started(jobs: list[Job], request: WorkerRequest, launch, reason: str) -> PlatformRun:
+    """Every job's result when the run stops before its worker starts (a failed preflight)."""
+    platform_dir = request.results_dir / request.run_id / request.platform.name
+    log = platform_dir / f"worker{request.file_suffix()}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(reason + "\n")
+    outcome = WorkerOutcome(returncode=None, timed_out=False, interrupted=False, duration_s=0.0,
+                            log_path=log, start_error=reason)
+    results = []
+    for job in jobs:
+        result_path(request.results_dir, request.run_id, job.platform.name,
+                    job.case.id).unlink(missing_ok=True)
+        results.append(_result_or_placeholder(job, request, outcome, {}, launch))
+    return PlatformRun(request.platform.name, platform_dir, results, outcome, EXIT_INFRA)
 
 
 def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutcome,

@@ -40,6 +40,7 @@ FailureClass = Literal[
     "container-start",  # the container engine could not start the container (exit 125)
     "command-not-found",  # the worker command in the container is missing/not executable (126/127)
     "container-lost",  # the container vanished while the worker ran
+    "model-missing",  # the hub snapshot (or a LoRA adapter) is not in the cache: fetch it first
 ]
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 
@@ -53,7 +54,7 @@ RETRIED_CLASSES = frozenset({
 # retry, for the RETRIED ones). `harness-error` is here but not retried: a bug repeats.
 INFRA_CLASSES = RETRIED_CLASSES | frozenset({
     "timeout", "interrupted", "collection", "harness-error", "disk-full", "image-missing",
-    "command-not-found",
+    "command-not-found", "model-missing",
 })
 VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
 

@@ -32,20 +32,29 @@ class Job:
     @property
     def model(self) -> str:
         """The hub id, or the tiny recipe name (resolved to a directory by the worker)."""
-        return self.case.model.hub if self.platform.model_source == "hub" else self.case.model.tiny
+        if self.platform.model_source == "hub":
+            return self.case.model.hub
+        return self.case.model.tiny or NO_TINY_MODEL
 
     @property
     def engine_key(self) -> str:
         """Jobs with the same engine key can share one running engine."""
         return digest({"mode": self.case.engine.mode, "model": self.model,
                        "source": self.platform.model_source, "args": self.engine_args,
-                       "env": self.env, "traces": self.case.engine.traces})
+                       "env": self.env, "traces": self.case.engine.traces,
+                       "lora": self.case.engine.lora.model_dump() if self.case.engine.lora
+                       else None})
 
     @property
     def config_digest(self) -> str:
         return digest({"engine": self.engine_key,
                        "case": self.case.model_dump(mode="json", exclude={"source"}),
                        "platform": self.platform.model_dump(mode="json")})
+
+
+NO_TINY_MODEL = "(no tiny recipe)"
+NO_TINY_REASON = ("no tiny recipe (`model.tiny`): this case runs only on platforms with hub "
+                  "models")
 
 
 def job_id(case_id: str, platform: str) -> str:
@@ -79,6 +88,8 @@ def plan_job(case: Case, platform: Platform) -> Job:
         env = {**env, **override.env}
         expect = override.expect or expect
         skip = override.skip
+    if skip is None and platform.model_source == "tiny" and not case.model.tiny:
+        skip = NO_TINY_REASON
     keywords = (case.id, platform.name, f"{case.id}[{platform.name}]", *case.tags)
     return Job(case, platform, args, env, expect, skip, keywords)
 

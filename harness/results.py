@@ -64,11 +64,17 @@ class RequestResult(_Model):
 
 
 class Timings(_Model):
-    startup_s: float | None = None
+    """Seconds per phase of the job (null: the phase did not run); see results/README.md."""
+
+    startup_s: float | None = None  # engine start: process spawned -> ready to serve
     requests_s: float | None = None
     total_s: float | None = None
     engine_reused: bool = False
     peak_rss_mb: float | None = None
+    model_s: float | None = None  # building or finding the model
+    probes_s: float | None = None  # waiting for the probes after the requests
+    checks_s: float | None = None
+    shutdown_s: float | None = None  # stopping the engine (null: kept for the next job)
 
 
 class LogInfo(_Model):

@@ -126,14 +126,38 @@ def is_secret_name(name: str) -> bool:
 
 class ModelSpec(Strict):
     hub: str  # the real model id for GPU runs
-    tiny: str  # the offline recipe (harness.models) used where weights cannot be fetched
+    # The hub snapshot (a 40-hex commit) GPU runs use: `harness models fetch` downloads it, the
+    # engine gets `--revision`, results record it, and compare keeps other snapshots apart.
+    revision: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}$")
+    # The offline recipe (harness.models) used where weights cannot be fetched. Optional: a
+    # case without one runs on hub platforms and is skipped, with that reason, on tiny ones.
+    tiny: str | None = None
     reference: Literal["hf", "none"] = "none"
     reference_note: str = ""
+
+    @model_validator(mode="after")
+    def _reference_needs_tiny(self) -> "ModelSpec":
+        if self.reference == "hf" and not self.tiny:
+            raise ValueError("reference: hf runs on the tiny recipe's weights: set `tiny`")
+        return self
+
+
+class LoraSpec(Strict):
+    """A LoRA adapter applied to every request, as vLLM runs Phi-4-multimodal's vision LoRA.
+
+    The engine args must enable LoRA (``enable_lora``, ``max_lora_rank``); offline requests
+    carry ``LoRARequest(name, 1, <model dir>/<path>)``, server requests name the adapter
+    registered with ``--lora-modules name=<model dir>/<path>``.
+    """
+
+    name: str = Field(pattern=ID_RE)
+    path: str = Field(pattern=r"^[^/].*$")  # relative to the model directory (hub snapshot)
 
 
 class EngineSpec(Strict):
     mode: Literal["server", "offline"] = "server"
     args: dict[str, Any] = {}
+    lora: LoraSpec | None = None
     env: dict[str, str] = {}
     traces: list[str] = []  # in-engine instrumentation (offline mode), see worker.traces
     startup_timeout_s: float = Field(default=900, gt=0)
@@ -230,6 +254,12 @@ class ProbeCheck(_CheckBase):
     probe: str
 
 
+class LoraAppliedCheck(_CheckBase):
+    """The engine loaded the case's LoRA adapter and every request ran with it."""
+
+    kind: Literal["lora_applied"]
+
+
 class RaggedBatchCheck(_CheckBase):
     kind: Literal["ragged_batch"]
     trace: str  # the engine trace that records per-call crop counts
@@ -237,7 +267,7 @@ class RaggedBatchCheck(_CheckBase):
 
 Check = Annotated[
     Union[ReadyCheck, RequestsSucceedCheck, LogCheck, TokenCountsCheck, OutputsDifferCheck,
-          ProbeCheck, RaggedBatchCheck],
+          ProbeCheck, RaggedBatchCheck, LoraAppliedCheck],
     Field(discriminator="kind"),
 ]
 
@@ -288,6 +318,8 @@ class Case(Strict):
             if missing:
                 raise ValueError(f"request {request.id!r} names unknown images {missing}")
         for check in self.checks:
+            if isinstance(check, LoraAppliedCheck) and self.engine.lora is None:
+                raise ValueError("a lora_applied check needs `engine.lora`")
             if isinstance(check, OutputsDifferCheck):
                 unknown = [r for r in check.requests if r not in request_ids]
                 if unknown:
@@ -414,7 +446,7 @@ def check_registries(case: Case) -> None:
     def fail(keypath: tuple, message: str):
         raise load_located(case.source).error(keypath, message)
 
-    if case.model.tiny not in RECIPES:
+    if case.model.tiny is not None and case.model.tiny not in RECIPES:
         fail(("model", "tiny"), f"unknown tiny recipe {case.model.tiny!r}; known: {sorted(RECIPES)}")
     for i, name in enumerate(case.engine.traces):
         if name not in TRACES:
@@ -449,7 +481,10 @@ def validate_paths(paths: list[Path | str]) -> list[SpecError]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(path.glob("*.yaml")))
+            found = sorted(path.glob("*.yaml"))
+            if not found:
+                errors.append(SpecError(path, None, "", "no .yaml file in this directory"))
+            files.extend(found)
         elif path.exists():
             files.append(path)
         else:

@@ -14,6 +14,10 @@ from typing import Any
 import yaml
 
 KeyPath = tuple[str | int, ...]
+# Hostile-input bounds: a case or platforms file is a few KiB. Aliases can make a tiny file
+# expand exponentially ("billion laughs"), so expanded nodes are counted, not bytes.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 200_000
 
 
 class SpecError(Exception):
@@ -60,7 +64,13 @@ class _UniqueKeySafeLoader(_SafeLoader):
     """The safe loader; duplicate keys are refused in _walk (a silent overwrite hides mistakes)."""
 
 
-def _walk(node: yaml.Node, keypath: KeyPath, lines: dict[KeyPath, int], path: Path) -> None:
+def _walk(node: yaml.Node, keypath: KeyPath, lines: dict[KeyPath, int], path: Path,
+          budget: list[int] | None = None) -> None:
+    budget = budget if budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(path, node.start_mark.line + 1, dotted(keypath),
+                        f"more than {MAX_NODES} values once aliases are expanded")
     lines.setdefault(keypath, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
@@ -71,11 +81,11 @@ def _walk(node: yaml.Node, keypath: KeyPath, lines: dict[KeyPath, int], path: Pa
                                 "duplicate key")
             seen.add(key)
             lines[keypath + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, keypath + (key,), lines, path)
+            _walk(value_node, keypath + (key,), lines, path, budget)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[keypath + (index,)] = item.start_mark.line + 1
-            _walk(item, keypath + (index,), lines, path)
+            _walk(item, keypath + (index,), lines, path, budget)
 
 
 def load_located(path: Path | str, text: str | None = None) -> Located:
@@ -83,9 +93,13 @@ def load_located(path: Path | str, text: str | None = None) -> Located:
     path = Path(path)
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise SpecError(path, None, "", f"larger than {MAX_FILE_BYTES} bytes")
+            text = path.read_bytes().decode("utf-8")
         except OSError as exc:
-            raise SpecError(path, None, "", f"cannot read: {exc.strerror or exc}") from exc
+            raise SpecError(path, None, "", f"cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(path, None, "", f"not UTF-8 text (byte {exc.start})") from None
     loader = _UniqueKeySafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -101,8 +115,10 @@ def load_located(path: Path | str, text: str | None = None) -> Located:
         if "could not determine a constructor" in problem:
             problem = f"tag not allowed (YAML is loaded safely): {problem}"
         raise SpecError(path, line, "", problem) from exc
-    except yaml.YAMLError as exc:  # pragma: no cover - reader errors without marks
-        raise SpecError(path, None, "", str(exc)) from exc
+    except yaml.YAMLError as exc:  # reader errors without marks
+        raise SpecError(path, None, "", str(exc).splitlines()[0]) from None
+    except RecursionError:
+        raise SpecError(path, None, "", "nested too deeply") from None
     finally:
         loader.dispose()
     return Located(path, data, lines)

@@ -34,6 +34,8 @@ def require_tools(*tools: str) -> None:
                     pytrace=False)
 
 
+# Real engines (dockerd, registry) shared by every test module, one of each per session.
+from tests.engines import docker_base_image, docker_engine, podman_base, registry  # noqa: E402,F401
 @pytest.fixture(scope="session")
 def postgres_server():
     """One real PostgreSQL 15 server per test process (tests/pgserver.py)."""
@@ -67,7 +69,3 @@ def new_store(request, tmp_path_factory):
 def module_store(request, tmp_path_factory):
     """``new_store`` for module-scoped fixtures."""
     return _store_factory(request, tmp_path_factory)
-
-
-# Real engines (dockerd, registry) shared by every test module, one of each per session.
-from tests.engines import docker_base_image, docker_engine, podman_base, registry  # noqa: E402,F401

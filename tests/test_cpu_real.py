@@ -67,6 +67,31 @@ def test_both_cases_pass_on_real_vllm_cpu(cpu_run):
     assert not engine_processes()
 
 
+def test_live_progress_shows_each_phase_while_jobs_run(cpu_run):
+    """The captured output of the real run (not a terminal: CI mode) is the recording."""
+    run_dir, completed = cpu_run
+    out = completed.stdout
+    for job, mode in (("qwen2_5_vl_vit_cudagraph@cpu", "server"),
+                      ("phi4mm_variable_crop@cpu", "offline")):
+        mine = [line for line in out.splitlines() if f"[{job}]" in line]
+        expected = ["start (", "model: ", f"engine starting ({mode}", "engine ready after ",
+                    "requests done: 3/3 ok", "probes: ", "checks: ", "verdict: passed after "]
+        seen = [next((i for i, line in enumerate(mine) if want in line), None)
+                for want in expected]
+        assert None not in seen and seen == sorted(seen), (expected, seen, mine)
+        # Heartbeats: elapsed time and the engine's last log line, at most every 30 s.
+        beats = [line for line in mine if line.split("] ", 1)[1].startswith("engine starting (")
+                 and " s): " in line]
+        assert beats, mine
+    assert "--- " not in out and "^^^ +++" not in out  # no Buildkite groups outside Buildkite
+    # Every phase is recorded in the result.
+    for case in ("qwen2_5_vl_vit_cudagraph", "phi4mm_variable_crop"):
+        timings = read_result(run_dir / f"{case}.json").timings
+        for field in ("model_s", "startup_s", "requests_s", "probes_s", "checks_s", "shutdown_s"):
+            assert getattr(timings, field) is not None, (case, field)
+        assert timings.total_s >= timings.startup_s + timings.requests_s
+
+
 def test_qwen_outputs_depend_on_the_image(cpu_run):
     result = read_result(cpu_run[0] / "qwen2_5_vl_vit_cudagraph.json")
     by_id = {r.id: r for r in result.requests}
@@ -98,6 +123,12 @@ def test_phi4mm_one_encoder_batch_held_different_crop_counts(cpu_run):
     assert any(call["phase"] == "startup" for call in calls)  # vLLM's profiling, not counted
     ragged = next(c for c in result.checks if c.kind == "ragged_batch")
     assert ragged.outcome == "passed" and result.message == ""
+    # The vision LoRA, as vLLM runs this model: loaded by the engine, on every request.
+    lora = next(c for c in result.checks if c.kind == "lora_applied")
+    assert lora.outcome == "passed", lora.message
+    assert result.traces["lora"]["loaded_ids"] == [1]
+    assert set(result.traces["lora"]["requests"].values()) == {"vision"}
+    assert result.traces["lora"]["path"].endswith("/vision-lora")
 
 
 def test_zeroed_image_features_fail_outputs_differ(tmp_path, cases_copy):
@@ -121,12 +152,20 @@ def test_zeroed_image_features_fail_outputs_differ(tmp_path, cases_copy):
 
 
 def test_reverted_phi4mm_fix_fails_with_crash_and_traceback(tmp_path):
+    # On Buildkite (BUILDKITE=true) the failed job's log group is expanded.
     completed = harness_run(tmp_path, "reverted", "-k", "phi4mm",
-                            env={"HARNESS_MUTATIONS": "phi4mm_revert_stack_with_pad"})
+                            env={"HARNESS_MUTATIONS": "phi4mm_revert_stack_with_pad",
+                                 "BUILDKITE": "true"})
     assert completed.returncode == 1, completed.stdout[-3000:]
+    lines = completed.stdout.splitlines()
+    group = lines.index("--- :vllm: phi4mm_variable_crop@cpu (offline, phi4mm_tiny)")
+    verdict = next(i for i, line in enumerate(lines)
+                   if line.startswith("[phi4mm_variable_crop@cpu] verdict: failed after "))
+    assert group < verdict and lines[verdict + 1] == "^^^ +++", lines[group:verdict + 2]
     result = read_result(tmp_path / "reverted" / "cpu" / "phi4mm_variable_crop.json")
     assert result.status == "failed" and result.failure_class == "crash"
     assert result.engine["mutations"] == ["phi4mm_revert_stack_with_pad"]
+    assert result.engine["args"]["enable_lora"] is True  # the failure is caught with LoRA on
     assert "Traceback (most recent call last)" in result.log.tail
     assert "'list' object has no attribute 'to'" in result.log.tail
     # The trace shows the ragged batch that the reverted code could not handle.

@@ -179,7 +179,7 @@ def test_an_exception_in_the_harness_is_harness_error_not_infra(tmp_path, monkey
 
     jobs, _ = setup(tmp_path)
 
-    def broken(job, ctx):
+    def broken(job, ctx, *build_log):
         raise KeyError("choices")  # e.g. a changed response format
 
     monkeypatch.setattr(job_module, "resolve_model", broken)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from harness import gpuinfo
 from harness.proc import Captured
-from harness.worker.job import cached_revision
 
 DATA = Path(__file__).parent / "data" / "gpuinfo"
 
@@ -62,15 +61,6 @@ def test_vllm_commit_rocm_version_and_env(tmp_path):
            "VLLM_ROCM_SECRET_KEY": "x"}
     assert gpuinfo.gpu_env(env) == {"AITER_LOG_LEVEL": "1", "HIP_VISIBLE_DEVICES": "0,1",
                                     "VLLM_ROCM_USE_AITER": "1", "VLLM_ROCM_USE_AITER_MHA": "0"}
-
-
-def test_model_revision_from_the_hub_cache(tmp_path):
-    ref = tmp_path / "hub" / "models--Qwen--Qwen2.5-VL-3B-Instruct" / "refs" / "main"
-    ref.parent.mkdir(parents=True)
-    ref.write_text("66285546d2b821cf421d4f5eb2576359d3770cd3\n")
-    assert cached_revision("Qwen/Qwen2.5-VL-3B-Instruct", {"HF_HOME": str(tmp_path)}) == \
-        "66285546d2b821cf421d4f5eb2576359d3770cd3"
-    assert cached_revision("other/model", {"HF_HOME": str(tmp_path)}) is None
 
 
 def test_fingerprint_carries_the_triage_fields():

@@ -75,4 +75,4 @@ def test_dashboard_marks_a_pass_that_was_not_decisive(tmp_path):
     conn = open_store(tmp_path / "h.sqlite")
     store_run(conn, read_run(run))
     text, _ = page_from_store(conn, tmp_path / "dashboard.html")
-    assert 'class="p nd"' in text and NOT_DECISIVE in text
+    assert 'class="p nd' in text and NOT_DECISIVE in text

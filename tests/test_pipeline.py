@@ -165,8 +165,10 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
     rocm, cuda, cpu = steps["run-rocm"], steps["run-cuda"], steps["run-cpu"]
     assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
         {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
-    assert rocm["commands"] == [
+    assert rocm["commands"] == [  # hub snapshots first, outside the run's startup deadline
+        "harness models fetch --platform rocm",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER --pull always"]
+    assert cpu["commands"] == ["harness run --platform cpu --run-id build-$BUILDKITE_BUILD_NUMBER"]
     assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
     assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
     # Retried for infrastructure only: agent lost, the harness's infra exit (a GPU hang is
@@ -213,6 +215,7 @@ def test_keyword_selection_reaches_the_run_command_quoted(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "-k", "cudagraph[rocm] or phi4mm")[0]))
     assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     assert steps["run-rocm"]["commands"] == [
+        "harness models fetch --platform rocm -k 'cudagraph[rocm] or phi4mm'",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"
         " -k 'cudagraph[rocm] or phi4mm' --pull always"]
 
@@ -236,7 +239,7 @@ def test_parallelism_shards_by_buildkite_parallel_job_and_is_capped(capsys):
     run = steps["run-rocm"]
     assert run["parallelism"] == 2  # two cases (two engine scopes): a third job would idle
     assert run["label"] == "run rocm %n"
-    assert run["commands"][0].endswith(' --shard-index "$$BUILDKITE_PARALLEL_JOB"'
+    assert run["commands"][-1].endswith(' --shard-index "$$BUILDKITE_PARALLEL_JOB"'
                                        ' --shard-count "$$BUILDKITE_PARALLEL_JOB_COUNT"')
 
 
@@ -253,9 +256,9 @@ def test_image_builds_come_first_and_the_run_waits_for_them(capsys, monkeypatch)
     this_build = "ghcr.io/me/vllm-harness/vllm-harness:rocm-build-$BUILDKITE_BUILD_NUMBER"
     assert image["commands"] == [
         f"harness image build --platform rocm --image {this_build} --registry ghcr.io/me --push"]
-    assert f"--image {this_build}" in steps["run-rocm"]["commands"][0]
+    assert f"--image {this_build}" in steps["run-rocm"]["commands"][-1]
     assert steps["run-rocm"]["depends_on"] == "image-rocm"
-    assert "depends_on" not in steps["run-cpu"] and "--image" not in steps["run-cpu"]["commands"][0]
+    assert "depends_on" not in steps["run-cpu"] and "--image" not in steps["run-cpu"]["commands"][-1]
 
 
 def test_image_option_runs_that_image_without_building(capsys):
@@ -263,8 +266,8 @@ def test_image_option_runs_that_image_without_building(capsys):
         capsys, "--platform", "rocm,cuda", "--image", "rocm=vllm/vllm-openai-rocm:nightly-abc123",
         "--no-compare")[0]))
     assert "image-rocm" not in steps
-    assert "--image vllm/vllm-openai-rocm:nightly-abc123" in steps["run-rocm"]["commands"][0]
-    assert "--image" not in steps["run-cuda"]["commands"][0]
+    assert "--image vllm/vllm-openai-rocm:nightly-abc123" in steps["run-rocm"]["commands"][-1]
+    assert "--image" not in steps["run-cuda"]["commands"][-1]
 
 
 def test_bare_image_option_needs_one_container_platform(capsys):
@@ -273,7 +276,7 @@ def test_bare_image_option_needs_one_container_platform(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu", "--image",
                                                  "registry.example:5000/x/y:z",
                                                  "--no-compare")[0]))
-    assert "--image registry.example:5000/x/y:z" in steps["run-rocm"]["commands"][0]
+    assert "--image registry.example:5000/x/y:z" in steps["run-rocm"]["commands"][-1]
 
 
 def test_nightly_adds_ingest_and_dashboard_after_everything(capsys):
@@ -579,18 +582,18 @@ def test_options_survive_the_round_trip_through_the_chained_command_line():
 def test_run_steps_without_a_built_image_pull_the_moving_tag_afresh(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu",
                                                  "--no-compare")[0]))
-    assert "--pull always" in steps["run-rocm"]["commands"][0]
-    assert "--pull" not in steps["run-cpu"]["commands"][0]
+    assert "--pull always" in steps["run-rocm"]["commands"][-1]
+    assert "--pull" not in steps["run-cpu"]["commands"][-1]
     built = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm", "--build-images",
                                                  "--no-compare")[0]))
-    assert "--pull" not in built["run-rocm"]["commands"][0]  # its own build's tag
+    assert "--pull" not in built["run-rocm"]["commands"][-1]  # its own build's tag
 
 def test_retry_rules_match_exit_codes_the_harness_really_produces(capsys):
     from harness.buildkite.pipeline import AGENT_LOST
     from harness.outcomes import EXIT_CODES
 
-    steps = yaml.safe_load(generate(capsys, "--nightly", "--history-db-env", "H",
-                                    "--build-images")[0])["steps"]
+    steps = yaml.safe_load(generate(capsys, "--nightly", "--history-db", "/var/lib/h.sqlite",
+                                       "--build-images")[0])["steps"]
     for step in steps:
         for rule in step.get("retry", {}).get("automatic", []):
             assert rule["exit_status"] in (AGENT_LOST, *EXIT_CODES), (step["key"], rule)

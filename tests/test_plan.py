@@ -69,11 +69,14 @@ def test_unknown_platform_is_an_error(capsys):
 def test_override_merges_args_and_sets_expectation_and_skip(cases_copy):
     platforms_yaml = cases_copy / "platforms.yaml"
     platforms_yaml.write_text(platforms_yaml.read_text().replace(
-        "    pass_env: [HF_TOKEN]\n    queue: amd-mi300\n",
-        "    env: {HIP_FORCE_DEV_KERNARG: '1'}\n    pass_env: [HF_TOKEN]\n    queue: amd-mi300\n"))
+        "      HF_HUB_OFFLINE: \"1\"\n    pass_env: [HF_TOKEN]\n    queue: amd-mi300\n",
+        "      HF_HUB_OFFLINE: \"1\"\n      HIP_FORCE_DEV_KERNARG: '1'\n    pass_env: [HF_TOKEN]\n"
+        "    queue: amd-mi300\n"))
     path = cases_copy / "qwen2_5_vl_vit_cudagraph.yaml"
-    path.write_text(path.read_text() + (
-        "platforms:\n"
+    text = path.read_text()
+    text = text[:text.index("\nplatforms:")]  # the case's own GPU overrides, replaced here
+    path.write_text(text + (
+        "\nplatforms:\n"
         "  rocm:\n"
         "    engine_args: {compilation_config: {mode: 0}}\n"
         "    env: {VLLM_ROCM_USE_AITER: '1'}\n"
@@ -84,7 +87,7 @@ def test_override_merges_args_and_sets_expectation_and_skip(cases_copy):
     jobs = {j.id: j for j in plan(cases, platforms, ["rocm", "cuda", "cpu"])}
     rocm = jobs["qwen2_5_vl_vit_cudagraph@rocm"]
     assert rocm.engine_args["compilation_config"] == {"cudagraph_mm_encoder": True, "mode": 0}
-    assert rocm.env == {"HIP_FORCE_DEV_KERNARG": "1", "VLLM_ROCM_USE_AITER": "1"}
+    assert rocm.env == {"HF_HUB_OFFLINE": "1", "HIP_FORCE_DEV_KERNARG": "1", "VLLM_ROCM_USE_AITER": "1"}
     assert rocm.expect.outcome == "xfail" and rocm.expect.link
     assert jobs["qwen2_5_vl_vit_cudagraph@cuda"].skip_reason == "no H100 in this pool"
     assert jobs["qwen2_5_vl_vit_cudagraph@cpu"].skip_reason is None

@@ -120,15 +120,17 @@ def test_unknown_image_reference(cases_copy):
 
 def test_secret_in_platform_env_by_value_is_refused(cases_copy):
     path = cases_copy / "platforms.yaml"
-    path.write_text(path.read_text().replace("    pass_env: [HF_TOKEN]\n",
-                                             "    env: {HF_TOKEN: hf_abc}\n", 1))
+    path.write_text(path.read_text().replace("      HF_HUB_OFFLINE: \"1\"\n",
+                                             "      HF_TOKEN: hf_abc\n", 1))
     with pytest.raises(SpecError, match="HF_TOKEN looks like a secret"):
         load_platforms(path)
 
 
 def test_override_for_unknown_platform(cases_copy):
     path = cases_copy / QWEN
-    path.write_text(path.read_text() + "platforms:\n  tpu:\n    skip: no such platform\n")
+    text = path.read_text()
+    text = text[:text.index("\nplatforms:")]  # the case's own GPU overrides, replaced here
+    path.write_text(text + "\nplatforms:\n  tpu:\n    skip: no such platform\n")
     errors = validate_paths([cases_copy])
     assert len(errors) == 1
     assert errors[0].key == "platforms.tpu" and "unknown platform" in errors[0].message

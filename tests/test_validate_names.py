@@ -3,6 +3,8 @@ evidence a job reads is its own (stale probes logs, a reused engine's log)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from harness import spec
@@ -35,7 +37,7 @@ def _validate_error(capsys, path, *more) -> str:
     (PHI, "traces: [phi4mm_image_batches]", "traces: [phi4mm_image_batchez]",
      "engine.traces[0]: unknown trace 'phi4mm_image_batchez'"),
     (PHI, "trace: phi4mm_image_batches", "trace: phi4mm_batches",
-     "checks[1].trace: unknown trace 'phi4mm_batches'"),
+     "checks[2].trace: unknown trace 'phi4mm_batches'"),
     (QWEN, "tiny: qwen2_5_vl_tiny", "tiny: qwen2_5_vl_tiy", "model.tiny: unknown tiny recipe"),
     (QWEN, "requires: [encoder_cudagraph]", "requires: [encoder_cuda_graph]",
      "checks[3].requires: unknown capabilities ['encoder_cuda_graph']"),
@@ -73,7 +75,7 @@ def test_run_refuses_a_typo_before_starting_anything(cases_copy, capsys):
 
 def test_check_kinds_come_from_the_schema():
     kinds = {"ready", "requests_succeed", "log_absent", "log_present", "token_counts",
-             "outputs_differ", "probe", "ragged_batch"}
+             "outputs_differ", "probe", "ragged_batch", "lora_applied"}
     assert spec._check_kinds() == kinds == spec._CHECK_KINDS
 
 
@@ -98,7 +100,8 @@ def test_a_stale_probes_line_from_an_earlier_attempt_is_not_this_attempts(tmp_pa
 
     [job] = plan([case], load_platforms(CASES / "platforms.yaml"), ["cpu"])
     ctx = job_module.RunContext(tmp_path, "r1", REPO, tmp_path / "m", python=str(python))
-    probes = job_module.run_probes(job, log, ctx)
+    started = job_module.start_probes(job, log, ctx)
+    probes = job_module.collect_probes(job, started, log, time.monotonic() + 60)
     assert probes["act_and_mul_compile_native"]["ok"] is False
     assert "exited 1" in probes["act_and_mul_compile_native"]["error"]
 

@@ -133,10 +133,10 @@ class PipelineOptions:
             out += ["--queue", self.queue]
         if self.history_db:
             out += ["--history-db", self.history_db]
-        if self.history_db_env:
-            out += ["--history-db-env", self.history_db_env]
         if self.baseline_run:
             out += ["--baseline-run", self.baseline_run]
+        if self.history_db_env:
+            out += ["--history-db-env", self.history_db_env]
         if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
@@ -247,7 +247,7 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
-        "commands": [sh(*argv)],
+        "commands": [*_fetch_commands(platform, options), sh(*argv)],
         **_agents(platform.queue),
         "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
         "retry": {"automatic": retry},
@@ -259,6 +259,15 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     if options.build_images and platform.build is not None and platform.launcher == "container":
         step["depends_on"] = f"image-{platform.name}"
     return step
+
+
+def _fetch_commands(platform: Platform, options: PipelineOptions) -> list[str]:
+    """Hub snapshots are fetched before the run (present ones are not fetched again), so the
+    run's engine startup deadline never pays for a download."""
+    if platform.model_source != "hub":
+        return []
+    return [sh(*_harness(options), "models", "fetch", "--platform", platform.name,
+               *_selection_args(options))]
 
 
 def _download(platform: str) -> str:

@@ -58,7 +58,7 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
 # What must be the same on both sides for their outputs to be compared: (where, key, what).
 IDENTITY = (("fingerprint", "vllm_commit", "vLLM commits"), ("fingerprint", "vllm", "vLLM versions"),
             ("engine", "model", "models"), ("engine", "recipe_digest", "model builds"),
-            ("engine", "model_revision", "model revisions"), ("engine", "args", "engine args"))
+            ("engine", "revision", "model revisions"), ("engine", "args", "engine args"))
 
 
 def not_comparable(baseline: Result, candidate: Result) -> str:
@@ -95,7 +95,8 @@ def outputs_of(baseline: Result, candidate: Result) -> OutputComparison:
         note = f"the sides declare different policies; used the candidate's ({policy['policy']})"
     # The same recipe name can stand for other weights after a builder change: where both
     # sides record the recipe digest, it must agree too.
-    for key, what in (("model", "models"), ("recipe_digest", "model builds")):
+    for key, what in (("model", "models"), ("recipe_digest", "model builds"),
+                      ("revision", "hub snapshots")):
         value_b, value_c = baseline.engine.get(key), candidate.engine.get(key)
         if value_b and value_c and value_b != value_c:
             return OutputComparison(policy["policy"], policy["top_k"], policy["all_positions"],

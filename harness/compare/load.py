@@ -16,14 +16,16 @@ from harness.results import (Result, ResultFileError, cycle_collection_paused,
                              platform_result_files, read_result)
 
 # What the comparison and its reports never read: dropped as each file is read, so that ten
-# thousand results do not hold every trace in memory at once (checks stay: the reports show the
-# ones that did not apply).
+# thousand results do not hold every check's evidence and every trace in memory at once.
+# The checks themselves stay (without their evidence): reports show the not-applicable ones.
 NOT_COMPARED = {"traces": {}}
 
 
 def read_for_compare(path: Path) -> Result:
     """A result file, validated whole, keeping only what comparing and reporting use."""
-    return read_result(path).model_copy(update=NOT_COMPARED)
+    result = read_result(path)
+    checks = [c.model_copy(update={"evidence": {}}) for c in result.checks]
+    return result.model_copy(update={**NOT_COMPARED, "checks": checks})
 
 
 def platforms_in(run_dir: Path) -> list[str]:

@@ -16,6 +16,7 @@ from harness.history.html import Markup, html, href, join
 from harness.history.queries import Night, Row
 from harness.history.rows import verdict
 from harness.history.store import Detail
+from harness.history.rows import NOT_DECISIVE_MARK
 
 STYLE = Markup("""
 body{font:13px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:16px;color:#1b1f24}
@@ -31,7 +32,7 @@ table.grid tbody td.t{width:auto;cursor:default}
 td a{display:block;color:inherit;text-decoration:none}
 .p{background:#2da44e;color:#fff}.xf{background:#8fd19e}
 .f{background:#cf222e;color:#fff}.e{background:#bc4c00;color:#fff}
-.xp{background:#d4a72c}.s{background:#d0d7de}.n{background:#fff}.nd{background:#a6d8b4;color:#1f2328}
+.xp{background:#d4a72c}.nd{background:#a6d8b4;color:#1f2328}.s{background:#d0d7de}.n{background:#fff}
 td.fb{outline:3px solid #000;outline-offset:-3px}
 .flag{font-size:11px;border-radius:3px;padding:0 4px;margin-left:4px}
 .flaky{background:#fff8c5;border:1px solid #d4a72c}.new{background:#ffebe9;border:1px solid #cf222e}
@@ -128,13 +129,11 @@ PLAIN_CELL = {status: Markup(f"<td class={code}></td>") for status, code in STAT
 NOT_RUN_CELL = Markup(f"<td class={NOT_RUN}></td>")
 
 
-def rich_cell(line: CaseLine, row: Row, not_decisive: frozenset[int] | set[int] = frozenset()
-              ) -> bool:
-    """A cell written out in full (tooltip, log link, mark): bad, first bad, output changed, or a
-    pass that was not decisive. Every other cell is its status class alone; the script
-    describes it when pointed at."""
+def rich_cell(line: CaseLine, row: Row) -> bool:
+    """A cell written out in full (tooltip, log link, mark): bad, first bad, or output changed.
+    Every other cell is its status class alone; the script describes it when pointed at."""
     return (verdict(row.status) == "bad" or row.night in line.drift_nights
-            or row.result_id in not_decisive
+            or row.failure_class == NOT_DECISIVE_MARK
             or (line.first_bad is not None and line.first_bad.first_bad.result_id
                 == row.result_id) or row.status not in STATUS_CLASS)
 
@@ -214,9 +213,8 @@ def sparkline(values: list[float | None], width: int = 90, height: int = 18) -> 
 class Renderer:
     def __init__(self, board: Board, details: dict[int, Detail], out_path: Path,
                  drift_requests: dict[tuple[int, int], list[str]] | None = None,
-                 generated_at: str | None = None, not_decisive: set[int] | None = None):
+                 generated_at: str | None = None):
         self.board, self.details = board, details
-        self.not_decisive = not_decisive or set()  # passes whose decisive checks did not apply
         self.drift_requests = drift_requests or {}  # (before, after) result ids -> request ids
         self.links = Links(out_path.parent)
         self.generated_at = generated_at or datetime.now(timezone.utc).isoformat(
@@ -229,13 +227,13 @@ class Renderer:
     def cell(self, line: CaseLine, row: Row | None, anchor: str | None) -> Markup:
         if row is None:
             return NOT_RUN_CELL
-        if not anchor and not rich_cell(line, row, self.not_decisive):
+        if not anchor and not rich_cell(line, row):
             return PLAIN_CELL[row.status]
         night = self.night_by_index[row.night]
         detail = self.details.get(row.result_id)
         classes = [STATUS_CLASS.get(row.status, NOT_RUN)]
         mark = SYMBOL.get(row.status, "?")
-        if row.result_id in self.not_decisive:
+        if row.failure_class == NOT_DECISIVE_MARK:
             classes.append("nd")  # a pass whose decisive checks did not apply: not plain green
             mark = "n/a"
         if anchor:
@@ -469,6 +467,5 @@ class Renderer:
 
 def render(board: Board, details: dict[int, Detail], out_path: Path,
            drift_requests: dict[tuple[int, int], list[str]] | None = None,
-           generated_at: str | None = None, not_decisive: set[int] | None = None) -> str:
-    return Renderer(board, details, out_path, drift_requests, generated_at,
-                    not_decisive).page()
+           generated_at: str | None = None) -> str:
+    return Renderer(board, details, out_path, drift_requests, generated_at).page()

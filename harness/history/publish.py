@@ -15,8 +15,8 @@ from harness.history.dashboard import render, rich_cell
 from harness.history.db import Connection
 from harness.history.queries import FlakeRule
 from harness.history.store import (changed_requests, load_details, load_nights, load_rows,
-                                   load_series, passes_with_message)
-from harness.results import NOT_DECISIVE, cycle_collection_paused
+                                   load_series)
+from harness.results import cycle_collection_paused
 
 
 def board_from_store(conn: Connection, shown_nights: int = DEFAULT_NIGHTS,
@@ -30,14 +30,14 @@ def board_from_store(conn: Connection, shown_nights: int = DEFAULT_NIGHTS,
     return board
 
 
-def detail_ids(board: Board, not_decisive: set[int]) -> list[int]:
+def detail_ids(board: Board) -> list[int]:
     """Results whose message or log the page shows: rich grid cells, the latest night's broken
     cases, and first bad runs (which may lie before the shown nights)."""
     ids = set()
     for platform in board.platforms:
         for line in platform.lines:
             ids.update(row.result_id for row in line.cells
-                       if row is not None and rich_cell(line, row, not_decisive))
+                       if row is not None and rich_cell(line, row))
             if line.broken_now:
                 ids.add(line.last.result_id)
             if line.first_bad is not None:
@@ -52,8 +52,7 @@ def page_from_store(conn: Connection, out_path: Path,
     # small objects: no cycle collection while they are built (harness.results)
     with conn.read(), cycle_collection_paused():
         board = board_from_store(conn, shown_nights)
-        not_decisive = passes_with_message(conn, board.shown, NOT_DECISIVE)
-        details = load_details(conn, detail_ids(board, not_decisive))
+        details = load_details(conn, detail_ids(board))
         first_shown = board.shown[0].index if board.shown else len(board.nights)
         drift_requests = {}
         for platform in board.platforms:
@@ -62,5 +61,4 @@ def page_from_store(conn: Connection, out_path: Path,
                     if drift.after.night >= first_shown:
                         key = (drift.before.result_id, drift.after.result_id)
                         drift_requests[key] = changed_requests(conn, *key)
-    return (render(board, details, Path(out_path), drift_requests, generated_at, not_decisive),
-            board)
+    return render(board, details, Path(out_path), drift_requests, generated_at), board

@@ -13,7 +13,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from harness.results import Result
+from harness.results import Result, not_decisive
+
+# The history's failure_class for a pass whose decisive checks did not apply (not a class of
+# harness.outcomes: it lives only in the store and the page).
+NOT_DECISIVE_MARK = "not-decisive"
 
 # How a status reads on the board. "bad" counts for broken, flaky and first-bad alike: an OOM or
 # a startup timeout after a vLLM change is a regression as much as a failed check is.
@@ -138,7 +142,10 @@ def result_row(result: Result, file_sha256: str) -> ResultRow:
     return ResultRow(
         run_id=result.run_id, platform=result.platform, case_id=result.case_id,
         job_id=result.job_id, fingerprint=fingerprint_of(result), status=result.status,
-        failure_class=result.failure_class, message=result.message,
+        # A pass whose decisive checks did not apply is stored with this mark in place of a
+        # class, so the page can tell it from a plain pass without loading its message.
+        failure_class=(NOT_DECISIVE_MARK if result.status == "passed" and not_decisive(
+            result.checks) else result.failure_class), message=result.message,
         started_at=utc_timestamp(result.started_at), finished_at=utc_timestamp(result.finished_at),
         startup_s=result.timings.startup_s, requests_s=result.timings.requests_s,
         total_s=result.timings.total_s, peak_rss_mb=result.timings.peak_rss_mb,

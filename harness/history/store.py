@@ -24,7 +24,7 @@ from harness.history.runread import RunBatch
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Connection", "Detail", "StoreError", "StoreOutcome",
            "changed_requests", "load_details", "load_nights", "load_rows", "load_series",
-           "open_store", "passes_with_message", "store_run"]
+           "open_store", "store_run"]
 
 DEFAULT_DB = Path("results/history.sqlite")
 SCHEMA_VERSION = 2
@@ -371,19 +371,6 @@ def load_details(conn: Connection, result_ids: Iterable[int]) -> dict[int, Detai
                 _DETAIL_QUERY + f"WHERE r.id IN ({','.join('?' * len(chunk))})", chunk):
             details[rid] = Detail(message, log_path, log_tail, vllm, image)
     return details
-
-
-def passes_with_message(conn: Connection, nights: Iterable[Night], prefix: str) -> set[int]:
-    """Passed results of the given nights whose message starts with ``prefix``."""
-    refs = sorted(ref for night in nights for ref in night.refs.values())
-    found: set[int] = set()
-    for start in range(0, len(refs), CHUNK):
-        chunk = refs[start:start + CHUNK]
-        found.update(rid for (rid,) in conn.execute(
-            f"SELECT id FROM results WHERE run_ref IN ({','.join('?' * len(chunk))}) "
-            "AND status = 'passed' AND substr(message, 1, ?) = ?",
-            [*chunk, len(prefix), prefix]))
-    return found
 
 
 def _digests(text: str | None) -> dict[str, str]:

@@ -36,6 +36,7 @@ from typing import Any
 
 from harness import images
 
+from harness.launch.agent_gpus import agent_pinning, pinned_args, share_for_parallel_job
 from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
                                  parallel_job_index, select_gpus)
 from harness.launch.local import WorkerRequest
@@ -79,7 +80,7 @@ class ContainerLaunch:
     def __init__(self, request: WorkerRequest, engine: str | None = None,
                  gpus: str | None = None, *, environ: dict[str, str] | None = None,
                  group_file: Path = GROUP_FILE, sysfs: Path = SYSFS, image: str | None = None,
-                 pull: str | None = None):
+                 pull: str | None = None, keep_container: bool = False):
         self.request = request
         self.platform = request.platform
         self.engine = engine or self.platform.engine
@@ -88,11 +89,21 @@ class ContainerLaunch:
         self.pull = pull or self.platform.pull  # always | missing | never
         self.user = _owner(request.results_dir)
         try:
-            self.gpus = select_gpus(gpus, self.platform,
-                                    parallel_job_index(request.shard, self.environ),
-                                    total=count_gpus(self.platform.accelerator, sysfs))
-            self._gpu_args = gpu_args(self.platform.accelerator, self.engine, self.gpus,
-                                      group_file, sysfs)
+            job_index = parallel_job_index(request.shard, self.environ)
+            # The agent's own pinning (its environment) wins over ranges and the platform.
+            self.pinning = None if gpus else agent_pinning(self.platform.accelerator,
+                                                           self.environ, sysfs)
+            if self.pinning is not None:
+                self.gpus = None
+                devices = share_for_parallel_job(self.pinning.devices, job_index,
+                                                 self.platform.gpus_per_job)
+                self._gpu_args = pinned_args(self.platform.accelerator, self.engine, devices,
+                                             group_file)
+            else:
+                self.gpus = select_gpus(gpus, self.platform, job_index,
+                                        total=count_gpus(self.platform.accelerator, sysfs))
+                self._gpu_args = gpu_args(self.platform.accelerator, self.engine, self.gpus,
+                                          group_file, sysfs)
         except ValueError as exc:
             raise SpecError("--gpus" if gpus else self.platform.name, None, "gpus",
                             str(exc)) from None
@@ -104,6 +115,8 @@ class ContainerLaunch:
         self._stopped = False
         self._failure: tuple[str, str] | None = None  # (failure class, message) found by us
         self.removed = False
+        self.keep_container = keep_container  # --keep-container: release() decides after the run
+        self.kept = False
 
     # ------------------------------------------------------------ the command
 
@@ -145,7 +158,8 @@ class ContainerLaunch:
             case_files=[paths[p] for p in r.case_files], results=RESULTS_DIR,
             run_id=r.run_id, keyword=r.keyword,
             junit=f"{RESULTS_DIR}/{r.run_id}/{self.platform.name}/{r.junit_name()}",
-            platforms_file=paths[r.platforms_file], extra=["--rootdir", REPO_DIR])
+            platforms_file=paths[r.platforms_file],
+            extra=["--rootdir", REPO_DIR, *r.worker_options()])
 
     def _env_args(self) -> list[str]:
         p = self.platform
@@ -191,7 +205,9 @@ class ContainerLaunch:
         return mounts, paths
 
     def host_hf_cache(self) -> Path:
-        return Path(self.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+        from harness.models.hub import host_hf_home
+
+        return host_hf_home(self.environ)
 
     def host_model_cache(self) -> Path:
         return default_cache_root(self.environ)
@@ -301,6 +317,9 @@ class ContainerLaunch:
             state = self.inspect() or state
         self._state = state
         self._save_log()
+        if self.keep_container:  # stopped, kept until release() knows whether a job failed
+            self.kept = True
+            return
         self._call("rm", "-f", self.name)
         self.removed = not self._exists()
         _hand_over(self._platform_dir(), self.user)
@@ -308,6 +327,25 @@ class ContainerLaunch:
     def _platform_dir(self) -> Path:
         r = self.request
         return r.results_dir / r.run_id / self.platform.name
+
+    def release(self, failed: bool) -> str:
+        """--keep-container: remove the stopped container unless a job failed; then say how to
+        look inside it. Returns the lines to print ("" when nothing was kept)."""
+        if not self.kept:
+            return ""
+        if not failed:
+            self._call("rm", "-f", self.name)
+            self.removed, self.kept = not self._exists(), False
+            return ""
+        engine = " ".join(self.engine_prefix())
+        debug_image = f"localhost/harness-debug:{self.name.removeprefix('harness-')}"
+        return "\n".join([
+            f"kept container {self.name} (stopped) for debugging:",
+            f"  logs:   {engine} logs {self.name}",
+            f"  rerun:  {engine} start -ai {self.name}",
+            f"  shell:  {engine} commit {self.name} {debug_image} && {engine} run --rm -it "
+            f"--entrypoint /bin/sh {debug_image}",
+            f"  remove: {engine} rm {self.name}   (or: harness prune)"])
 
     def describe(self, outcome: WorkerOutcome) -> dict[str, Any]:
         self.on_stop()  # idempotent: inspect before the container is gone
@@ -326,7 +364,8 @@ class ContainerLaunch:
                    "removed": self.removed,
                    "fingerprint": {"image": self.image,
                                    "image_digest": self.image_digest() or image_id,
-                                   "container": True}}
+                                   "container": True, "launch": "container",
+                                   "container_started_by_harness": True}}
         if failure and not oom:
             details["failure"] = failure
         return details

@@ -68,6 +68,7 @@ def _families() -> dict[str, tuple[Callable[[], Any], tuple[str, ...]]]:
             lambda: import_module(".phi4mm", __name__),
             (
                 "phi4mm.py",
+                "phi4mm_lora.py",
                 "_tokenizer.py",
                 "_weights.py",
                 "phi4mm_remote/configuration_phi4mm.py",

@@ -16,7 +16,7 @@ import pathlib
 import shutil
 from typing import Any, Mapping
 
-from . import _tokenizer, _weights
+from . import _tokenizer, _weights, phi4mm_lora
 
 REMOTE_DIR = pathlib.Path(__file__).with_name("phi4mm_remote")
 REMOTE_FILES = ("configuration_phi4mm.py", "processing_phi4mm.py")
@@ -62,6 +62,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
         "time_reduction": 8,
     },
     "embedding_std": 0.1,
+    # The vision LoRA shipped in `vision-lora/` (the real one: r 256, alpha 512).
+    "vision_lora": {"r": 8, "alpha": 16},
 }
 
 
@@ -404,3 +406,4 @@ def build(out: pathlib.Path, params: Mapping[str, Any]) -> None:
 
     # --- weights ---------------------------------------------------------------------------
     save_file(state_dict(params, len(bpe_vocab)), str(out / "model.safetensors"), metadata={"format": "pt"})
+    phi4mm_lora.write_adapter(out, params)

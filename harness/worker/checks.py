@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.results import CheckResult, RequestResult
-from harness.spec import (Check, LogCheck, OutputsDifferCheck, ProbeCheck, RaggedBatchCheck,
+from harness.spec import (Check, LogCheck, LoraAppliedCheck, OutputsDifferCheck, ProbeCheck, RaggedBatchCheck,
                           ReadyCheck, RequestsSucceedCheck, TokenCountsCheck)
 
 
@@ -169,6 +169,27 @@ def _ragged_batch(check: RaggedBatchCheck, observed: Observed):
         {"calls": calls}
 
 
+LORA_TRACE = "lora"  # what the engine recorded about the case's adapter (see worker.lora)
+
+
+def _lora_applied(check: LoraAppliedCheck, observed: Observed):
+    record = observed.traces.get(LORA_TRACE)
+    if not record:
+        return False, "the engine recorded no LoRA adapter", {}
+    name = record.get("adapter")
+    loaded = record.get("loaded") or []
+    named = record.get("requests") or {}
+    without = [r.id for r in observed.requests if named.get(r.id) != name]
+    problems = []
+    if name not in loaded:
+        problems.append(f"adapter {name!r} not among the engine's loaded LoRAs {loaded}")
+    if without or not observed.requests:
+        problems.append(f"requests without adapter {name!r}: {without or 'no request ran'}")
+    message = "; ".join(problems) or (f"adapter {name!r} loaded; all {len(named)} requests "
+                                      f"ran with it")
+    return not problems, message, record
+
+
 _RULES = {
     ReadyCheck: _ready,
     RequestsSucceedCheck: _requests_succeed,
@@ -177,4 +198,5 @@ _RULES = {
     OutputsDifferCheck: _outputs_differ,
     ProbeCheck: _probe,
     RaggedBatchCheck: _ragged_batch,
+    LoraAppliedCheck: _lora_applied,
 }

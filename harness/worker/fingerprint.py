@@ -98,6 +98,12 @@ def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, A
         "image": os.environ.get("HARNESS_IMAGE") or None,
         "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
         "container": bool(os.environ.get("HARNESS_IN_CONTAINER")),
+        # "container" (the harness started one), "local", or "in-place" (a platform's cases run
+        # in this environment, e.g. a vLLM container the user started: no container of ours).
+        "launch": os.environ.get("HARNESS_LAUNCH")
+        or ("container" if os.environ.get("HARNESS_IN_CONTAINER") else "local"),
+        "container_started_by_harness": bool(os.environ.get("HARNESS_IN_CONTAINER")),
+        "inside_a_container": any(Path(p).exists() for p in ("/.dockerenv", "/run/.containerenv")),
         "buildkite": buildkite,
         "gpu_env": gpu_env(),
         **gpu_fields(accelerator),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 import traceback
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from harness.worker.engine import Engine, EngineFailure, EnginePool
 from harness.worker.fingerprint import fingerprint
 from harness.worker.inputs import prepare_requests
 from harness.worker.offline import OfflineEngine
+from harness.worker.progress import PhaseClock, Progress
 from harness.worker.server import ServerEngine
 
 PROBE_TIMEOUT_S = 300
@@ -38,63 +43,111 @@ class RunContext:
     python: str = sys.executable
 
 
-def resolve_model(job: Job, ctx: RunContext) -> str:
+@dataclass
+class ResolvedModel:
+    """What the engine is started on, and what the result records about it."""
+
+    model: str  # the engine's --model: the hub id, or the tiny model's directory
+    args: dict[str, Any]  # engine args the resolution adds (the pinned --revision)
+    identity: dict[str, str]  # recorded in the result's engine section; compare reads it
+    directory: Path  # the files on disk (a hub snapshot or the tiny directory)
+
+
+def resolve_model(job: Job, ctx: RunContext, build_log: Path | None = None) -> ResolvedModel:
+    """Hub models resolve in the local Hugging Face cache before any engine starts.
+
+    The engine still gets the hub id (vLLM and huggingface_hub resolve it themselves), pinned
+    to the commit found here, so what ran is what the result says.
+    """
     if job.platform.model_source == "hub":
-        return job.case.model.hub
-    from harness.models import build_model
+        from harness.models.hub import SnapshotMissing, hub_cache_dir, resolve_snapshot
 
-    return str(build_model(job.case.model.tiny, ctx.model_cache))
+        cache = hub_cache_dir(engine_env(job))
+        try:
+            snap = resolve_snapshot(job.case.model.hub, job.case.model.revision, cache,
+                                    platform=job.platform.name)
+        except SnapshotMissing as exc:
+            raise EngineFailure("model-missing", str(exc)) from None
+        return ResolvedModel(job.case.model.hub, {"revision": snap.commit},
+                             {"revision": snap.commit}, snap.path)
+    from harness.models import build_model, recipe_digest
 
-
-def model_identity(job: Job) -> dict[str, str]:
-    """What `harness compare` checks both sides share: for tiny models the recipe digest, for
-    hub models the revision (pinned in the engine args, else the cache's resolved main)."""
-    if job.platform.model_source != "tiny":
-        revision = job.engine_args.get("revision") or cached_revision(job.case.model.hub)
-        return {"model_revision": str(revision)} if revision else {}
-    from harness.models import recipe_digest
-
-    return {"recipe_digest": recipe_digest(job.case.model.tiny)}
-
-
-def cached_revision(hub_id: str, environ: dict[str, str] | None = None) -> str | None:
-    """The revision the Hugging Face cache resolves ``main`` to (hub layout), if cached."""
-    environ = os.environ if environ is None else environ
-    home = Path(environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    ref = home / "hub" / f"models--{hub_id.replace('/', '--')}" / "refs" / "main"
+    # A build's own chatter (transformers' "Writing model shards" bars) goes to a log file,
+    # not into the worker's output, where it would fill a passing run's report.
+    captured = io.StringIO()
     try:
-        return ref.read_text().strip() or None
-    except OSError:
-        return None
+        with redirect_stdout(captured), redirect_stderr(captured):
+            directory = build_model(job.case.model.tiny, ctx.model_cache)
+    finally:
+        if captured.getvalue() and build_log is not None:
+            build_log.parent.mkdir(parents=True, exist_ok=True)
+            build_log.write_text(captured.getvalue())
+    # The recipe digest: `harness compare` checks both sides used the same weights.
+    return ResolvedModel(str(directory), {}, {"recipe_digest": recipe_digest(job.case.model.tiny)},
+                         directory)
 
 
 def engine_env(job: Job) -> dict[str, str]:
     return {**os.environ, **job.env}
 
 
-def new_engine(job: Job, model: str, log_path: Path, ctx: RunContext) -> Engine:
+def new_engine(job: Job, resolved: ResolvedModel, log_path: Path, ctx: RunContext) -> Engine:
     spec = job.case.engine
+    args = {**job.engine_args, **resolved.args}
+    lora = lora_for(job, resolved)
     if spec.mode == "offline":
-        return OfflineEngine(model, job.engine_args, engine_env(job), log_path, spec.traces,
+        return OfflineEngine(resolved.model, args, engine_env(job), log_path, spec.traces,
                              timeout_s=spec.startup_timeout_s + spec.request_timeout_s,
-                             python=ctx.python)
-    return ServerEngine(model, job.engine_args, engine_env(job), log_path,
-                        spec.startup_timeout_s, spec.request_timeout_s, python=ctx.python)
+                             python=ctx.python, lora=lora)
+    return ServerEngine(resolved.model, args, engine_env(job), log_path,
+                        spec.startup_timeout_s, spec.request_timeout_s, python=ctx.python,
+                        lora=lora)
 
 
-def run_probes(job: Job, log_path: Path, ctx: RunContext) -> dict[str, dict[str, Any]]:
-    names = [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
+def lora_for(job: Job, resolved: ResolvedModel) -> dict[str, str] | None:
+    """The case's adapter inside the resolved model (Phi4MM: ``<snapshot>/vision-lora``)."""
+    lora = job.case.engine.lora
+    if lora is None:
+        return None
+    path = resolved.directory / lora.path
+    if not (path / "adapter_config.json").is_file():
+        raise EngineFailure("model-missing", f"LoRA adapter {lora.name!r} not found: {path} has no "
+                                     f"adapter_config.json")
+    return {"name": lora.name, "path": str(path)}
+
+
+def probe_names(job: Job) -> list[str]:
+    return [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
+
+
+def start_probes(job: Job, log_path: Path, ctx: RunContext) -> subprocess.Popen | None:
+    """Start the probes in their own Python at the job's start, at low priority: importing
+    vLLM again there then overlaps the engine's start instead of following the requests."""
+    names = probe_names(job)
     if not names:
-        return {}
-    # Each attempt's evidence is its own: the log is started afresh, so the only
-    # HARNESS-PROBES line in it is this run's (an earlier attempt's cannot win).
+        return None
     log_path.unlink(missing_ok=True)
-    finished = proc.run([ctx.python, "-m", "harness.worker.probes", *names], log_path,
-                        timeout_s=PROBE_TIMEOUT_S, env=engine_env(job))
+    nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+    return proc.start([*nice, ctx.python, "-m", "harness.worker.probes", *names], log_path,
+                      env=engine_env(job))
+
+
+def collect_probes(job: Job, started: subprocess.Popen | None, log_path: Path,
+                   deadline: float) -> dict[str, dict[str, Any]]:
+    """Wait (until ``deadline``, monotonic) for the probes and read their one JSON line."""
+    names = probe_names(job)
+    if started is None:
+        return {}
+    try:
+        started.wait(timeout=max(0.0, deadline - time.monotonic()))
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    code = proc.stop(started, grace_s=1.0)
     for line in reversed(proc.read_tail(log_path, 200_000).splitlines()):
         if line.startswith("HARNESS-PROBES "):
             return json.loads(line.split(" ", 1)[1])
-    why = "timed out" if finished.timed_out else f"exited {finished.returncode}"
+    why = "timed out" if timed_out else f"exited {code}"
     return {name: {"ok": False, "error": f"probe process {why} without a result"}
             for name in names}
 
@@ -116,9 +169,22 @@ def final_status(failure_class: str | None, expect: Expect) -> str:
     return "xfailed" if expect.outcome == "xfail" else "failed"
 
 
-def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
+def run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress | None = None,
+            keep_engine: bool = False) -> Result:
+    """Run one job; ``keep_engine``: the next job reuses this engine, so it is not stopped."""
+    progress = progress or Progress("off")
+    progress.job_started(job.id, f"{job.case.engine.mode}, {job.model}")
+    result = _run_job(job, ctx, pool, progress, keep_engine)
+    progress.job_finished(result.status, result.timings.total_s or 0.0, result.message,
+                          result.log.tail)
+    return result
+
+
+def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
+             keep_engine: bool) -> Result:
     path = result_path(ctx.results_dir, ctx.run_id, job.platform.name, job.case.id)
     log_path = path.with_suffix(".log")
+    probes_log = path.with_suffix(".probes.log")
     began, started_at = time.monotonic(), now()
     base = Result(run_id=ctx.run_id, job_id=job.id, case_id=job.case.id,
                   platform=job.platform.name, status="error",
@@ -126,11 +192,12 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
                   compare=job.case.compare.model_dump(),
                   engine={"mode": job.case.engine.mode, "model": job.model,
                           "args": job.engine_args, "engine_key": job.engine_key,
-                          "env": dict(job.env), **model_identity(job)},
+                          "env": dict(job.env)},
                   fingerprint=fingerprint(job.platform.name, job.platform.accelerator, ctx.repo),
                   reproduce=f"harness run --platform {job.platform.name} -k {job.case.id}",
                   started_at=started_at)
     if job.skip_reason:
+        progress.phase(f"skipped: {job.skip_reason}")
         result = base.model_copy(update={"status": "skipped", "message": job.skip_reason,
                                          "finished_at": now()})
         write_result(path, result)
@@ -139,28 +206,57 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
     fields: dict[str, Any] = {}
     engine: Engine | None = None
     engine_log = log_path
+    peak_mb: float | None = None
+    engine_record = dict(base.engine)
+    clock = PhaseClock()
+    probes_proc = None
+    reused = False
     try:
-        model = resolve_model(job, ctx)
+        # The probes import vLLM in their own Python: started now, they overlap the engine's start.
+        probes_proc = start_probes(job, probes_log, ctx)
+        progress.phase(f"model: {job.model} ({job.platform.model_source})")
+        with clock.timed("model"):
+            resolved = resolve_model(job, ctx, path.with_suffix(".model.log"))
+        engine_record.update(resolved.identity)
         prepared = prepare_requests(job.case)
         engine = pool.get(job.engine_key)
         reused = engine is not None
         if engine is None:
             log_path.unlink(missing_ok=True)
-            engine = new_engine(job, model, log_path, ctx)
+            engine = new_engine(job, resolved, log_path, ctx)
             pool.put(job.engine_key, engine)  # before start(): an interrupt must stop it too
-            engine.start()
+            progress.phase(f"engine starting ({job.case.engine.mode}; log {log_path.name})")
+            with clock.timed("engine_start"), progress.waiting("engine starting", log_path):
+                engine.start()
+            if job.case.engine.mode == "server":
+                progress.phase(f"engine ready after {engine.startup_s:.0f} s; "
+                               f"{len(prepared)} request(s)")
+        else:
+            progress.phase(f"engine reused; {len(prepared)} request(s)")
         engine_log = engine.log_path
         # A reused engine's log holds earlier jobs' requests: this job reads the engine's
         # start-up (shared evidence: the engine serving it) and its own part, nothing between.
         job_offset = proc.log_size(engine_log) if reused else 0
         engine.reset_peak()
-        responses = engine.generate(prepared, job.case.compare.top_k)
+        ready = getattr(engine, "ready_after", None)
+        label = "engine starting" if ready else "requests"
+        with progress.waiting(label, engine_log, ready=ready):
+            responses = engine.generate(prepared, job.case.compare.top_k)
         peak_mb = engine.peak_rss_mb()
-        probes = run_probes(job, path.with_suffix(".probes.log"), ctx)
-        log_text = job_log_text(engine_log, engine.ready_log_offset if reused else 0, job_offset)
-        checks = evaluate(job.case.checks, Observed(
-            capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
-            requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
+        progress.phase(f"requests done: {sum(r.ok for r in responses)}/{len(responses)} ok"
+                       + (f" in {engine.requests_s:.1f} s" if engine.requests_s else ""))
+        if probes_proc is not None:
+            progress.phase(f"probes: {', '.join(probe_names(job))}")
+        with clock.timed("probes"), progress.waiting("probes", probes_log):
+            probes = collect_probes(job, probes_proc, probes_log,
+                                    time.monotonic() + PROBE_TIMEOUT_S)
+        with clock.timed("checks"):
+            log_text = job_log_text(engine_log, engine.ready_log_offset if reused else 0,
+                                    job_offset)
+            checks = evaluate(job.case.checks, Observed(
+                capabilities=set(job.platform.capabilities), startup_s=engine.startup_s,
+                requests=responses, log_text=log_text, probes=probes, traces=engine.traces()))
+        progress.phase("checks: " + ", ".join(f"{c.name} {c.outcome}" for c in checks))
         failed = [c for c in checks if c.outcome == "failed"]
         errored = [c for c in checks if c.outcome == "error"]
         failure_class = None
@@ -176,15 +272,14 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
                            f"{c.name}: {c.message}" for c in checks if c.decisive))
         fields = {
             "failure_class": failure_class, "message": message,
-            "checks": checks, "requests": responses,
-            "timings": Timings(startup_s=engine.startup_s, requests_s=engine.requests_s,
-                               engine_reused=reused, peak_rss_mb=peak_mb)}
+            "checks": checks, "requests": responses}
     except EngineFailure as exc:
         pool.close()
         fields = {"failure_class": exc.failure_class, "message": str(exc)}
     except KeyboardInterrupt:
         pool.close()
-        _write_final(path, base, {"failure_class": "interrupted",
+        _stop_probes(probes_proc)
+        _write_final(path, base, {"failure_class": "interrupted", "engine": engine_record,
                                   "message": "interrupted (Ctrl-C or SIGTERM)"},
                      engine_log, began)
         raise
@@ -193,11 +288,27 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool) -> Result:
         fields = {"failure_class": "harness-error",
                   "message": f"harness error, not a verdict on vLLM: {type(exc).__name__}: {exc}",
                   "harness_traceback": traceback.format_exc()[-4000:]}
+    _stop_probes(probes_proc)
+    if not keep_engine:  # no later job shares this engine: stop it now and time it
+        with clock.timed("shutdown"):
+            pool.close()
     if engine is not None:  # what the engine recorded, even when it failed (a crash's trace)
         fields["traces"] = engine.traces()
         if engine.mutations():
-            fields["engine"] = {**base.engine, "mutations": engine.mutations()}
+            engine_record["mutations"] = engine.mutations()
+    fields["engine"] = engine_record
+    fields["timings"] = Timings(
+        startup_s=(engine.startup_s or None) if engine is not None else None,
+        requests_s=engine.requests_s if engine is not None else None,
+        engine_reused=reused, peak_rss_mb=peak_mb, model_s=clock.seconds.get("model"),
+        probes_s=clock.seconds.get("probes"), checks_s=clock.seconds.get("checks"),
+        shutdown_s=clock.seconds.get("shutdown"))
     return _write_final(path, base, fields, engine_log, began)
+
+
+def _stop_probes(started: subprocess.Popen | None) -> None:
+    if started is not None and started.poll() is None:
+        proc.stop(started, grace_s=1.0)
 
 
 def _write_final(path: Path, base: Result, fields: dict[str, Any], engine_log: Path,

@@ -18,14 +18,20 @@ class OfflineEngine:
     """Starts nothing up front: the child builds the engine and generates in one go."""
 
     def __init__(self, model: str, args: dict[str, Any], env: dict[str, str], log_path: Path,
-                 traces: list[str], timeout_s: float, python: str = sys.executable):
+                 traces: list[str], timeout_s: float, python: str = sys.executable,
+                 lora: dict[str, str] | None = None):
         self.model, self.args, self.env, self.log_path = model, args, env, log_path
+        self.lora = lora  # {"name", "path"}: a LoRARequest on every request
         self.trace_names, self.timeout_s, self.python = traces, timeout_s, python
         self.startup_s = 0.0
         self.requests_s: float | None = None
         self.state: dict[str, Any] = {}
         self.ready_log_offset = 0  # one-shot: the whole log is this job's
         self._peak_mb: float | None = None
+        self._out_path: Path | None = None
+        # Wall clock, as the child reports when it was ready: startup counts from the spawn,
+        # its Python and vLLM imports included, as a server's does.
+        self._spawned_at: float | None = None
 
     def start(self) -> None:
         pass
@@ -39,8 +45,10 @@ class OfflineEngine:
         spec_path, out_path = work / "spec.json", work / "out.json"
         spec_path.write_text(json.dumps({
             "model": self.model, "args": self.args, "traces": self.trace_names, "top_k": top_k,
+            "lora": self.lora,
             "requests": [{"id": r.id, "messages": r.messages, "max_tokens": r.max_tokens}
                          for r in prepared]}))
+        self._out_path, self._spawned_at = out_path, time.time()
         try:
             began = time.monotonic()
             child = proc.start([self.python, "-m", "harness.worker.offline_child",
@@ -56,7 +64,7 @@ class OfflineEngine:
             for path in (spec_path, out_path):
                 path.unlink(missing_ok=True)
             work.rmdir()
-        self.startup_s = self.state.get("startup_s", 0.0)
+        self.startup_s = self._startup_from(self.state) or 0.0
         self.requests_s = self.state.get("generate_s")  # the one batched call
         phase = self.state.get("phase", "startup")
         if finished.timed_out:
@@ -76,6 +84,18 @@ class OfflineEngine:
             text_only_prompt_tokens=item.get("text_only_prompt_tokens"),
             images=by_id[item["id"]].images, image_sizes=by_id[item["id"]].image_sizes,
             latency_s=None) for item in self.state["requests"]]
+
+    def _startup_from(self, state: dict[str, Any]) -> float | None:
+        if "ready_at" in state and self._spawned_at is not None:
+            return max(0.0, state["ready_at"] - self._spawned_at)
+        return state.get("startup_s")
+
+    def ready_after(self) -> float | None:
+        """Seconds from spawn to ready once the child has said so (for live progress)."""
+        if self._out_path is None:
+            return None
+        state = _read_state(self._out_path)
+        return self._startup_from(state) if state.get("phase") in ("generate", "done") else None
 
     def traces(self) -> dict[str, Any]:
         return self.state.get("traces", {})

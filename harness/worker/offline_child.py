@@ -50,6 +50,18 @@ def _text_only_tokens(llm, messages: list[dict]) -> int | None:
     return len(ids)
 
 
+LORA_ID = 1
+
+
+def lora_record(llm, lora, requests: list[dict], outputs) -> dict:
+    """What the engine itself says: the adapter ids it holds, and each output's LoRA."""
+    loaded_ids = sorted(llm.llm_engine.list_loras())
+    return {"adapter": lora.lora_name, "path": lora.lora_path, "loaded_ids": loaded_ids,
+            "loaded": [lora.lora_name] if LORA_ID in loaded_ids else [],
+            "requests": {r["id"]: (o.lora_request.lora_name if o.lora_request else None)
+                         for r, o in zip(requests, outputs)}}
+
+
 def main(spec_path: str, out_path: str) -> int:
     # In-process engine core, so traces patched here see the model's real calls.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -66,17 +78,25 @@ def main(spec_path: str, out_path: str) -> int:
 
         began = time.monotonic()
         llm = LLM(model=spec["model"], **spec["args"])
-        state.update(phase="generate", startup_s=time.monotonic() - began)
+        state.update(phase="generate", startup_s=time.monotonic() - began, ready_at=time.time())
         _write(out, state)
         requests = spec["requests"]
         params = [SamplingParams(temperature=0.0, max_tokens=r["max_tokens"], seed=0,
                                  logprobs=spec["top_k"]) for r in requests]
+        lora = None
+        if spec.get("lora"):  # on every request, as vLLM's Phi-4-multimodal test and example
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest(spec["lora"]["name"], LORA_ID, spec["lora"]["path"])
         set_phase("requests")  # trace records from here on hold the case's own images
         began = time.monotonic()
-        outputs = llm.chat([r["messages"] for r in requests], params, use_tqdm=False)
+        outputs = llm.chat([r["messages"] for r in requests], params, use_tqdm=False,
+                           lora_request=lora)
         state["generate_s"] = time.monotonic() - began
         set_phase("after")
         text_only = [_text_only_tokens(llm, r["messages"]) for r in requests]
+        if lora is not None:
+            records["lora"] = lora_record(llm, lora, requests, outputs)
         state["requests"] = [{
             "id": r["id"], "text": o.outputs[0].text,
             "token_ids": list(map(int, o.outputs[0].token_ids)),
@@ -98,4 +118,9 @@ def main(spec_path: str, out_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    code = main(sys.argv[1], sys.argv[2])
+    # Everything is written: skip the interpreter's teardown of a loaded engine (seconds of
+    # thread joins and destructors that only delay the job). Failures exit normally above.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -16,12 +16,15 @@ from harness import proc
 from harness.plan import plan_job
 from harness.outcomes import EXIT_INFRA
 from harness.results import DiskFull, Result
+from harness.secrets import redact
 from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
 from harness.worker.job import RunContext, run_job
+from harness.worker.progress import MODES, Progress
 
 POOL_KEY = pytest.StashKey[EnginePool]()
 CTX_KEY = pytest.StashKey[RunContext]()
+PROGRESS_KEY = pytest.StashKey[Progress]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,11 +36,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-run-id", default=None, help="run id (default: a timestamp)")
     group.addoption("--harness-model-cache", default=None,
                     help="where tiny offline models are built (default: $HARNESS_MODEL_CACHE)")
+    group.addoption("--harness-progress", default="off", choices=MODES,
+                    help="live progress lines: tty, ci, buildkite (log groups) or off")
+    group.addoption("--harness-stream-engine-log", action="store_true",
+                    help="copy the engine's log to the output as it is written")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("harness_platform"):
         return
+    refuse_xdist_on_gpus(config)
     from harness.runid import new_run_id
 
     from harness.models import default_cache_root
@@ -48,9 +56,54 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id=config.getoption("harness_run_id") or new_run_id(),
         repo=Path(config.rootpath), model_cache=Path(cache))
     config.stash[POOL_KEY] = EnginePool()
+    config.stash[PROGRESS_KEY] = Progress(
+        config.getoption("harness_progress"), write=_line_writer(config),
+        stream_log=config.getoption("harness_stream_engine_log"), redact=redact)
     atexit.register(proc.stop_all)
     # SIGTERM (Buildkite cancel, `docker stop`) unwinds like Ctrl-C: results get written.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+XDIST_ON_GPU = ("pytest-xdist (-n) is refused on GPU platforms: every worker would start its "
+                "own engine on the same GPUs. Run one worker per GPU set instead (`harness run "
+                "--platform {name} --gpus 0` and `--gpus 1`, or Buildkite parallel jobs with "
+                "`gpus_per_job`), each with its own results.")
+
+
+def refuse_xdist_on_gpus(config: pytest.Config) -> None:
+    """Each xdist worker would start an engine sized for the whole GPU (gpu_memory_utilization):
+    two on one GPU fail or starve, so -n is refused there (CPU platforms may use it)."""
+    # The controller has -n; its workers have `workerinput`. (Not PYTEST_XDIST_WORKER: a
+    # harness run started from inside someone else's xdist worker inherits that variable.)
+    if not (config.getoption("numprocesses", None) or hasattr(config, "workerinput")):
+        return
+    name = config.getoption("harness_platform")
+    path = config.getoption("harness_platforms_file")
+    if path is None:
+        files = [Path(arg.split("::")[0]) for arg in config.args]
+        path = next(((f if f.is_dir() else f.parent) / PLATFORMS_FILE for f in files), None)
+    try:
+        platform = load_platforms(path).get(name) if path else None
+    except SpecError:
+        return  # reported at collection, with its file and line
+    if platform is not None and platform.accelerator != "cpu":
+        raise pytest.UsageError(XDIST_ON_GPU.format(name=name))
+
+
+def _line_writer(config: pytest.Config):
+    """Progress lines through pytest's terminal reporter, so they start on a fresh line after
+    pytest's own output (the worker runs with --capture=no: nothing in between is captured).
+    Looked up at each write: the reporter registers after this plugin's configure."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            print(line, flush=True)
+            return
+        reporter.write_line(line)
+        reporter._tw.flush()
+
+    return write
 
 
 def _raise_interrupt(signum, frame):
@@ -68,6 +121,16 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
         return None
     if file_path.suffix in (".yaml", ".yml") and file_path.name != PLATFORMS_FILE:
         return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    # The engine stays up only when the next job will reuse it; otherwise the job stops it
+    # and records how long that took.
+    if isinstance(item, CaseItem):
+        item.keep_engine = (isinstance(nextitem, CaseItem)
+                            and nextitem.job.engine_key == item.job.engine_key)
     return None
 
 
@@ -103,13 +166,15 @@ class CaseItem(pytest.Item):
     def __init__(self, *, job, **kwargs):
         super().__init__(**kwargs)
         self.job = job
+        self.keep_engine = False
         # Tags are -k keywords (as in `harness plan -k`), not markers that need registering.
         self.extra_keyword_matches.update(job.case.tags)
 
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
         try:
-            result = run_job(self.job, ctx, self.config.stash[POOL_KEY])
+            result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
+                             self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
         except DiskFull as exc:  # the results already written stay; say why the run stops
             pytest.exit(f"harness: disk full: {exc}", returncode=EXIT_INFRA)
         self.user_properties.append(("status", result.status))

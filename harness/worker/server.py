@@ -24,8 +24,12 @@ def free_port() -> int:
 
 class ServerEngine:
     def __init__(self, model: str, args: dict[str, Any], env: dict[str, str], log_path: Path,
-                 startup_timeout_s: float, request_timeout_s: float, python: str = sys.executable):
+                 startup_timeout_s: float, request_timeout_s: float, python: str = sys.executable,
+                 lora: dict[str, str] | None = None):
         self.model, self.args, self.env = model, args, env
+        # {"name", "path"}: registered with --lora-modules, named by every request.
+        self.lora = lora
+        self._lora_record: dict[str, Any] = {}
         self.log_path = log_path
         self.startup_timeout_s, self.request_timeout_s = startup_timeout_s, request_timeout_s
         self.python = python
@@ -43,7 +47,14 @@ class ServerEngine:
     def argv(self) -> list[str]:
         return [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model,
                 "--served-model-name", "harness-model", "--host", "127.0.0.1",
-                "--port", str(self.port), *cli_args(self.args)]
+                "--port", str(self.port), *cli_args(self.args), *self._lora_args()]
+
+    def _lora_args(self) -> list[str]:
+        return ["--lora-modules", f"{self.lora['name']}={self.lora['path']}"] if self.lora else []
+
+    @property
+    def served_name(self) -> str:
+        return self.lora["name"] if self.lora else "harness-model"
 
     def start(self) -> None:
         self.port = free_port()
@@ -70,6 +81,17 @@ class ServerEngine:
             time.sleep(1.0)
         self.startup_s = time.monotonic() - began
         self.ready_log_offset = proc.log_size(self.log_path)
+        if self.lora:
+            self._lora_record = {"adapter": self.lora["name"], "path": self.lora["path"],
+                                 "loaded": self._served_models(), "requests": {}}
+
+    def _served_models(self) -> list[str]:
+        """Model ids the server lists: a LoRA module appears once vLLM has loaded it."""
+        try:
+            listing = requests.get(f"{self.url}/v1/models", timeout=10).json()
+            return [m["id"] for m in listing.get("data", [])]
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return []
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -95,7 +117,7 @@ class ServerEngine:
             return None
 
     def _one(self, request: PreparedRequest, top_k: int) -> RequestResult:
-        body = {"model": "harness-model", "messages": request.messages,
+        body = {"model": self.served_name, "messages": request.messages,
                 "max_tokens": request.max_tokens, "temperature": 0.0, "seed": 0,
                 "logprobs": True, "top_logprobs": top_k,
                 # vLLM extension: tokens as "token_id:N", so outputs compare by id.
@@ -116,10 +138,14 @@ class ServerEngine:
             return base.model_copy(update={
                 "error": f"HTTP {response.status_code}: {response.text[:2000]}",
                 "latency_s": latency})
-        return parse_chat_response(response.json(), base, latency)
+        payload = response.json()
+        if self.lora:  # the model (adapter) the server says answered this request
+            self._lora_record["requests"][request.id] = payload.get("model")
+        return parse_chat_response(payload, base, latency)
 
     def traces(self) -> dict[str, Any]:
-        return {}  # in-engine traces need the offline (in-process) mode
+        # In-engine traces need the offline (in-process) mode; the LoRA record is the server's.
+        return {"lora": self._lora_record} if self._lora_record else {}
 
     def mutations(self) -> list[str]:
         return []

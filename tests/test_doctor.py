@@ -1,0 +1,165 @@
+"""`harness doctor`: GPU parsers on recorded outputs, device checks on fake /dev trees, and the
+real engines (podman, and the CPU platform) on this machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from harness import gpu_memory
+from harness.doctor import (Host, check_gpus_clean, check_image, check_rocm_devices,
+                            parse_created, platform_checks)
+from harness.spec import load_platforms
+from tests.conftest import CASES, REPO, require_tools
+
+SMI = Path(__file__).parent / "data" / "smi"
+PLATFORMS = load_platforms(CASES / "platforms.yaml")
+
+
+def recorded(**outputs: str):
+    """A command runner answering from recorded files (tool name -> file); others: missing."""
+    def runner(argv: list[str]) -> tuple[int, str]:
+        name = outputs.get(argv[0])
+        return (0, (SMI / name).read_text()) if name else (127, "")
+    return runner
+
+
+def test_amd_smi_both_json_forms():
+    gpus = gpu_memory.parse_amd_smi((SMI / "amd-smi-metric-mem-usage.json").read_text())
+    assert [(g.index, g.total_mib, g.used_mib) for g in gpus] == [(0, 196592, 283),
+                                                                  (1, 196592, 177213)]
+    wrapped = gpu_memory.parse_amd_smi((SMI / "amd-smi-gpu-data.json").read_text())
+    assert [g.index for g in wrapped] == [0, 1]
+    bare = gpu_memory.parse_amd_smi('[{"gpu": 3, "mem_usage": {"total_vram": 1000, '
+                                    '"used_vram": 10}}]')
+    assert bare[0].used_fraction == 0.01
+    with pytest.raises(gpu_memory.ParseError, match="unknown memory unit"):
+        gpu_memory.parse_amd_smi('[{"gpu": 0, "mem_usage": {"total_vram": {"value": 1, '
+                                 '"unit": "parsec"}, "used_vram": 0}}]')
+
+
+def test_rocm_smi_and_nvidia_smi():
+    rocm = gpu_memory.parse_rocm_smi((SMI / "rocm-smi-showmeminfo-vram.json").read_text())
+    assert [g.index for g in rocm] == [0, 1] and round(rocm[0].total_mib) == 196592
+    assert round(rocm[1].used_fraction, 2) == 0.9
+    nvidia = gpu_memory.parse_nvidia_smi((SMI / "nvidia-smi-query-memory.csv").read_text())
+    assert [(g.index, g.used_mib) for g in nvidia] == [(0, 4), (1, 0), (2, 73406)]
+    with pytest.raises(gpu_memory.ParseError):
+        gpu_memory.parse_nvidia_smi("0, [N/A], 3\n")
+
+
+@pytest.mark.parametrize("accelerator,outputs,busy", [
+    ("rocm", {"amd-smi": "amd-smi-metric-mem-usage.json"}, "amd-smi: memory in use on GPU 1"),
+    ("rocm", {"rocm-smi": "rocm-smi-showmeminfo-vram.json"}, "rocm-smi: memory in use on GPU 1"),
+    ("cuda", {"nvidia-smi": "nvidia-smi-query-memory.csv"}, "nvidia-smi: memory in use on GPU 2"),
+])
+def test_gpus_clean_fails_on_a_leftover_and_names_the_gpu(accelerator, outputs, busy):
+    check = check_gpus_clean(accelerator, Host(runner=recorded(**outputs)))
+    assert check.status == "fail" and busy in check.detail
+    assert "gpu_memory_utilization" in check.fix
+
+
+def test_gpus_clean_passes_and_falls_back_from_amd_smi_to_rocm_smi():
+    clean = check_gpus_clean("rocm", Host(runner=recorded(**{"amd-smi": "amd-smi-gpu-data.json"})))
+    assert clean.status == "pass" and "2 GPU(s), all free" in clean.detail
+    missing = check_gpus_clean("cuda", Host(runner=recorded()))
+    assert missing.status == "fail" and "nvidia-smi not installed" in missing.detail
+
+
+def fake_dev(tmp_path: Path, nodes: int = 2) -> Path:
+    dev = tmp_path / "dev"
+    (dev / "dri").mkdir(parents=True)
+    (dev / "kfd").write_text("")
+    for i in range(nodes):
+        (dev / "dri" / f"renderD{128 + i}").write_text("")
+    return dev
+
+
+def group_file(tmp_path: Path, render_gid: int) -> Path:
+    path = tmp_path / "group"
+    path.write_text(f"root:x:0:\nvideo:x:44:\nrender:x:{render_gid}:\n")
+    return path
+
+
+def test_rocm_devices_and_render_gid(tmp_path):
+    dev = fake_dev(tmp_path)
+    ok = check_rocm_devices(Host(dev=dev, group_file=group_file(tmp_path, os.getgid())))
+    assert [(c.name, c.status) for c in ok] == [("kfd", "pass"), ("render nodes", "pass"),
+                                                ("render gid", "pass")]
+    wrong = check_rocm_devices(Host(dev=dev, group_file=group_file(tmp_path, os.getgid() + 7)))
+    gid = next(c for c in wrong if c.name == "render gid")
+    assert gid.status == "fail" and f"--group-add {os.getgid() + 7}" in gid.detail
+    no_kfd = check_rocm_devices(Host(dev=tmp_path / "empty", group_file=tmp_path / "none"))
+    assert no_kfd[0].status == "fail" and "kfd" in no_kfd[0].detail
+
+
+def test_image_age_from_docker_and_podman_timestamps():
+    now = datetime(2026, 11, 30, 20, 0, tzinfo=timezone.utc)
+    assert parse_created("2026-11-30T18:00:00.123456789Z") == datetime(2026, 11, 30, 18, 0,
+                                                                       tzinfo=timezone.utc)
+    assert parse_created("2026-11-30 13:00:00.5 -0500 EST") == datetime(2026, 11, 30, 18, 0,
+                                                                        tzinfo=timezone.utc)
+    fresh = check_image(PLATFORMS["rocm"], Host(now=now, runner=lambda argv: (
+        0, "2026-11-30T18:00:00Z\n")))
+    assert fresh.status == "pass" and "built 0 d 2 h ago" in fresh.detail
+    old = check_image(PLATFORMS["rocm"], Host(now=now, runner=lambda argv: (
+        0, "2026-11-01T18:00:00Z\n")))
+    assert old.status == "warn" and "29 d" in old.detail
+
+
+def test_cheap_checks_on_a_rocm_node_without_gpus_stop_the_run(tmp_path):
+    host = Host(dev=tmp_path / "no-dev", runner=recorded())  # no engine, no tools, no /dev/kfd
+    checks = platform_checks(PLATFORMS["rocm"], host, cheap=True)
+    assert [c.name for c in checks] == ["engine", "kfd", "gpus clean"]
+    assert all(c.status == "fail" for c in checks)
+    in_place = platform_checks(PLATFORMS["rocm"], host, cheap=True, in_place=True)
+    assert [c.name for c in in_place] == ["kfd", "gpus clean"]  # no container engine in place
+
+
+# ---------------------------------------------------------------- real, on this machine
+
+
+def doctor(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", "doctor", *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_doctor_on_this_machine_cpu_and_podman(tmp_path):
+    require_tools("podman", "runc")
+    done = doctor("--platform", "cpu,cpu-podman", "--results", str(tmp_path))
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr  # warnings only
+    lines = done.stdout.splitlines()
+    assert any(line.strip().startswith("PASS  engine") and "podman" in line for line in lines)
+    assert any("image" in line and "localhost/vllm-harness:cpu" in line for line in lines)
+    assert any(line.strip().startswith("PASS  disk: images") for line in lines)
+
+
+def test_doctor_names_a_dead_engine_and_exits_3(tmp_path):
+    done = doctor("--platform", "rocm", "--results", str(tmp_path),
+                  env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock", "HF_TOKEN": ""})
+    assert done.returncode == 3
+    assert "FAIL  engine" in done.stdout and "-> fix:" in done.stdout
+    assert "WARN  HF_TOKEN" in done.stdout
+    assert "FAIL  hub snapshots" in done.stdout and "harness models fetch --platform rocm" \
+        in done.stdout
+
+
+def test_harness_run_stops_early_with_the_reason(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--platform", "rocm", "--results",
+         str(tmp_path), "--run-id", "pre"], cwd=REPO, capture_output=True, text=True,
+        timeout=120, env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    assert done.returncode == 3
+    assert "preflight failed for rocm: engine: docker does not answer" in done.stderr
+    from harness.results import read_result
+
+    result = read_result(tmp_path / "pre/rocm/phi4mm_variable_crop.json")
+    assert result.status == "error" and result.failure_class == "infra"
+    assert "preflight: engine" in result.message
