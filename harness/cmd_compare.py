@@ -65,6 +65,13 @@ def _with_baseline_run(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.results import cycle_collection_paused
+
+    with cycle_collection_paused():  # the reports walk every result read (see compare_runs)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from harness.compare import SelectionError, compare_runs
     from harness.report.junit import render_junit
     from harness.report.markdown import LinkStyle, render_markdown

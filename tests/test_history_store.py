@@ -251,3 +251,13 @@ def test_the_committed_real_run_ingests_as_it_is(new_store):
     assert count(db) == len(list(real_run().glob("*/*.json")))
     conn = open_store(db, create=False)
     assert all(digests for (digests,) in conn.execute("SELECT request_digests FROM results"))
+
+
+def test_a_version_1_sqlite_store_is_refused_saying_how_to_start_again(tmp_path):
+    old = tmp_path / "history.sqlite"
+    conn = sqlite3.connect(old)
+    conn.executescript("CREATE TABLE runs (id INTEGER PRIMARY KEY); PRAGMA user_version = 1;")
+    conn.close()
+    with pytest.raises(StoreError, match=r"history schema version 1, this harness reads 2 "
+                                         r"\(start a new store, or backfill one"):
+        open_store(old)

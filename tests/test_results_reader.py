@@ -61,3 +61,23 @@ def test_an_unknown_key_in_a_logprob_is_invalid_too(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ResultFileError, match=r"invalid result: requests\.\d+\.logprobs\.0\.0"):
         read_result(path)
+
+
+def test_cycle_collection_is_paused_while_reading_in_bulk_and_restored_after():
+    import gc
+
+    from harness.results import cycle_collection_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with cycle_collection_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("a reader failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with cycle_collection_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

@@ -15,6 +15,7 @@ from harness.compare.model import (CaseComparison, Comparison, EnvDifference, Pa
 from harness.compare.outputs import OutputComparison, compare_outputs
 from harness.compare.select import REFERENCE, Selection, SelectionError, select
 from harness.compare.verdicts import Outcome, Verdict
+from harness.results import cycle_collection_paused
 
 __all__ = ["CaseComparison", "Comparison", "EnvDifference", "OutputComparison", "Outcome",
            "PairComparison", "REFERENCE", "ReferenceCheck", "ResultProblem", "Selection",
@@ -39,10 +40,13 @@ def compare_runs(run_dirs: list[Path], baseline: str | None = None,
     if selection.reference is not None:
         index, name = selection.reference
         wanted.append((Path(run_dirs[index]), name))
-    sides = load_sides(wanted)
-    n = len(selection.pairs)
-    ref_side = sides[-1] if selection.reference is not None else None
-    pairs = tuple(compare_pair(sides[i], sides[n + i], ref_side) for i in range(n))
+    # Comparing allocates too: with every result of both sides alive, each full cycle
+    # collection would walk them all again (harness.results.cycle_collection_paused).
+    with cycle_collection_paused():
+        sides = load_sides(wanted)
+        n = len(selection.pairs)
+        ref_side = sides[-1] if selection.reference is not None else None
+        pairs = tuple(compare_pair(sides[i], sides[n + i], ref_side) for i in range(n))
     notes = tuple(side.note for pair in pairs for side in (pair.baseline, pair.candidate)
                   if side.note)
     return Comparison(pairs, tuple(dict.fromkeys(notes)))

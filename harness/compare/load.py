@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 
 from harness.compare.model import ResultProblem, Side
 from harness.compare.outputs import policy_of
-from harness.results import Result, ResultFileError, platform_result_files, read_result
+from harness.results import (Result, ResultFileError, cycle_collection_paused,
+                             platform_result_files, read_result)
 
 # What the comparison and its reports never read: dropped as each file is read, so that ten
 # thousand results do not hold every check's evidence and every trace in memory at once.
@@ -63,11 +64,13 @@ def load_sides(sides: Sequence[tuple[Path, str]]) -> list[Side]:
     reads overlap (parsing and validating hold the GIL, so the gain is the I/O: large on a cold
     cache or a network file system, small on a warm one)."""
     unique = list(dict.fromkeys((Path(d), p) for d, p in sides))
-    if len(unique) <= 1:
-        loaded = {key: load_side(*key) for key in unique}
-    else:
-        with ThreadPoolExecutor(max_workers=len(unique), thread_name_prefix="load-side") as pool:
-            loaded = dict(zip(unique, pool.map(lambda key: load_side(*key), unique)))
+    with cycle_collection_paused():
+        if len(unique) <= 1:
+            loaded = {key: load_side(*key) for key in unique}
+        else:
+            with ThreadPoolExecutor(max_workers=len(unique),
+                                    thread_name_prefix="load-side") as pool:
+                loaded = dict(zip(unique, pool.map(lambda key: load_side(*key), unique)))
     return [loaded[(Path(d), p)] for d, p in sides]
 
 

@@ -16,6 +16,7 @@ from harness.history.db import Connection
 from harness.history.queries import FlakeRule
 from harness.history.store import (changed_requests, load_details, load_nights, load_rows,
                                    load_series)
+from harness.results import cycle_collection_paused
 
 
 def board_from_store(conn: Connection, shown_nights: int = DEFAULT_NIGHTS,
@@ -49,7 +50,9 @@ def detail_ids(board: Board) -> list[int]:
 def page_from_store(conn: Connection, out_path: Path,
                     shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None
                     ) -> tuple[str, Board]:
-    with conn.read():  # one snapshot: an ingest committing meanwhile is not seen
+    # one snapshot: an ingest committing meanwhile is not seen; a hundred thousand rows of
+    # small objects: no cycle collection while they are built (harness.results)
+    with conn.read(), cycle_collection_paused():
         board = board_from_store(conn, shown_nights)
         details = load_details(conn, detail_ids(board))
         first_shown = board.shown[0].index if board.shown else len(board.nights)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.history.rows import ResultRow, result_row
-from harness.results import ResultFileError, iter_result_files, read_result
+from harness.results import (ResultFileError, cycle_collection_paused, iter_result_files,
+                             read_result)
 
 # Logs in a platform directory that belong to no single result.
 _RUN_LOG_RE = re.compile(r"^worker(-\d+)?\.log$")  # worker.log, or worker-<shard>.log
@@ -67,7 +68,11 @@ def _sha256(path: Path) -> str:
 
 
 def read_run(run_dir: Path) -> RunBatch:
-    run_dir = Path(run_dir)
+    with cycle_collection_paused():
+        return _read_run(Path(run_dir))
+
+
+def _read_run(run_dir: Path) -> RunBatch:
     if not run_dir.is_dir():
         raise IncompleteRun(run_dir, [f"{run_dir}: not a directory"])
     problems: list[str] = []

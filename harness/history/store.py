@@ -322,20 +322,27 @@ def load_rows(conn: Connection, nights: Sequence[Night], first_night: int = 0) -
 
 def load_series(conn: Connection, nights: Sequence[Night], keys: Sequence[Key],
                 before_night: int) -> dict[Key, list[Row]]:
-    """The whole stored past (nights before ``before_night``) of a few case x platform series."""
+    """The whole stored past (nights before ``before_night``) of a few case x platform series,
+    looked up pair by pair through the (run_ref, case_ref) index."""
     wanted = set(keys)
     if not wanted or before_night <= 0:
         return {}
-    case_refs = _ids(conn, "cases", "case_id", sorted({case for case, _ in wanted}))
-    runs = _run_refs(n for n in nights if n.index < before_night)
+    case_refs = sorted(_ids(conn, "cases", "case_id", sorted({c for c, _ in wanted})).values())
+    platforms = {platform for _, platform in wanted}
+    runs = {ref: run for ref, run in _run_refs(n for n in nights if n.index < before_night).items()
+            if run.platform in platforms}
     out: dict[Key, list[Row]] = {key: [] for key in wanted}
-    refs = sorted(case_refs.values())
-    for start in range(0, len(refs), CHUNK):
-        chunk = refs[start:start + CHUNK]
-        for row in _rows(conn, runs, f"{_ROW_QUERY} WHERE case_ref IN "
-                         f"({','.join('?' * len(chunk))})", chunk):
+    refs = sorted(runs)
+    step = max(1, CHUNK - len(case_refs))
+    for start in range(0, len(refs), step):
+        chunk = refs[start:start + step]
+        for row in _rows(conn, runs, f"{_ROW_QUERY} WHERE run_ref IN "
+                         f"({','.join('?' * len(chunk))}) AND case_ref IN "
+                         f"({','.join('?' * len(case_refs))})", [*chunk, *case_refs]):
             if (row.case_id, row.platform) in wanted:
                 out[(row.case_id, row.platform)].append(row)
+    for rows in out.values():
+        rows.sort(key=lambda r: r.night)
     return out
 
 
