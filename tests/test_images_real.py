@@ -189,6 +189,9 @@ class SlowLink:
             except OSError:
                 client.close()
                 continue
+            # The 5 s was for connecting only: while the client uploads a layer (a push), the
+            # registry sends nothing back for longer than that, and that is not an error.
+            upstream.settimeout(None)
             self.sockets += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()

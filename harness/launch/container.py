@@ -250,7 +250,10 @@ class ContainerLaunch:
         for _, sub in self._compile_caches():
             _make_dirs(compile_cache / sub, self.user)
         r = self.request
-        _make_dirs(r.results_dir / r.run_id / self.platform.name, self.user)
+        platform_dir = r.results_dir / r.run_id / self.platform.name
+        _make_dirs(platform_dir, self.user)
+        for directory in (platform_dir.parent, platform_dir):  # made earlier by the host, as root
+            _chown(directory, self.user)  # the container writes here as the results' owner
         env = dict(self.environ)
         digest = self.image_digest()
         if digest:
