@@ -87,6 +87,15 @@ def platforms_file(tmp_path: Path, engine: Engine, **changes) -> Path:
     entry = dict(data["platforms"]["cpu-podman"])
     entry.update(image=engine.image, python=str(VENV / "bin" / "python"),
                  readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
+    if PYTHON_HOME.is_relative_to("/root"):
+        # The host's Python lives under /root here (pyenv), and an image's /root is private
+        # (0700): a world-readable stand-in /root lets a container that runs as another user
+        # reach the Python mounted beneath it. Test set-up only; images carry their own Python.
+        root_home = tmp_path / "root-home"
+        (root_home / PYTHON_HOME.relative_to("/root")).mkdir(parents=True, exist_ok=True)
+        for path in [root_home, *root_home.rglob("*")]:
+            path.chmod(0o755)
+        entry["readonly_mounts"] = [f"{root_home}:/root", *entry["readonly_mounts"]]
     if engine.name == "docker":
         entry.pop("runtime")
         entry.update(engine="docker", pull="missing")  # as rocm and cuda
