@@ -239,6 +239,10 @@ class ContainerLaunch:
             _make_dirs(compile_cache / sub, self.user)
         r = self.request
         _make_dirs(r.results_dir / r.run_id / self.platform.name, self.user)
+        # execute() made the run's directories already (as root, when we are): the container
+        # writes into them as the results' owner, so they must be that owner's first.
+        _chown(r.results_dir / r.run_id, self.user)
+        _hand_over(self._platform_dir(), self.user)
         env = dict(self.environ)
         digest = self.image_digest()
         if digest:
