@@ -4,7 +4,7 @@ the second (the cache the first one filled), back to back, same image, same case
     flock /tmp/harness-heavy.lock .venv/bin/python benchmarks/bench_compile_cache.py \
         [--case qwen] [--engine podman|docker]
 
-The image is the Debian base (docker/build-base.sh, `localhost/harness-base:bookworm-2`) with this
+The image is the Debian base (docker/build-base.sh, `localhost/harness-base:bookworm`) with this
 checkout's .venv mounted read-only, as in tests/test_container_real.py; the platform is
 cpu-podman (or, with --engine docker and DOCKER_HOST/HARNESS_DOCKER set, the same entry with
 `engine: docker`). The compile cache is a fresh temporary directory ($HARNESS_COMPILE_CACHE),
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,10 @@ sys.path.insert(0, str(REPO))
 
 from harness.results import read_result  # noqa: E402
 
-BASE_IMAGE = "localhost/harness-base:bookworm-2"
+BASE_IMAGE = "localhost/harness-base:bookworm"
+# vLLM's own words on compiling and on its cache, to show what the second start reused.
+COMPILE_LINES = re.compile(r"torch\.compile|compiled graph|from the cache|cache directory|"
+                           r"Compiling a graph|compilation took|Dynamo bytecode", re.I)
 
 
 def platforms_file(directory: Path, engine: str) -> tuple[Path, str]:
@@ -79,6 +83,10 @@ def main() -> int:
                 print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
                 return 1
             startup = results[0].timings.startup_s
+            for log in (work / "results" / run_id / name).glob("*.log"):
+                for line in log.read_text(errors="replace").splitlines():
+                    if COMPILE_LINES.search(line):
+                        print(f"    {log.name}: {line.strip()[-200:]}")
             startups.append(startup)
             print(f"{attempt}: engine startup {startup:.1f} s, run {wall:.0f} s, "
                   f"status {results[0].status}; compile cache {du(cache) / 2**20:.1f} MiB")

@@ -7,8 +7,6 @@
 #
 # Default packages: what docker/Dockerfile.cpu needs from its base (python3 with venv, CA
 # certificates, libgomp1, libnuma1, g++ and Python.h). The tarball is removed whatever happens.
-# /root is made traversable (0755): the tests bind-mount the host's Python from under /root and
-# run containers as an unprivileged uid (the results directory's owner).
 set -euo pipefail
 engine=podman suite=bookworm
 include=python3,python3-venv,python3-dev,ca-certificates,libgomp1,libnuma1,g++
@@ -25,7 +23,6 @@ tag=$1
 command -v mmdebstrap >/dev/null || { echo "build-base.sh: mmdebstrap is not installed" >&2; exit 3; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/harness-base.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-mmdebstrap --quiet --variant=minbase --include="$include" \
-  --customize-hook='chmod 0755 "$1/root"' "$suite" "$tmp/rootfs.tar"
+mmdebstrap --quiet --variant=minbase --include="$include" "$suite" "$tmp/rootfs.tar"
 "$engine" import --change 'CMD ["/bin/bash"]' "$tmp/rootfs.tar" "$tag" >/dev/null
 echo "build-base.sh: $tag ($suite minbase + $include)"

@@ -39,7 +39,7 @@ READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 # The base image docker/build-base.sh makes with its default packages (python3's shared
 # libraries, libgomp1, g++ for torch.compile); built with podman once (~1-3 min), then reused.
-BASE_IMAGE = "localhost/harness-base:bookworm-2"
+BASE_IMAGE = "localhost/harness-base:bookworm"
 PODMAN = ["podman", "--runtime", "runc"]
 
 

@@ -16,6 +16,7 @@ Afterwards nothing of ours is left: no container, no process, no temporary file.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,6 +88,15 @@ def platforms_file(tmp_path: Path, engine: Engine, **changes) -> Path:
     entry = dict(data["platforms"]["cpu-podman"])
     entry.update(image=engine.image, python=str(VENV / "bin" / "python"),
                  readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
+    if PYTHON_HOME.is_relative_to("/root"):
+        # The host's Python lives under /root here (pyenv), and an image's /root is private
+        # (0700): a world-readable stand-in /root lets a container that runs as another user
+        # reach the Python mounted beneath it. Test set-up only; images carry their own Python.
+        root_home = tmp_path / "root-home"
+        (root_home / PYTHON_HOME.relative_to("/root")).mkdir(parents=True, exist_ok=True)
+        for path in [root_home, *root_home.rglob("*")]:
+            path.chmod(0o755)
+        entry["readonly_mounts"] = [f"{root_home}:/root", *entry["readonly_mounts"]]
     if engine.name == "docker":
         entry.pop("runtime")
         entry.update(engine="docker", pull="missing")  # as rocm and cuda
@@ -189,8 +199,10 @@ def test_cpu_case_runs_real_vllm_in_a_container_as_the_results_owner(tmp_path, e
           f"engine startup {result.timings.startup_s} s")
     fp = result.fingerprint
     assert fp["container"] is True and fp["image"] == engine.image
-    inspected = engine("image", "inspect", "--format", "{{.Id}}", engine.image)
-    assert fp["image_digest"] == inspected.stdout.strip()  # a local image: its id
+    inspected = json.loads(engine("image", "inspect", engine.image).stdout)[0]
+    # What the engine itself reports: a repository digest (podman gives local images one),
+    # else the local image id.
+    assert fp["image_digest"] in [*(inspected.get("RepoDigests") or []), inspected["Id"]]
     assert fp["vllm"] == "0.32.0" and fp["accelerator"] == "cpu"
     assert fp["git_commit"] in heads | {git_head()}
     assert all(r.ok and r.token_ids for r in result.requests)

@@ -250,10 +250,11 @@ class ContainerLaunch:
         for _, sub in self._compile_caches():
             _make_dirs(compile_cache / sub, self.user)
         r = self.request
-        platform_dir = r.results_dir / r.run_id / self.platform.name
-        _make_dirs(platform_dir, self.user)
-        for directory in (platform_dir.parent, platform_dir):  # made earlier by the host, as root
-            _chown(directory, self.user)  # the container writes here as the results' owner
+        _make_dirs(r.results_dir / r.run_id / self.platform.name, self.user)
+        # execute() made the run's directories already (as root, when we are): the container
+        # writes into them as the results' owner, so they must be that owner's first.
+        _chown(r.results_dir / r.run_id, self.user)
+        _hand_over(self._platform_dir(), self.user)
         env = dict(self.environ)
         digest = self.image_digest()
         if digest:
