@@ -144,7 +144,11 @@ def call(prefix: list[str], *args: str, environ: Mapping[str, str],
 
 
 def inspect(prefix: list[str], image: str, environ: Mapping[str, str]) -> dict | None:
-    done = call(prefix, "image", "inspect", image, environ=environ)
+    return first_object(call(prefix, "image", "inspect", image, environ=environ))
+
+
+def first_object(done: proc.Captured | None) -> dict | None:
+    """The first object of an `inspect` answer (a JSON list), or None."""
     if done is None or done.returncode != 0:
         return None
     try:

@@ -25,7 +25,6 @@ directory per platform and image.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -397,10 +396,10 @@ class ContainerLaunch:
         return None
 
     def inspect(self) -> dict[str, Any] | None:
-        return _first(self._call("inspect", self.name))
+        return images.first_object(self._call("inspect", self.name))
 
     def _inspect_image(self) -> dict[str, Any] | None:
-        return _first(self._call("image", "inspect", self.image))
+        return images.first_object(self._call("image", "inspect", self.image))
 
     def _exists(self) -> bool:
         done = self._call("inspect", self.name)
@@ -418,17 +417,6 @@ class ContainerLaunch:
 
     def _call(self, *args: str) -> proc.Captured | None:
         return images.call(self.engine_prefix(), *args, environ=self.environ)
-
-
-def _first(done: proc.Captured | None) -> dict[str, Any] | None:
-    """The first object of an `inspect` answer (a JSON list), or None."""
-    if done is None or done.returncode != 0:
-        return None
-    try:
-        data = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        return None
-    return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
 
 
 def _owner(path: Path) -> tuple[int, int]:
