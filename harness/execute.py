@@ -92,7 +92,7 @@ def _attempt(jobs: list[Job], request: WorkerRequest, launch,
         outcome = WorkerOutcome(None, False, False, 0.0, log_path, blocked)
     else:
         outcome = run_worker(launch.argv(), log_path, timeout_s=timeout_s, env=launch.env(),
-                             cwd=request.repo, on_stop=launch.on_stop)
+                             cwd=launch.workdir(), on_stop=launch.on_stop)
     details = launch.describe(outcome)
     results, problem = [], ""
     for job in jobs:

@@ -260,6 +260,12 @@ class ContainerLaunch:
             env["HARNESS_IMAGE_DIGEST"] = digest
         return env
 
+    def workdir(self) -> Path:
+        """Where the engine client runs: the platform's results directory, not the checkout.
+        Podman's conmon drops an empty ``oom`` marker file in its working directory when the
+        container is OOM-killed; beside the results it is evidence, in a checkout it is litter."""
+        return self._platform_dir()
+
     def prepare(self) -> str | None:
         """Make sure the image is here before the run; None when it is, else why not (the
         message names the image and the command that builds or pulls it, and is printed)."""

@@ -70,6 +70,9 @@ class LocalLaunch:
     def launch(self) -> str:
         return "in-place" if self.in_place else "local"
 
+    def workdir(self) -> Path:
+        return self.request.repo  # pytest's rootdir: the checkout
+
     def prepare(self) -> str | None:
         return None  # nothing to fetch: this host's environment is the platform
 
