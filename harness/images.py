@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from harness import proc
@@ -29,6 +33,9 @@ REPOSITORY = "vllm-harness"
 MOVING_TAG = "latest"  # each build here moves <platform>-latest to itself
 ENGINE_CALL_TIMEOUT_S = 60
 PULL_TIMEOUT_S = 1800
+PROBE_EVERY_S = 10.0  # while a pull runs, how often the registry is probed
+STALLED_PROBES = 3  # failed probes in a row that end a pull: the registry stopped answering
+DOCKER_HUB_HOST = "registry-1.docker.io"
 PUSH_TIMEOUT_S = 1800
 BUILD_TIMEOUT_S = 3600
 # The worker's vLLM, read without importing vllm (its import takes seconds and may need a GPU):
@@ -166,27 +173,61 @@ class PullOutcome:
 
 
 def pull(prefix: list[str], image: str, environ: Mapping[str, str],
-         timeout: float = PULL_TIMEOUT_S) -> PullOutcome:
+         timeout: float = PULL_TIMEOUT_S, probe_every_s: float = PROBE_EVERY_S) -> PullOutcome:
     """Pull; a failure says whether the image is absent or the registry did not answer. An
-    interrupted pull leaves no image under the name (engines tag only a complete pull)."""
+    interrupted pull leaves no image under the name (engines tag only a complete pull).
+
+    A registry that stops answering mid-pull can leave the engine's pull waiting forever on a
+    dead connection, so while it runs the registry is probed (a TCP connect every
+    ``probe_every_s``); after STALLED_PROBES failures in a row the pull is stopped and reported
+    as the registry's failure. The client is stopped through the one process-group manager."""
     registry = registry_of(image)
-    try:
-        done = subprocess.run([*prefix, "pull", image], capture_output=True, text=True,
-                              errors="replace", stdin=subprocess.DEVNULL, env=dict(environ),
-                              timeout=timeout)
-    except OSError as exc:
-        return PullOutcome(False, "infra", f"cannot run {prefix[0]}: {exc.strerror or exc}")
-    except subprocess.TimeoutExpired:
-        return PullOutcome(False, "infra", f"pulling {image} from registry {registry} took over "
-                                           f"{timeout:.0f} s")
-    if done.returncode == 0:
+    with tempfile.TemporaryDirectory(prefix="harness-pull-") as tmp:
+        log = Path(tmp) / "pull.log"
+        try:
+            child = proc.start([*prefix, "pull", image], log, env=dict(environ))
+        except OSError as exc:
+            return PullOutcome(False, "infra", f"cannot run {prefix[0]}: {exc.strerror or exc}")
+        began, failed_probes = time.monotonic(), 0
+        try:
+            while True:
+                try:
+                    child.wait(timeout=probe_every_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if time.monotonic() - began > timeout:
+                    proc.stop(child, grace_s=5)
+                    return PullOutcome(False, "infra", f"pulling {image} from registry "
+                                                       f"{registry} took over {timeout:.0f} s")
+                failed_probes = 0 if registry_answers(registry) else failed_probes + 1
+                if failed_probes >= STALLED_PROBES:
+                    proc.stop(child, grace_s=5)
+                    return PullOutcome(False, "infra", (
+                        f"registry {registry} stopped answering while pulling {image} "
+                        f"(infrastructure; a retry may pass)"))
+        except BaseException:
+            proc.stop(child, grace_s=5)
+            raise
+        returncode = proc.stop(child, grace_s=1)
+        said = " ".join(proc.read_tail(log, 8000).split())[-600:]
+    if returncode == 0:
         return PullOutcome(True)
-    said = " ".join((done.stderr or done.stdout).split())[-600:]
     if PULL_MISSING.search(said) and not re.search(r"connection|EOF|timeout|reset", said, re.I):
         return PullOutcome(False, "image-missing",
                            f"image {image} is not in registry {registry}: {said}")
     return PullOutcome(False, "infra", f"registry {registry} failed while pulling {image} "
                                        f"(infrastructure; a retry may pass): {said}")
+
+
+def registry_answers(registry: str, timeout_s: float = 5.0) -> bool:
+    """Whether the registry's host accepts a TCP connection (docker.io: its registry host)."""
+    host, _, port = (DOCKER_HUB_HOST if registry == "docker.io" else registry).partition(":")
+    try:
+        with socket.create_connection((host, int(port or 443)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def build(prefix: list[str], platform: Platform, tag: str, environ: Mapping[str, str],

@@ -113,9 +113,12 @@ def start_dockerd(root: Path) -> DockerEngine:
 def stop_dockerd(engine: DockerEngine) -> None:
     """Remove every container, stop the daemon, remove its directory (overlay mounts first)."""
     if engine.process.poll() is None:
-        listed = engine("ps", "-aq", timeout=60)
-        if listed.stdout.split():
-            engine("rm", "-f", *listed.stdout.split(), timeout=120)
+        try:  # a daemon stuck in a dead pull may not answer: the daemon is stopped regardless
+            listed = engine("ps", "-aq", timeout=60)
+            if listed.stdout.split():
+                engine("rm", "-f", *listed.stdout.split(), timeout=120)
+        except subprocess.TimeoutExpired:
+            pass
     _stop_process(engine.process)
     # dockerd unmounts its layers on a clean stop; anything still mounted under its root would
     # make the removal fail, so unmount leftovers (deepest first) before removing.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from harness import images
@@ -88,3 +90,44 @@ def test_image_command_names_and_refuses_bad_input(tmp_path):
     assert local.returncode == 2 and "runs on this host" in local.stderr
     unknown = image("pull", "--platform", "nope")
     assert unknown.returncode == 2 and "unknown platform 'nope'" in unknown.stderr
+
+
+def _stand_in_client(tmp_path, body: str) -> list[str]:
+    """A stand-in engine client (not docker): a shell script whose `pull` does what ``body``
+    says. The real registry-stopped-mid-pull case is in tests/test_images_real.py."""
+    script = tmp_path / "stand-in-client"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return [str(script)]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens here once the socket is closed
+
+
+def test_a_pull_whose_registry_stops_answering_is_stopped_and_names_the_registry(tmp_path):
+    from harness import images
+
+    registry = f"127.0.0.1:{_closed_port()}"
+    client = _stand_in_client(tmp_path, "echo 'Pulling fs layer'; exec sleep 600")
+    began = time.monotonic()
+    outcome = images.pull(client, f"{registry}/ns/x:1", {"PATH": "/usr/bin:/bin"},
+                          probe_every_s=0.2)
+    assert time.monotonic() - began < 60  # not the 600 s the client would wait
+    assert (outcome.ok, outcome.failure_class) == (False, "infra")
+    assert f"registry {registry} stopped answering" in outcome.message
+
+
+def test_a_pull_that_finishes_is_ok_and_a_missing_image_is_named(tmp_path):
+    from harness import images
+
+    ok = images.pull(_stand_in_client(tmp_path, "exit 0"), "127.0.0.1:1/ns/x:1", {})
+    assert ok.ok
+    missing = images.pull(_stand_in_client(
+        tmp_path, "echo 'Error response from daemon: manifest unknown' >&2; exit 1"),
+        "127.0.0.1:1/ns/x:1", {})
+    assert (missing.ok, missing.failure_class) == (False, "image-missing")
