@@ -168,7 +168,7 @@ def first_object(done: proc.Captured | None) -> dict | None:
 @dataclass
 class PullOutcome:
     ok: bool
-    failure_class: str | None = None  # image-missing | infra
+    failure_class: str | None = None  # image-missing | registry | infra
     message: str = ""
 
 
@@ -198,12 +198,12 @@ def pull(prefix: list[str], image: str, environ: Mapping[str, str],
                     pass
                 if time.monotonic() - began > timeout:
                     proc.stop(child, grace_s=5)
-                    return PullOutcome(False, "infra", f"pulling {image} from registry "
+                    return PullOutcome(False, "registry", f"pulling {image} from registry "
                                                        f"{registry} took over {timeout:.0f} s")
                 failed_probes = 0 if registry_answers(registry) else failed_probes + 1
                 if failed_probes >= STALLED_PROBES:
                     proc.stop(child, grace_s=5)
-                    return PullOutcome(False, "infra", (
+                    return PullOutcome(False, "registry", (
                         f"registry {registry} stopped answering while pulling {image} "
                         f"(infrastructure; a retry may pass)"))
         except BaseException:
@@ -216,7 +216,7 @@ def pull(prefix: list[str], image: str, environ: Mapping[str, str],
     if PULL_MISSING.search(said) and not re.search(r"connection|EOF|timeout|reset", said, re.I):
         return PullOutcome(False, "image-missing",
                            f"image {image} is not in registry {registry}: {said}")
-    return PullOutcome(False, "infra", f"registry {registry} failed while pulling {image} "
+    return PullOutcome(False, "registry", f"registry {registry} failed while pulling {image} "
                                        f"(infrastructure; a retry may pass): {said}")
 
 

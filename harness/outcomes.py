@@ -41,6 +41,7 @@ FailureClass = Literal[
     "command-not-found",  # the worker command in the container is missing/not executable (126/127)
     "container-lost",  # the container vanished while the worker ran
     "model-missing",  # the hub snapshot (or a LoRA adapter) is not in the cache: fetch it first
+    "registry",  # the image registry failed or stopped answering during a pull
 ]
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 
@@ -55,6 +56,9 @@ RETRIED_CLASSES = frozenset({
 INFRA_CLASSES = RETRIED_CLASSES | frozenset({
     "timeout", "interrupted", "collection", "harness-error", "disk-full", "image-missing",
     "command-not-found", "model-missing",
+    # Not retried in-process: a registry that is down is down for the retry too, and twice is
+    # still not a verdict on the case; the step's retry (exit 3) tries again later.
+    "registry",
 })
 VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
 

@@ -118,7 +118,7 @@ def test_a_pull_whose_registry_stops_answering_is_stopped_and_names_the_registry
     outcome = images.pull(client, f"{registry}/ns/x:1", {"PATH": "/usr/bin:/bin"},
                           probe_every_s=0.2)
     assert time.monotonic() - began < 60  # not the 600 s the client would wait
-    assert (outcome.ok, outcome.failure_class) == (False, "infra")
+    assert (outcome.ok, outcome.failure_class) == (False, "registry")
     assert f"registry {registry} stopped answering" in outcome.message
 
 

@@ -267,7 +267,7 @@ def test_registry_that_stops_mid_pull_is_an_infrastructure_error_naming_it(
     assert run.returncode == 3, out + err
     assert link.address in err and "registry" in err
     result = read_result(results / run_id / PLATFORM / "phi4mm_variable_crop.json")
-    assert (result.status, result.failure_class) == ("error", "infra")
+    assert (result.status, result.failure_class) == ("error", "registry")
     assert f"registry {link.address}" in result.message
     # Nothing half-written: no image under that name, no temporary file beside the result.
     assert docker_engine("image", "inspect", image).returncode != 0
