@@ -88,8 +88,7 @@ def _attempt(jobs: list[Job], request: WorkerRequest, launch,
     log_path = platform_dir / f"worker{request.file_suffix()}.log"
     blocked = launch.prepare()  # e.g. the image is missing: say so, start nothing
     if blocked:
-        log_path.write_text(f"harness: not started: {redact(blocked)}\n", encoding="utf-8")
-        outcome = WorkerOutcome(None, False, False, 0.0, log_path, blocked)
+        outcome = _not_started_outcome(log_path, blocked)
     else:
         outcome = run_worker(launch.argv(), log_path, timeout_s=timeout_s, env=launch.env(),
                              cwd=launch.workdir(), on_stop=launch.on_stop)
@@ -171,17 +170,21 @@ def _merge(job: Job, request: WorkerRequest, first: Result, second: Result) -> R
 def not_started(jobs: list[Job], request: WorkerRequest, launch, reason: str) -> PlatformRun:
     """Every job's result when the run stops before its worker starts (a failed preflight)."""
     platform_dir = request.results_dir / request.run_id / request.platform.name
-    log = platform_dir / f"worker{request.file_suffix()}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(reason + "\n")
-    outcome = WorkerOutcome(returncode=None, timed_out=False, interrupted=False, duration_s=0.0,
-                            log_path=log, start_error=reason)
+    outcome = _not_started_outcome(platform_dir / f"worker{request.file_suffix()}.log", reason)
     results = []
     for job in jobs:
         result_path(request.results_dir, request.run_id, job.platform.name,
                     job.case.id).unlink(missing_ok=True)
         results.append(_result_or_placeholder(job, request, outcome, {}, launch))
     return PlatformRun(request.platform.name, platform_dir, results, outcome, EXIT_INFRA)
+
+
+def _not_started_outcome(log_path: Path, reason: str) -> WorkerOutcome:
+    """The outcome of a worker that was never started (image missing, failed preflight), with
+    the reason in its log, so every job's placeholder result shows it."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(f"harness: not started: {redact(reason)}\n", encoding="utf-8")
+    return WorkerOutcome(None, False, False, 0.0, log_path, reason)
 
 
 def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutcome,
