@@ -1,6 +1,7 @@
 """`harness reference --case FILE --results DIR --run-id RUN`: the `hf` reference result.
 
-Runs the case's requests through Hugging Face transformers on CPU (fp32, greedy) on the same
+Runs the case's requests through Hugging Face transformers (fp32, greedy; CPU, or the GPU with
+`--device cuda`, written as platform `hf-cuda`) on the same
 weights the platform used and writes ``<results>/<run>/hf/<case>.json``. Then
 ``harness compare <results>/<run> --baseline hf --candidate cpu`` compares against it.
 
@@ -29,13 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-source", choices=["tiny", "hub"], default="tiny",
                         help="the tiny offline recipe (as the cpu platform) or the hub model "
                              "(as GPU platforms; needs the weights in the HF cache)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: cpu (platform hf) or cuda[:N] (platform hf-cuda; "
+                             "ROCm's torch calls its GPUs cuda too)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.reference import PLATFORM, run_reference
+    from harness.reference import platform_name, run_reference
     from harness.runid import is_valid_run_id
     from harness.spec import load_cases
 
+    if not (args.device == "cpu" or args.device == "cuda" or
+            (args.device.startswith("cuda:") and args.device[5:].isdigit())):
+        print(f"error: --device {args.device!r}: expected cpu, cuda or cuda:N", file=sys.stderr)
+        return EXIT_USAGE
     if not is_valid_run_id(args.run_id):
         print(f"error: bad run id {args.run_id!r}", file=sys.stderr)
         return EXIT_USAGE
@@ -50,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     worst = EXIT_OK
     for case in cases:
         result = run_reference(case, args.results, args.run_id, args.model_cache,
-                               args.model_source, repo=Path.cwd())
+                               args.model_source, repo=Path.cwd(), device=args.device)
         print(f"{result.job_id:<45} {result.status:<8} {result.message[:100]}")
         if result.status == "error":
             worst = EXIT_INFRA
-    print(f"results: {args.results / args.run_id / PLATFORM}")
+    print(f"results: {args.results / args.run_id / platform_name(args.device)}")
     return worst

@@ -51,6 +51,8 @@ def test_rocm_smi_and_nvidia_smi():
     assert [(g.index, g.used_mib) for g in nvidia] == [(0, 4), (1, 0), (2, 73406)]
     with pytest.raises(gpuinfo.ParseError):
         gpuinfo.parse_nvidia_smi_memory("0, [N/A], 3\n")
+    idle = gpuinfo.parse_nvidia_smi_memory((SMI / "nvidia-smi-query-memory-h200.csv").read_text())
+    assert idle == [gpuinfo.GpuMemory(0, 143771, 0)]  # captured on an H200
 
 
 @pytest.mark.parametrize("accelerator,outputs,busy", [

@@ -30,6 +30,12 @@ def test_amd_smi_version_and_nvidia_smi_csv():
     assert gpuinfo.summarize(gpus) == "2x NVIDIA H100 80GB HBM3 (9.0), driver 550.90.07"
 
 
+def test_nvidia_smi_csv_captured_on_an_h200():
+    gpus = gpuinfo.parse_nvidia_smi_csv((DATA / "nvidia-smi-query-h200.csv").read_text())
+    assert gpus == [{"index": 0, "name": "NVIDIA H200", "driver": "580.159.04",
+                     "memory_mb": 143771, "compute_cap": "9.0"}]
+
+
 def test_gpu_summary_runs_the_platforms_tool_through_a_runner():
     # The runner is the boundary (no GPU tools here); it returns the recorded outputs.
     outputs = {"static": (DATA / "amd-smi-static.json").read_text(),

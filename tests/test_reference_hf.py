@@ -13,7 +13,7 @@ import pytest
 
 from harness import cmd_reference
 from harness.compare import Verdict, compare_runs
-from harness.reference import PLATFORM, run_reference
+from harness.reference import PLATFORM, platform_name, run_reference
 from harness.reference.hf import split_messages
 from harness.results import read_result
 from harness.spec import load_case
@@ -65,6 +65,38 @@ def test_reference_failure_is_a_result_not_a_crash(tmp_path):
     assert result.status == "error" and result.failure_class == "infra"
     assert "no-such-model" in result.message
     assert "Traceback" in (tmp_path / "run-1" / PLATFORM / result.log.path).read_text()
+
+
+def test_reference_on_a_missing_gpu_is_an_error_result_in_its_own_platform(tmp_path, capsys):
+    # cuda:99 exists on no machine, with or without a GPU: the run must say so in a result.
+    assert platform_name("cuda:99") == "hf-cuda" and platform_name("cpu") == PLATFORM
+    assert reference_cli("--case", str(CASES / f"{QWEN}.yaml"), "--results", str(tmp_path),
+                         "--run-id", "run-1", "--device", "cuda:99") == 3
+    result = read_result(tmp_path / "run-1" / "hf-cuda" / f"{QWEN}.json")
+    assert result.status == "error" and result.failure_class == "infra"
+    assert "cuda:99" in result.message and result.job_id == f"{QWEN}@hf-cuda"
+    assert result.engine["device"] == "cuda:99" and "--device cuda:99" in result.reproduce
+    assert not (tmp_path / "run-1" / PLATFORM).exists()
+    assert reference_cli("--case", str(CASES), "--run-id", "run-1", "--device", "gpu") == 2
+    assert "expected cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+def test_reference_made_on_an_h200_agrees_with_the_cpu_reference():
+    # Recorded on a lent GPU node (tests/data/h200_reference/README.md): the GPU side of the
+    # reference is real, the comparison runs here.
+    run_dir = REPO / "tests" / "data" / "h200_reference" / "gpu-smoke-20261130-224011"
+    report = compare_runs([run_dir], baseline=PLATFORM, candidates=["hf-cuda"], reference=None)
+    (pair,) = report.pairs
+    verdicts = {case.case_id: case.verdict for case in pair.cases}
+    assert verdicts == {QWEN: Verdict.PARITY, "phi4mm_variable_crop": Verdict.SKIPPED}
+    assert report.exit_code == 0
+    (qwen,) = [case for case in pair.cases if case.case_id == QWEN]
+    assert qwen.outputs.policy == "logprobs_close" and qwen.outputs.comparable
+    devices = {d.key: (d.baseline, d.candidate) for d in pair.environment}["device"]
+    assert devices[1] == ("1x NVIDIA H200",)
+    gpu = read_result(run_dir / "hf-cuda" / f"{QWEN}.json")
+    assert gpu.engine["device"] == "cuda" and gpu.engine["device_name"] == "NVIDIA H200"
+    assert gpu.fingerprint["accelerator"] == "cuda"
 
 
 # ---------------------------------------------------------------- real engines

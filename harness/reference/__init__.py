@@ -1,7 +1,9 @@
 """Reference backends: a case run outside vLLM, written as an ordinary result file.
 
 The `hf` backend (``hf.py``) writes ``results/<run>/hf/<case>.json`` with the same schema as a
-platform's result, so ``harness compare RUN --baseline hf --candidate cpu`` needs nothing special.
+platform's result, so ``harness compare RUN --baseline hf --candidate cpu`` needs nothing special. Made on a GPU
+(``device="cuda"``) it is platform ``hf-cuda``: ``--baseline hf --candidate hf-cuda`` compares
+the node's GPU reference with the CPU one.
 A case whose model has no native transformers implementation says so in its YAML
 (``model.reference: none`` + ``reference_note``) and gets a ``skipped`` result carrying that note.
 """
@@ -22,6 +24,12 @@ from harness.spec import Case
 PLATFORM = "hf"
 
 
+def platform_name(device: str = "cpu") -> str:
+    """'hf' on CPU, 'hf-cuda' on a GPU (any index): the results directory of the reference."""
+    kind = device.split(":", 1)[0]
+    return PLATFORM if kind == "cpu" else f"{PLATFORM}-{kind}"
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -31,20 +39,24 @@ def model_name(case: Case, source: str) -> str:
     return case.model.hub if source == "hub" else case.model.tiny
 
 
-def reproduce_command(case: Case, results_dir: Path, run_id: str, source: str) -> str:
+def reproduce_command(case: Case, results_dir: Path, run_id: str, source: str,
+                      device: str = "cpu") -> str:
     extra = " --model-source hub" if source == "hub" else ""
+    extra += f" --device {device}" if device != "cpu" else ""
     return (f"harness reference --case {case.source} --results {results_dir} "
             f"--run-id {run_id}{extra}")
 
 
 def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path | None = None,
-                  source: str = "tiny", repo: Path | None = None) -> Result:
+                  source: str = "tiny", repo: Path | None = None,
+                  device: str = "cpu") -> Result:
     """Generate the case's requests with transformers and write the result. Never raises for a
     failure of the reference itself: the result says what happened (status ``error``)."""
     from harness.worker.fingerprint import fingerprint
     from harness.worker.inputs import prepare_requests
 
-    path = result_path(results_dir, run_id, PLATFORM, case.id)
+    platform = platform_name(device)
+    path = result_path(results_dir, run_id, platform, case.id)
     log_path = path.with_suffix(".log")
     lines: list[str] = []
 
@@ -53,12 +65,14 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
 
     began, started_at = time.monotonic(), now()
     base = Result(
-        run_id=run_id, job_id=job_id(case.id, PLATFORM), case_id=case.id, platform=PLATFORM,
+        run_id=run_id, job_id=job_id(case.id, platform), case_id=case.id, platform=platform,
         status="error", compare=case.compare.model_dump(),
         engine={"mode": "hf-reference", "model": model_name(case, source), "source": source,
-                "dtype": "float32", "device": "cpu"},
-        fingerprint=fingerprint(PLATFORM, "cpu", repo or Path.cwd()),
-        reproduce=reproduce_command(case, results_dir, run_id, source), started_at=started_at)
+                "dtype": "float32", "device": device},
+        fingerprint=fingerprint(platform, "cpu" if device == "cpu" else "cuda",
+                                repo or Path.cwd()),
+        reproduce=reproduce_command(case, results_dir, run_id, source, device),
+        started_at=started_at)
     fields: dict = {}
     if case.model.reference == "none":
         note = case.model.reference_note or "the case declares no reference"
@@ -87,6 +101,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
 def _generate(case: Case, model_cache: Path, source: str, log, prepared, engine: dict) -> dict:
     from harness.reference import hf
 
+    hf.device_name(engine["device"])  # no such GPU: say so before building a model for it
     if source == "hub":
         model = case.model.hub
     else:
@@ -94,7 +109,7 @@ def _generate(case: Case, model_cache: Path, source: str, log, prepared, engine:
 
         model = str(build_model(case.model.tiny, model_cache))
         engine = {**engine, "recipe_digest": recipe_digest(case.model.tiny)}
-    handle = hf.load(model, log)
+    handle = hf.load(model, log, engine["device"])
     log(f"loaded in {handle.load_s:.1f} s")
     began = time.monotonic()
     requests = []
@@ -109,5 +124,6 @@ def _generate(case: Case, model_cache: Path, source: str, log, prepared, engine:
             "message": f"no tokens generated for {failed}" if failed else "",
             "requests": requests,
             "engine": {**engine, "model_dir": model, "class": handle.architecture,
-                       "transformers": handle.transformers_version},
+                       "transformers": handle.transformers_version,
+                       "device_name": handle.device_name},
             "timings": Timings(startup_s=handle.load_s, requests_s=time.monotonic() - began)}

@@ -1,4 +1,8 @@
-"""Generate a case's requests with Hugging Face transformers on CPU in fp32: the `hf` reference.
+"""Generate a case's requests with Hugging Face transformers in fp32: the `hf` reference.
+
+On CPU by default; ``device="cuda"`` runs it on the node's GPU (ROCm builds of torch call the GPU
+"cuda" too), as vLLM's own ``HfRunner`` does, so a GPU node checks its reference against the CPU
+one and the platform against a reference made on the same chip.
 
 The inputs are the very chat messages the vLLM side sends (``harness.worker.inputs``): images
 are decoded from the same lossless PNG data URLs, and the prompt is rendered by the model's own
@@ -76,12 +80,34 @@ class HfModel:
     load_s: float
     architecture: str = ""
     transformers_version: str = ""
+    device: str = "cpu"
+    device_name: str = "cpu"
 
 
-def load(model: str, log: Callable[[str], None] = lambda line: None) -> HfModel:
+def device_name(device: str) -> str:
+    """The device's own name ('NVIDIA H200', 'AMD Instinct MI300X'); raises
+    ReferenceUnavailable when torch sees no such device."""
+    import torch
+
+    if device == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise ReferenceUnavailable(f"torch {torch.__version__} sees no GPU for device "
+                                   f"{device!r} (torch.cuda.is_available() is False)")
+    index = torch.device(device).index or 0
+    if index >= torch.cuda.device_count():
+        raise ReferenceUnavailable(f"torch sees {torch.cuda.device_count()} GPU(s): "
+                                   f"no device {device!r}")
+    return torch.cuda.get_device_name(index)
+
+
+def load(model: str, log: Callable[[str], None] = lambda line: None,
+         device: str = "cpu") -> HfModel:
     """A local directory or hub id; the class must be one transformers ships (no remote code)."""
     import torch
     import transformers
+
+    name = device_name(device)
 
     began = time.monotonic()
     local = Path(model)
@@ -93,14 +119,14 @@ def load(model: str, log: Callable[[str], None] = lambda line: None) -> HfModel:
     if model_class is None:
         raise ReferenceUnavailable(f"transformers {transformers.__version__} has no native "
                                    f"{arch}; a reference would need the model's remote code")
-    log(f"loading {arch} from {model} (fp32, cpu)")
+    log(f"loading {arch} from {model} (fp32, {device}: {name})")
     torch.manual_seed(0)
-    loaded = model_class.from_pretrained(model, dtype=torch.float32).eval()
+    loaded = model_class.from_pretrained(model, dtype=torch.float32).to(device).eval()
     processor = transformers.AutoProcessor.from_pretrained(model)
     eos = loaded.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     return HfModel(loaded, processor, eos_ids, time.monotonic() - began, arch,
-                   transformers.__version__)
+                   transformers.__version__, device, name)
 
 
 def generate(hf: HfModel, request: PreparedRequest, top_k: int) -> RequestResult:
@@ -109,7 +135,7 @@ def generate(hf: HfModel, request: PreparedRequest, top_k: int) -> RequestResult
     messages, images = split_messages(request.messages)
     prompt = hf.processor.apply_chat_template(messages, add_generation_prompt=True,
                                               tokenize=False)
-    inputs = hf.processor(text=[prompt], images=images or None, return_tensors="pt")
+    inputs = hf.processor(text=[prompt], images=images or None, return_tensors="pt").to(hf.device)
     prompt_len = int(inputs["input_ids"].shape[1])
     began = time.monotonic()
     with torch.inference_mode():
@@ -120,7 +146,7 @@ def generate(hf: HfModel, request: PreparedRequest, top_k: int) -> RequestResult
     tokenizer = hf.processor.tokenizer
     logprobs = []
     for step, token_id in enumerate(generated):
-        lp = torch.log_softmax(out.logits[step][0].float(), dim=-1)
+        lp = torch.log_softmax(out.logits[step][0].float(), dim=-1).cpu()
         values, ids = torch.topk(lp, top_k)
         alternatives = [TopLogprob(token_id=int(i), logprob=float(v),
                                    token=tokenizer.decode([int(i)]))
