@@ -303,3 +303,13 @@ def test_different_vllm_commits_or_engine_args_are_not_comparable(tmp_path):
         "engine": {**r.engine, "args": {**r.engine["args"], "max_num_seqs": n}}})
     run = make_run(tmp_path, {"cuda": {QWEN: args(2)}, "rocm": {QWEN: args(4)}}, name="run-2")
     assert "different engine args" in case_of(compare_runs([run])).detail
+
+
+def test_sides_that_ran_different_requests_are_not_comparable(tmp_path):
+    # The case gained a request between the runs: not a divergence of the outputs.
+    dropped = lambda r: r.model_copy(update={"requests": r.requests[:-1]})  # noqa: E731
+    run = make_run(tmp_path, {"cuda": None, "rocm": {QWEN: dropped}})
+    case = case_of(compare_runs([run]))
+    assert case.verdict is Verdict.NOT_COMPARABLE and case.exit_code == 0
+    last = case.baseline.requests[-1].id
+    assert f"different requests (baseline only: {last})" in case.detail

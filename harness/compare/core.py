@@ -72,6 +72,12 @@ def not_comparable(baseline: Result, candidate: Result) -> str:
             if key == "vllm" and any("vLLM commits" in r for r in reasons):
                 continue
             reasons.append(f"different {what} ({_short(value_b)} vs {_short(value_c)})")
+    ids_b = {r.id for r in baseline.requests}
+    ids_c = {r.id for r in candidate.requests}
+    if ids_b and ids_c and ids_b != ids_c:  # the case's requests changed between the two runs
+        only = [f"{side} only: {', '.join(sorted(ids))}"
+                for side, ids in (("baseline", ids_b - ids_c), ("candidate", ids_c - ids_b)) if ids]
+        reasons.append(f"different requests ({'; '.join(only)})")
     return "; ".join(reasons)
 
 
