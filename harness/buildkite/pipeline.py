@@ -36,7 +36,7 @@ from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check
                                        split_uploads)
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_USAGE
 from harness.plan import Job
-from harness.spec import Platform, is_secret_name
+from harness.platform_spec import Platform, is_secret_name
 
 RUN_ID = "build-$BUILDKITE_BUILD_NUMBER"  # harness.runid.new_run_id gives the same on Buildkite
 RESULTS = "results"
