@@ -38,7 +38,9 @@ from harness import images
 from harness.launch.agent_gpus import agent_pinning, pinned_args, share_for_parallel_job
 from harness.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
                                  parallel_job_index, select_gpus)
+from harness.launch.container_exit import classify_exit, oom_killed
 from harness.launch.local import WorkerRequest
+from harness.launch.ownership import chown, hand_over, make_dirs, owner_of
 from harness.models import default_cache_root
 from harness.launch.worker import WorkerOutcome, pytest_argv
 from harness import proc
@@ -65,12 +67,6 @@ LABEL = "vllm-harness.run"
 # interrupts gracefully and classifies the result as a timeout) normally fires first.
 INNER_DEADLINE_MARGIN_S = 300
 INNER_KILL_AFTER_S = 30
-SIGKILL_EXIT = 137
-# The engine client's own exit codes (docker and podman agree): the daemon or engine failed
-# (no such image, a device or flag refused), the command could not be invoked, not found.
-ENGINE_ERROR, CANNOT_INVOKE, NOT_FOUND = 125, 126, 127
-NO_SUCH_IMAGE = re.compile(r"no such image|unable to find image|image not known|"
-                           r"manifest unknown|repository .* not found", re.I)
 # Passed by name when the host has them: CI identity for the fingerprint, test mutations.
 BY_NAME = (*BUILDKITE_FIELDS.values(), "BUILDKITE_PARALLEL_JOB", "HARNESS_MUTATIONS")
 
@@ -86,7 +82,7 @@ class ContainerLaunch:
         self.environ = dict(os.environ if environ is None else environ)
         self.image = images.platform_image(self.platform, self.environ, image)
         self.pull = pull or self.platform.pull  # always | missing | never
-        self.user = _owner(request.results_dir)
+        self.user = owner_of(request.results_dir)
         try:
             job_index = parallel_job_index(request.shard, self.environ)
             # The agent's own pinning (its environment) wins over ranges and the platform.
@@ -243,17 +239,17 @@ class ContainerLaunch:
         for cache in caches:
             cache.mkdir(parents=True, exist_ok=True)
         compile_cache = self.host_compile_cache()
-        _make_dirs(compile_cache, self.user)
+        make_dirs(compile_cache, self.user)
         if compile_cache.stat().st_uid != self.user[0]:  # the harness's own cache: follow the user
-            _hand_over(compile_cache, self.user)
+            hand_over(compile_cache, self.user)
         for _, sub in self._compile_caches():
-            _make_dirs(compile_cache / sub, self.user)
+            make_dirs(compile_cache / sub, self.user)
         r = self.request
-        _make_dirs(r.results_dir / r.run_id / self.platform.name, self.user)
+        make_dirs(r.results_dir / r.run_id / self.platform.name, self.user)
         # execute() made the run's directories already (as root, when we are): the container
         # writes into them as the results' owner, so they must be that owner's first.
-        _chown(r.results_dir / r.run_id, self.user)
-        _hand_over(self._platform_dir(), self.user)
+        chown(r.results_dir / r.run_id, self.user)
+        hand_over(self._platform_dir(), self.user)
         env = dict(self.environ)
         digest = self.image_digest()
         if digest:
@@ -318,7 +314,7 @@ class ContainerLaunch:
         state = self.inspect()
         if state is None:  # never created (the client failed first) or already gone
             self.removed = not self._exists()
-            _hand_over(self._platform_dir(), self.user)
+            hand_over(self._platform_dir(), self.user)
             return
         if state.get("State", {}).get("Running"):
             self._call("kill", self.name)
@@ -331,7 +327,7 @@ class ContainerLaunch:
         else:
             self._call("rm", "-f", self.name)
             self.removed = not self._exists()
-        _hand_over(self._platform_dir(), self.user)
+        hand_over(self._platform_dir(), self.user)
 
     def _platform_dir(self) -> Path:
         r = self.request
@@ -361,13 +357,7 @@ class ContainerLaunch:
         state = (self._state or {}).get("State", {})
         exit_code = state.get("ExitCode", outcome.returncode) if state else outcome.returncode
         failure = self._failure or self._classify(outcome, state)
-        # Exit 137 is SIGKILL. The harness's own kill (deadline, Ctrl-C) explains it; otherwise
-        # the memory cgroup's OOM killer is the likely sender: podman with runc on cgroup v1
-        # reports OOMKilled=false for a real OOM kill (seen here), so the flag alone is not
-        # enough.
-        killed_by_us = outcome.timed_out or outcome.interrupted
-        oom = bool(state.get("OOMKilled")) or (
-            bool(state) and exit_code == SIGKILL_EXIT and not killed_by_us)
+        oom = oom_killed(state, exit_code, outcome)
         image_id = (self._state or {}).get("Image")
         details = {"oom": oom, "exit_code": exit_code, "container": self.name,
                    "removed": self.removed,
@@ -380,26 +370,9 @@ class ContainerLaunch:
         return details
 
     def _classify(self, outcome: WorkerOutcome, state: dict) -> tuple[str, str] | None:
-        """What the engine's own exit codes, or a container gone missing, say happened."""
-        code = outcome.returncode
-        if outcome.start_error or outcome.timed_out or outcome.interrupted or code is None:
-            return None
-        said = (state.get("Error") or "") + " " + _log_tail(outcome.log_path)
-        if code == ENGINE_ERROR and NO_SUCH_IMAGE.search(said):
-            return "image-missing", f"image {self.image} not found: {self._how_to_get()}"
-        if code == ENGINE_ERROR:
-            return "container-start", (f"{self.engine} could not start a container from "
-                                       f"{self.image} (exit {code}): {_last_line(said)}")
-        if code == CANNOT_INVOKE:
-            return "container-start", (f"the worker command cannot be invoked in {self.image} "
-                                       f"(exit {code}): {_last_line(said)}")
-        if code == NOT_FOUND:
-            return "command-not-found", (f"the worker command ({self.platform.python} or "
-                                         f"timeout) is not in {self.image} (exit {code})")
-        if not state:  # the client ran, yet there was no container to inspect afterwards
-            return "container-lost", (f"container {self.name} vanished during the run "
-                                      f"(client exit {code}); removed by someone else?")
-        return None
+        return classify_exit(outcome, state, engine=self.engine, image=self.image,
+                             container=self.name, python=self.platform.python,
+                             how_to_get=self._how_to_get)
 
     def inspect(self) -> dict[str, Any] | None:
         return images.first_object(self._call("inspect", self.name))
@@ -423,59 +396,6 @@ class ContainerLaunch:
 
     def _call(self, *args: str) -> proc.Captured | None:
         return images.call(self.engine_prefix(), *args, environ=self.environ)
-
-
-def _owner(path: Path) -> tuple[int, int]:
-    """uid:gid of the nearest existing directory at or above ``path``."""
-    path = path.resolve()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    info = path.stat()
-    return info.st_uid, info.st_gid
-
-
-def _make_dirs(path: Path, owner: tuple[int, int]) -> None:
-    """mkdir -p, giving the directories it creates to ``owner`` (when we may: as root)."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    path.mkdir(parents=True, exist_ok=True)
-    for created in missing:
-        _chown(created, owner)
-
-
-def _hand_over(directory: Path, owner: tuple[int, int]) -> None:
-    """Give what the host wrote beside the container's files (logs, placeholders) to the
-    results' owner, so the user never meets root-owned files."""
-    if os.geteuid() != 0 or owner == (0, 0) or not directory.exists():
-        return
-    for path in [directory, *directory.rglob("*")]:
-        _chown(path, owner)
-
-
-def _chown(path: Path, owner: tuple[int, int]) -> None:
-    if os.geteuid() == 0 and owner != (0, 0):
-        try:
-            os.lchown(path, *owner)
-        except OSError:
-            pass
-
-
-def _log_tail(path: Path, size: int = 4000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - size))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][-300:] if lines else ""
 
 
 def _container_name(platform: str, run_id: str) -> str:
