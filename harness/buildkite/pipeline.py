@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from harness import images
+from harness.buildkite.history_store import check_history_store
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
@@ -45,7 +46,6 @@ TIMEOUT_MARGIN_MIN = 15  # harness run's own deadline fires first, so it can sti
 IMAGE_BUILD_TIMEOUT_MIN = 180
 SMALL_STEP_TIMEOUT_MIN = 30
 DASHBOARD = f"{RESULTS}/dashboard.html"
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 TEST_ENGINE_PLUGIN = "test-collector#v1.11.0"
 # Platform names go into keys, paths and shell text unquoted: keep them to these characters.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}")
@@ -367,33 +367,6 @@ def upload_step(part: int, count: int, options: PipelineOptions) -> dict[str, An
         "timeout_in_minutes": SMALL_STEP_TIMEOUT_MIN,
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
     }
-
-
-HISTORY_STORE_HELP = (
-    "--nightly needs a history store that outlives the build (the checkout, results/ included, "
-    "is cleaned between builds): give --history-db /lasting/path/history.sqlite on the agent the "
-    "nightly step runs on (pin it with --queue), or --history-db-env NAME, the agent's "
-    "environment variable holding a postgresql:// URL (set it in the agent's environment hook; "
-    "the URL is never written into the pipeline)")
-
-
-def check_history_store(options: PipelineOptions) -> None:
-    """A nightly without a lasting store would compute flakiness and first-bad over one night."""
-    if options.history_db and options.history_db_env:
-        raise PipelineError("give --history-db or --history-db-env, not both")
-    if options.history_db:
-        if "://" in options.history_db:
-            raise PipelineError("--history-db takes a path; a database URL holds a password: "
-                                "put it in the agent's environment and give --history-db-env "
-                                "NAME")
-        if not options.history_db.startswith("/"):
-            raise PipelineError(f"--history-db {options.history_db}: a relative path lies in the "
-                                "checkout, which agents clean; give an absolute path")
-    if options.history_db_env and not _ENV_NAME_RE.fullmatch(options.history_db_env):
-        raise PipelineError("--history-db-env takes an environment variable name (letters, "
-                            "digits, _), not a value (not echoed: it may be a secret)")
-    if options.nightly and not (options.history_db or options.history_db_env):
-        raise PipelineError(HISTORY_STORE_HELP)
 
 
 def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
