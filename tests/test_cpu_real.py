@@ -7,7 +7,7 @@ unit tests. One session-scoped run feeds most assertions.
 from __future__ import annotations
 
 import os
-import signal
+import shlex
 import subprocess
 import sys
 import time
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.results import NOT_DECISIVE, read_result
-from tests.conftest import CASES, REPO
+from tests.conftest import CASES, REPO, require_tools
 
 pytestmark = pytest.mark.vllm
 RUN_TIMEOUT_S = 1800
@@ -44,6 +44,20 @@ def engine_processes(mentioning: str = "") -> list[str]:
             continue
         if state != "Z" and ("vllm.entrypoints" in cmdline or "harness.worker" in cmdline) \
                 and mentioning in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (a run's results directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and text in cmdline and "tmux" not in cmdline:
             found.append(cmdline)
     return found
 
@@ -186,20 +200,45 @@ def test_reverted_phi4mm_fix_fails_with_crash_and_traceback(tmp_path):
     assert not engine_processes()
 
 
-def test_ctrl_c_leaves_an_interrupted_result_and_no_process(tmp_path):
+def test_ctrl_c_in_a_terminal_leaves_an_interrupted_result_and_no_process(tmp_path):
+    """A person at a real terminal (tmux, its own server): progress picks the terminal's mode by
+    itself (a heartbeat every 5 s while the engine starts), and Ctrl-C typed there, which the
+    terminal turns into SIGINT for the whole foreground group, leaves a clean result."""
+    require_tools("tmux")
+    tmux = ["tmux", "-L", f"harness-test-{os.getpid()}"]
     argv = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases", str(CASES),
             "--results", str(tmp_path), "--run-id", "cancel", "-k", "qwen"]
-    child = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
     log = tmp_path / "cancel" / "cpu" / "qwen2_5_vl_vit_cudagraph.log"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and "vllm" not in (log.read_text() if log.exists() else ""):
-        time.sleep(1)  # wait until the engine is really starting
-    assert log.exists(), "engine never started"
-    os.killpg(child.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
-    child.wait(timeout=180)
+
+    def screen() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-J", "-S", "-500", "-t", "t"],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    subprocess.run([*tmux, "new-session", "-d", "-s", "t", "-x", "200", "-y", "50",
+                    "-c", str(REPO), "env -u BUILDKITE bash --norc --noprofile"],
+                   check=True, timeout=30)
+    try:
+        subprocess.run([*tmux, "send-keys", "-t", "t", shlex.join(argv), "Enter"], check=True,
+                       timeout=30)
+        beats: list[str] = []
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and len(beats) < 2:
+            time.sleep(1)  # the engine is really starting once two heartbeats are on screen
+            beats = [line for line in screen().splitlines()
+                     if "engine starting (" in line and " s): " in line]
+            assert "verdict: " not in screen(), "the job finished before Ctrl-C: " + screen()
+        assert len(beats) >= 2, "no terminal-mode heartbeats within 600 s:\n" + screen()
+        subprocess.run([*tmux, "send-keys", "-t", "t", "C-c"], check=True, timeout=30)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and processes_mentioning(str(tmp_path)):
+            time.sleep(1)
+    finally:
+        text = screen()
+        subprocess.run([*tmux, "kill-server"], timeout=30)
+    assert not processes_mentioning(str(tmp_path)), \
+        "the run did not end within 180 s of Ctrl-C:\n" + text
     result = read_result(tmp_path / "cancel" / "cpu" / "qwen2_5_vl_vit_cudagraph.json")
     assert result.status == "error" and result.failure_class == "interrupted"
-    assert result.log.tail
+    assert result.log.tail and log.exists()
     time.sleep(1)
     assert not engine_processes()
