@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 
 from harness.compare.model import ResultProblem, Side
 from harness.compare.outputs import policy_of
-from harness.results import ResultFileError, cycle_collection_paused, platform_result_files
+from harness.results import (ResultFileError, cycle_collection_paused, has_result_files,
+                             platform_result_files)
 from harness.resultview import ResultView, read_result_view
 
 
@@ -21,7 +22,7 @@ def platforms_in(run_dir: Path) -> list[str]:
     if not run_dir.is_dir():
         return []
     return sorted(p.name for p in run_dir.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and any(platform_result_files(p)))
+                  if p.is_dir() and not p.name.startswith(".") and has_result_files(p))
 
 
 def load_side(run_dir: Path, platform: str,
