@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.compare.outputs import OutputComparison
 from harness.compare.verdicts import Outcome, Verdict
 from harness.outcomes import EXIT_INFRA, worst_exit
-from harness.results import Result
+from harness.resultview import ResultView
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Side:
 
     run_dir: Path
     platform: str
-    results: dict[str, Result] = field(default_factory=dict)  # by case id
+    results: dict[str, ResultView] = field(default_factory=dict)  # by case id
     problems: dict[str, ResultProblem] = field(default_factory=dict)  # by case id
     note: str = ""  # e.g. the platform directory itself is missing
 
@@ -64,8 +64,8 @@ class CaseComparison:
     baseline_outcome: Outcome
     candidate_outcome: Outcome
     detail: str
-    baseline: Result | None = None
-    candidate: Result | None = None
+    baseline: ResultView | None = None
+    candidate: ResultView | None = None
     baseline_problem: ResultProblem | None = None
     candidate_problem: ResultProblem | None = None
     outputs: OutputComparison | None = None

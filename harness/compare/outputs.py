@@ -158,17 +158,24 @@ def _token_divergence(a: RequestResult, b: RequestResult, i: int, top_k: int, re
 
 
 def _max_diff(a: RequestResult, b: RequestResult, upto: int) -> float | None:
+    # Every position of every agreeing request passes through here: kept to one dict per
+    # position and no calls per alternative.
     best: float | None = None
-    for i in range(min(upto, len(a.logprobs), len(b.logprobs))):
-        theirs = {t.token_id: t.logprob for t in b.logprobs[i]}
-        for alt in a.logprobs[i]:
-            if alt.token_id in theirs:
-                diff = abs(alt.logprob - theirs[alt.token_id])
-                best = diff if best is None else max(best, diff)
+    for mine, theirs_at in zip(a.logprobs[:upto], b.logprobs[:upto]):
+        theirs = {t.token_id: t.logprob for t in theirs_at}
+        for alt in mine:
+            other = theirs.get(alt.token_id)
+            if other is not None:
+                diff = abs(alt.logprob - other)
+                if best is None or diff > best:  # as max(best, diff): NaN never replaces
+                    best = diff
     return best
 
 
 def _first_difference(a: list[int], b: list[int]) -> int | None:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return None
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
             return i
@@ -194,7 +201,10 @@ def _compare_exact(a: RequestResult, b: RequestResult, top_k: int) -> RequestCom
 def _compare_logprobs_close(a: RequestResult, b: RequestResult, top_k: int,
                             all_positions: bool) -> RequestComparison:
     n = min(len(a.token_ids), len(b.token_ids))
-    for i in range(n):
+    # Without all_positions, a position whose tokens agree is not looked at: only the first
+    # different one can decide.
+    first = _first_difference(a.token_ids, b.token_ids)
+    for i in range(n) if all_positions else (() if first is None else (first,)):
         ta, tb = a.token_ids[i], b.token_ids[i]
         pa, pb = _at(a, i), _at(b, i)
         if ta != tb:

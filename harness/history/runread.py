@@ -14,7 +14,8 @@ from pathlib import Path
 
 from harness.history.rows import ResultRow, result_row
 from harness.results import (ResultFileError, cycle_collection_paused, iter_result_files,
-                             read_result)
+                             read_result_bytes)
+from harness.resultview import decode_result_view
 
 # Logs in a platform directory that belong to no single result.
 _RUN_LOG_RE = re.compile(r"^worker(-\d+)?\.log$")  # worker.log, or worker-<shard>.log
@@ -63,10 +64,6 @@ def _annotation(run_dir: Path) -> str | None:
     return (named + others)[0] if named or others else None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def read_run(run_dir: Path) -> RunBatch:
     with cycle_collection_paused():
         return _read_run(Path(run_dir))
@@ -83,15 +80,13 @@ def _read_run(run_dir: Path) -> RunBatch:
     if not files:
         problems.append(f"{run_dir}: no result files (expected <run>/<platform>/<case>.json)")
     for path in files:
-        try:
-            result = read_result(path)
-            digest = _sha256(path)
+        try:  # the file is read once: the digest is of the very bytes that were validated
+            raw = read_result_bytes(path)
+            result = decode_result_view(raw, path)
         except ResultFileError as exc:
             problems.append(str(exc))
             continue
-        except OSError as exc:
-            problems.append(f"{path}: unreadable: {exc.strerror or exc}")
-            continue
+        digest = hashlib.sha256(raw).hexdigest()
         expected = {"run_id": run_dir.name, "platform": path.parent.name,
                     "case_id": path.stem}
         for key, want in expected.items():

@@ -15,7 +15,7 @@ from typing import Any
 from harness.compare.explain import side_status
 from harness.compare.model import CaseComparison, Comparison, PairComparison, Side
 from harness.compare.outputs import Divergence, OutputComparison
-from harness.results import TopLogprob, write_atomic
+from harness.results import Expect, TopLogprob, write_atomic
 
 SCHEMA = "harness-compare-summary/1"
 
@@ -70,7 +70,8 @@ def _case(case: CaseComparison) -> dict[str, Any]:
                                else case.candidate_outcome),
                 "failure_class": result.failure_class if result else None,
                 "message": result.message if result else "",
-                "expect": result.expect.model_dump() if result else None,
+                "expect": ({name: getattr(result.expect, name) for name in Expect.model_fields}
+                           if result else None),
                 "reproduce": result.reproduce if result else "",
                 "log": result.log.path if result else "",
                 "problem": {"path": problem.path, "problem": problem.problem} if problem else None}
