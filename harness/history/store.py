@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -72,10 +73,16 @@ CREATE VIEW result_history AS
     JOIN fingerprints f ON f.id = r.fingerprint_id
 """
 
-RESULT_COLUMNS = ("id", "run_ref", "case_ref", "fingerprint_id", "status", "failure_class",
-                  "total_s", "output_key", "job_id", "message", "started_at", "finished_at",
-                  "startup_s", "requests_s", "peak_rss_mb", "output_digest", "request_digests",
-                  "log_path", "log_tail", "file_sha256")
+# A result as stored: its ids and the two derived columns first, then ResultRow's own fields as
+# they are, which one attrgetter call per row takes out at C speed (the row loop is the cost).
+_ROW_FIELDS = ("status", "failure_class", "total_s", "job_id", "message", "started_at",
+               "finished_at", "startup_s", "requests_s", "peak_rss_mb", "output_digest",
+               "log_path", "log_tail", "file_sha256")
+RESULT_COLUMNS = ("id", "run_ref", "case_ref", "fingerprint_id", "output_key", "request_digests",
+                  *_ROW_FIELDS)
+_row_fields = attrgetter(*_ROW_FIELDS)
+_request_fields = attrgetter("request_id", "output_digest")
+_fingerprint_of = attrgetter("fingerprint")
 INSERT_FINGERPRINT = """INSERT INTO fingerprints (key, build_number, commit_sha,
     vllm_version, image_digest, build_url, accelerator) VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT DO NOTHING"""
@@ -88,8 +95,11 @@ EARLIER_START = """UPDATE runs SET started_at = ? WHERE run_id = ? AND platform 
 
 
 def output_key(digest: str | None) -> int | None:
-    return None if digest is None else int.from_bytes(bytes.fromhex(digest[:16]), "big",
-                                                      signed=True)
+    """The digest's first 8 bytes as a signed 64-bit integer (what a BIGINT holds)."""
+    if digest is None:
+        return None
+    key = int(digest[:16], 16)
+    return key - (1 << 64) if key >= 1 << 63 else key
 
 
 @dataclass
@@ -164,28 +174,75 @@ def _ids(conn: Connection, table: str, column: str, keys: Sequence[str]) -> dict
     return found
 
 
-def _fingerprint_ids(conn: Connection, rows: list[ResultRow]) -> dict[Fingerprint, int]:
-    distinct = {fp: fp.key for fp in {row.fingerprint for row in rows}}
-    conn.executemany(INSERT_FINGERPRINT, [
-        (key, fp.build_number, fp.commit, fp.vllm_version, fp.image_digest, fp.build_url,
-         fp.accelerator) for fp, key in sorted(distinct.items(), key=lambda kv: kv[1])])
-    by_key = _ids(conn, "fingerprints", "key", sorted(distinct.values()))
-    return {fp: by_key[key] for fp, key in distinct.items()}
+def _interned(conn: Connection, table: str, column: str, insert: str,
+              new_rows: dict[str, tuple]) -> dict[str, int]:
+    """Ids of the keys of ``new_rows`` in ``table``: looked up, and only the missing inserted
+    (a night's cases and fingerprints are nearly always stored already)."""
+    keys = sorted(new_rows)
+    found = _ids(conn, table, column, keys)
+    missing = [key for key in keys if key not in found]
+    if missing:
+        conn.executemany(insert, [new_rows[key] for key in missing])
+        found.update(_ids(conn, table, column, missing))
+    return found
 
 
-def _run_rows(batch: RunBatch, rows: list[ResultRow], now: str) -> list[tuple]:
+def _fingerprint_ids(conn: Connection, objects: dict[int, Fingerprint]) -> dict[int, int]:
+    """Fingerprint row ids by ``id()`` of the rows' Fingerprint objects (``objects``): rows of
+    a night share a few, so each distinct one is hashed once, not once per row."""
+    keys = {fp: fp.key for fp in set(objects.values())}
+    by_key = _interned(conn, "fingerprints", "key", INSERT_FINGERPRINT, {
+        key: (key, fp.build_number, fp.commit, fp.vllm_version, fp.image_digest, fp.build_url,
+              fp.accelerator) for fp, key in keys.items()})
+    return {obj: by_key[keys[fp]] for obj, fp in objects.items()}
+
+
+def _most_common_weighted(pairs: Iterable[tuple[object, int]]) -> object:
+    """``_most_common`` of values given as (value, times) in order of first appearance."""
+    counts: Counter = Counter()
+    for value, times in pairs:
+        if value is not None:
+            counts[value] += times
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _run_rows(batch: RunBatch, rows: list[ResultRow], objects: dict[int, Fingerprint],
+              now: str) -> list[tuple]:
+    """A runs row per platform. Fingerprint fields are summed over the distinct Fingerprint
+    objects (``objects``, by ``id()``) with their row counts: the same as over every row."""
+    by_platform: dict[str, list[ResultRow]] = {}
+    for row in rows:
+        by_platform.setdefault(row.platform, []).append(row)
     out = []
-    for platform in sorted({row.platform for row in rows}):
-        mine = [row for row in rows if row.platform == platform]
-        stamps = [row.started_at or row.finished_at for row in mine]
-        out.append((batch.run_id, platform, min((s for s in stamps if s), default=None),
-                    max((r.fingerprint.build_number for r in mine
-                         if r.fingerprint.build_number is not None), default=None),
-                    _most_common(r.fingerprint.commit for r in mine),
-                    _most_common(r.fingerprint.build_url for r in mine),
-                    _most_common(r.fingerprint.accelerator for r in mine),
+    for platform, mine in sorted(by_platform.items()):
+        fps = [(objects[obj], times) for obj, times in Counter(map(id, map(
+            _fingerprint_of, mine))).items()]  # in order of first appearance
+        started = min(filter(None, [row.started_at or row.finished_at for row in mine]),
+                      default=None)
+        out.append((batch.run_id, platform, started,
+                    max((fp.build_number for fp, _ in fps if fp.build_number is not None),
+                        default=None),
+                    _most_common_weighted((fp.commit, n) for fp, n in fps),
+                    _most_common_weighted((fp.build_url, n) for fp, n in fps),
+                    _most_common_weighted((fp.accelerator, n) for fp, n in fps),
                     str(batch.run_dir), batch.annotation, now))
     return out
+
+
+def _new_rows(batch: RunBatch, stored: dict[tuple[str, str], str],
+              outcome: StoreOutcome) -> list[ResultRow]:
+    """The rows of a run stored before in part: those not stored yet. The others count as
+    unchanged, or as conflicts when their file differs from the stored one."""
+    new = []
+    for row in batch.rows:
+        sha = stored.get((row.platform, row.case_id))
+        if sha is None:
+            new.append(row)
+        elif sha == row.file_sha256:
+            outcome.unchanged += 1
+        else:
+            outcome.conflicts.append(row.job_id)
+    return new
 
 
 def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
@@ -200,15 +257,7 @@ def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
             stored.update(((platform, case), sha) for case, sha in conn.execute(
                 "SELECT c.case_id, r.file_sha256 FROM results r JOIN cases c "
                 "ON c.id = r.case_ref WHERE r.run_ref = ?", (ref,)))
-        new: list[ResultRow] = []
-        for row in batch.rows:
-            sha = stored.get((row.platform, row.case_id))
-            if sha is None:
-                new.append(row)
-            elif sha == row.file_sha256:
-                outcome.unchanged += 1
-            else:
-                outcome.conflicts.append(row.job_id)
+        new = _new_rows(batch, stored, outcome) if stored else list(batch.rows)
         if new:
             _insert(conn, batch, new)
     outcome.added = len(new)
@@ -216,30 +265,29 @@ def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
 
 
 def _request_digests(row: ResultRow) -> str:
-    return "\n".join(f"{q.request_id}={q.output_digest or '-'}" for q in row.requests)
+    return "\n".join([f"{rid}={digest or '-'}" for rid, digest in map(_request_fields,
+                                                                       row.requests)])
 
 
 def _insert(conn: Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    run_rows = _run_rows(batch, rows, now)
+    objects = {id(fp): fp for fp in map(_fingerprint_of, rows)}  # rows hold them: ids stay
+    run_rows = _run_rows(batch, rows, objects, now)
     conn.executemany(INSERT_RUN, run_rows)
     # A platform stored before with part of its cases: its start is the earliest of all of them.
     conn.executemany(EARLIER_START, [(started, run_id, platform, started)
                                      for run_id, platform, started, *_ in run_rows if started])
     run_refs = dict(conn.execute("SELECT platform, id FROM runs WHERE run_id = ?",
                                  (batch.run_id,)))
-    names = sorted({row.case_id for row in rows})
-    conn.executemany(INSERT_CASE, [(case,) for case in names])
-    case_refs = _ids(conn, "cases", "case_id", names)
-    fingerprint_ids = _fingerprint_ids(conn, rows)
+    case_refs = _interned(conn, "cases", "case_id", INSERT_CASE,
+                          {row.case_id: (row.case_id,) for row in rows})
+    fingerprint_ids = _fingerprint_ids(conn, objects)
     # Writers are serialised (Connection.write), so the next ids are free.
     first_id = conn.scalar("SELECT coalesce(max(id), 0) + 1 FROM results")
     conn.bulk_insert("results", RESULT_COLUMNS, [
         (result_id, run_refs[row.platform], case_refs[row.case_id],
-         fingerprint_ids[row.fingerprint], row.status, row.failure_class, row.total_s,
-         output_key(row.output_digest), row.job_id, row.message, row.started_at,
-         row.finished_at, row.startup_s, row.requests_s, row.peak_rss_mb, row.output_digest,
-         _request_digests(row), row.log_path, row.log_tail, row.file_sha256)
+         fingerprint_ids[id(row.fingerprint)], output_key(row.output_digest),
+         _request_digests(row)) + _row_fields(row)
         for result_id, row in enumerate(rows, start=first_id)])
 
 
