@@ -22,6 +22,7 @@ from harness.history.db import Connection, StoreError, connect, shown_target
 from harness.history.queries import Key, Night, Row
 from harness.history.rows import Fingerprint, ResultRow
 from harness.history.runread import RunBatch
+from harness.results import cycle_collection_paused
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Connection", "Detail", "StoreError", "StoreOutcome",
            "changed_requests", "load_details", "load_nights", "load_rows", "load_series",
@@ -81,7 +82,6 @@ _ROW_FIELDS = ("status", "failure_class", "total_s", "job_id", "message", "start
 RESULT_COLUMNS = ("id", "run_ref", "case_ref", "fingerprint_id", "output_key", "request_digests",
                   *_ROW_FIELDS)
 _row_fields = attrgetter(*_ROW_FIELDS)
-_request_fields = attrgetter("request_id", "output_digest")
 _fingerprint_of = attrgetter("fingerprint")
 INSERT_FINGERPRINT = """INSERT INTO fingerprints (key, build_number, commit_sha,
     vllm_version, image_digest, build_url, accelerator) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -248,7 +248,9 @@ def _new_rows(batch: RunBatch, stored: dict[tuple[str, str], str],
 def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
     """Add a validated run in one transaction; keys already stored are left as they are."""
     outcome = StoreOutcome(batch.run_id)
-    with conn.write():
+    # thousands of acyclic tuples a night, freed by reference counting: no cycle collection
+    # walking them meanwhile (harness.results)
+    with conn.write(), cycle_collection_paused():
         stored = {}
         # run first, then its results by the (run_ref, case_ref) index: a join from runs can
         # make the planner scan every stored result, every night
@@ -265,8 +267,7 @@ def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
 
 
 def _request_digests(row: ResultRow) -> str:
-    return "\n".join([f"{rid}={digest or '-'}" for rid, digest in map(_request_fields,
-                                                                       row.requests)])
+    return "\n".join([f"{q.request_id}={q.output_digest or '-'}" for q in row.requests])
 
 
 def _insert(conn: Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
