@@ -17,7 +17,7 @@ from harness.history.html import Markup, html, href, join
 from harness.history.page_assets import NOT_RUN, SCRIPT, STATUS_CLASS, STYLE
 from harness.history.queries import Night, Row
 from harness.history.rows import NOT_DECISIVE_MARK, verdict
-from harness.history.store import Detail
+from harness.history.storeread import Detail
 
 SYMBOL = {"passed": "", "xfailed": "x", "failed": "\u2715", "error": "E", "xpassed": "!",
           "skipped": "-"}
