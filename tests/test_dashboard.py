@@ -18,7 +18,8 @@ from harness.history.html import Markup, escape, href, html
 from harness.history.publish import page_from_store
 from harness.history.runread import RunBatch, read_run
 from harness.history.store import open_store, store_run
-from harness.history.dashboard import NOT_RUN, STATUS_CLASS, sparkline
+from harness.history.dashboard import sparkline
+from harness.history.page_assets import NOT_RUN, STATUS_CLASS
 from harness.history.synthetic import Outcome, write_history
 from tests.test_history_data import cases, templates
 from tests.test_history_data import XSS, Planted, planted_history

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.history.dashboard import NOT_RUN, STATUS_CLASS
+from harness.history.page_assets import NOT_RUN, STATUS_CLASS
 from tests.conftest import REPO, require_tools
 from tests.test_history_data import Planted, planted_history
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 BUSY_TIMEOUT_S = 30.0  # another ingest holding the write lock: wait this long, then fail
 WRITER_LOCK_KEY = 0x68697374  # "hist": the advisory lock every PostgreSQL writer takes
 URL_SCHEMES = ("postgresql://", "postgres://")
+PAGE_SIZE = 16384  # bytes, of a new SQLite store
 
 
 class StoreError(Exception):
@@ -120,10 +121,17 @@ class SqliteConnection(Connection):
         self.conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
     def setup(self) -> None:
+        # 16 KiB pages for a new store (an existing one keeps its own: the pragma does nothing
+        # once the file has pages). The store is mostly appended rows of ~600 bytes: a quarter
+        # of the pages for SQLite to write, checksum and checkpoint than with 4 KiB ones, which
+        # made storing a year a tenth faster; reads of a window of nights are contiguous.
+        self.conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         # WAL: a dashboard reading does not block tonight's ingest, nor the other way round.
-        # synchronous=NORMAL: in WAL mode a crash may lose the last commit, never corrupt.
+        # synchronous=FULL: in WAL mode every commit syncs the log before it returns, so a
+        # night reported stored survives a power cut too (NORMAL may lose the last commits
+        # then); it costs one fsync a night: nothing next to the night's rows.
         self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.execute("PRAGMA foreign_keys = ON")
 
     def _cursor_execute(self, sql, params):

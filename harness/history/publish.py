@@ -14,8 +14,8 @@ from harness.history.board import (DEFAULT_NIGHTS, Board, build_board, first_loa
 from harness.history.dashboard import render, rich_cell
 from harness.history.db import Connection
 from harness.history.queries import FlakeRule
-from harness.history.store import (changed_requests, load_details, load_nights, load_rows,
-                                   load_series)
+from harness.history.storeread import (changed_requests, load_details, load_nights,
+                                       load_rows, load_series)
 from harness.results import cycle_collection_paused
 
 

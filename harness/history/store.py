@@ -5,8 +5,7 @@ results are keyed by (run id, platform, case id) and a key already present is ke
 (a different file under the same key is reported, not merged). Both engines get the same schema
 and the same queries (harness.history.db).
 
-Reading loads only what the page shows: the nights (one row per run and platform), then the
-results of a window of nights, by an index on their run.
+Reading it is harness.history.storeread.
 """
 
 from __future__ import annotations
@@ -14,17 +13,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from harness.history.db import Connection, StoreError, connect, shown_target
-from harness.history.queries import Key, Night, Row
 from harness.history.rows import Fingerprint, ResultRow
 from harness.history.runread import RunBatch
+from harness.results import cycle_collection_paused
 
-__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Connection", "Detail", "StoreError", "StoreOutcome",
-           "changed_requests", "load_details", "load_nights", "load_rows", "load_series",
-           "open_store", "store_run"]
+__all__ = ["CHUNK", "DEFAULT_DB", "SCHEMA_VERSION", "Connection", "StoreError", "StoreOutcome",
+           "ids_of", "open_store", "store_run"]
 
 DEFAULT_DB = Path("results/history.sqlite")
 SCHEMA_VERSION = 2
@@ -72,10 +71,15 @@ CREATE VIEW result_history AS
     JOIN fingerprints f ON f.id = r.fingerprint_id
 """
 
-RESULT_COLUMNS = ("id", "run_ref", "case_ref", "fingerprint_id", "status", "failure_class",
-                  "total_s", "output_key", "job_id", "message", "started_at", "finished_at",
-                  "startup_s", "requests_s", "peak_rss_mb", "output_digest", "request_digests",
-                  "log_path", "log_tail", "file_sha256")
+# A result as stored: its ids and the two derived columns first, then ResultRow's own fields as
+# they are, which one attrgetter call per row takes out at C speed (the row loop is the cost).
+_ROW_FIELDS = ("status", "failure_class", "total_s", "job_id", "message", "started_at",
+               "finished_at", "startup_s", "requests_s", "peak_rss_mb", "output_digest",
+               "log_path", "log_tail", "file_sha256")
+RESULT_COLUMNS = ("id", "run_ref", "case_ref", "fingerprint_id", "output_key", "request_digests",
+                  *_ROW_FIELDS)
+_row_fields = attrgetter(*_ROW_FIELDS)
+_fingerprint_of = attrgetter("fingerprint")
 INSERT_FINGERPRINT = """INSERT INTO fingerprints (key, build_number, commit_sha,
     vllm_version, image_digest, build_url, accelerator) VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT DO NOTHING"""
@@ -88,8 +92,11 @@ EARLIER_START = """UPDATE runs SET started_at = ? WHERE run_id = ? AND platform 
 
 
 def output_key(digest: str | None) -> int | None:
-    return None if digest is None else int.from_bytes(bytes.fromhex(digest[:16]), "big",
-                                                      signed=True)
+    """The digest's first 8 bytes as a signed 64-bit integer (what a BIGINT holds)."""
+    if digest is None:
+        return None
+    key = int(digest[:16], 16)
+    return key - (1 << 64) if key >= 1 << 63 else key
 
 
 @dataclass
@@ -147,14 +154,8 @@ def open_store(target: str | Path, create: bool = True) -> Connection:
     return conn
 
 
-# --- writing -------------------------------------------------------------------------------
-
-def _most_common(values) -> object:
-    present = [v for v in values if v is not None]
-    return Counter(present).most_common(1)[0][0] if present else None
-
-
-def _ids(conn: Connection, table: str, column: str, keys: Sequence[str]) -> dict[str, int]:
+def ids_of(conn: Connection, table: str, column: str, keys: Sequence[str]) -> dict[str, int]:
+    """``{key: id}`` of the stored rows of ``table`` whose ``column`` is one of ``keys``."""
     found: dict[str, int] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start:start + CHUNK]
@@ -164,34 +165,85 @@ def _ids(conn: Connection, table: str, column: str, keys: Sequence[str]) -> dict
     return found
 
 
-def _fingerprint_ids(conn: Connection, rows: list[ResultRow]) -> dict[Fingerprint, int]:
-    distinct = {fp: fp.key for fp in {row.fingerprint for row in rows}}
-    conn.executemany(INSERT_FINGERPRINT, [
-        (key, fp.build_number, fp.commit, fp.vllm_version, fp.image_digest, fp.build_url,
-         fp.accelerator) for fp, key in sorted(distinct.items(), key=lambda kv: kv[1])])
-    by_key = _ids(conn, "fingerprints", "key", sorted(distinct.values()))
-    return {fp: by_key[key] for fp, key in distinct.items()}
+# --- writing -------------------------------------------------------------------------------
+
+def _interned(conn: Connection, table: str, column: str, insert: str,
+              new_rows: dict[str, tuple]) -> dict[str, int]:
+    """Ids of the keys of ``new_rows`` in ``table``: looked up, and only the missing inserted
+    (a night's cases and fingerprints are nearly always stored already)."""
+    keys = sorted(new_rows)
+    found = ids_of(conn, table, column, keys)
+    missing = [key for key in keys if key not in found]
+    if missing:
+        conn.executemany(insert, [new_rows[key] for key in missing])
+        found.update(ids_of(conn, table, column, missing))
+    return found
 
 
-def _run_rows(batch: RunBatch, rows: list[ResultRow], now: str) -> list[tuple]:
+def _fingerprint_ids(conn: Connection, objects: dict[int, Fingerprint]) -> dict[int, int]:
+    """Fingerprint row ids by ``id()`` of the rows' Fingerprint objects (``objects``): rows of
+    a night share a few, so each distinct one is hashed once, not once per row."""
+    keys = {fp: fp.key for fp in set(objects.values())}
+    by_key = _interned(conn, "fingerprints", "key", INSERT_FINGERPRINT, {
+        key: (key, fp.build_number, fp.commit, fp.vllm_version, fp.image_digest, fp.build_url,
+              fp.accelerator) for fp, key in keys.items()})
+    return {obj: by_key[keys[fp]] for obj, fp in objects.items()}
+
+
+def _most_common_weighted(pairs: Iterable[tuple[object, int]]) -> object:
+    """``_most_common`` of values given as (value, times) in order of first appearance."""
+    counts: Counter = Counter()
+    for value, times in pairs:
+        if value is not None:
+            counts[value] += times
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _run_rows(batch: RunBatch, rows: list[ResultRow], objects: dict[int, Fingerprint],
+              now: str) -> list[tuple]:
+    """A runs row per platform. Fingerprint fields are summed over the distinct Fingerprint
+    objects (``objects``, by ``id()``) with their row counts: the same as over every row."""
+    by_platform: dict[str, list[ResultRow]] = {}
+    for row in rows:
+        by_platform.setdefault(row.platform, []).append(row)
     out = []
-    for platform in sorted({row.platform for row in rows}):
-        mine = [row for row in rows if row.platform == platform]
-        stamps = [row.started_at or row.finished_at for row in mine]
-        out.append((batch.run_id, platform, min((s for s in stamps if s), default=None),
-                    max((r.fingerprint.build_number for r in mine
-                         if r.fingerprint.build_number is not None), default=None),
-                    _most_common(r.fingerprint.commit for r in mine),
-                    _most_common(r.fingerprint.build_url for r in mine),
-                    _most_common(r.fingerprint.accelerator for r in mine),
+    for platform, mine in sorted(by_platform.items()):
+        fps = [(objects[obj], times) for obj, times in Counter(map(id, map(
+            _fingerprint_of, mine))).items()]  # in order of first appearance
+        started = min(filter(None, [row.started_at or row.finished_at for row in mine]),
+                      default=None)
+        out.append((batch.run_id, platform, started,
+                    max((fp.build_number for fp, _ in fps if fp.build_number is not None),
+                        default=None),
+                    _most_common_weighted((fp.commit, n) for fp, n in fps),
+                    _most_common_weighted((fp.build_url, n) for fp, n in fps),
+                    _most_common_weighted((fp.accelerator, n) for fp, n in fps),
                     str(batch.run_dir), batch.annotation, now))
     return out
+
+
+def _new_rows(batch: RunBatch, stored: dict[tuple[str, str], str],
+              outcome: StoreOutcome) -> list[ResultRow]:
+    """The rows of a run stored before in part: those not stored yet. The others count as
+    unchanged, or as conflicts when their file differs from the stored one."""
+    new = []
+    for row in batch.rows:
+        sha = stored.get((row.platform, row.case_id))
+        if sha is None:
+            new.append(row)
+        elif sha == row.file_sha256:
+            outcome.unchanged += 1
+        else:
+            outcome.conflicts.append(row.job_id)
+    return new
 
 
 def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
     """Add a validated run in one transaction; keys already stored are left as they are."""
     outcome = StoreOutcome(batch.run_id)
-    with conn.write():
+    # thousands of acyclic tuples a night, freed by reference counting: no cycle collection
+    # walking them meanwhile (harness.results)
+    with conn.write(), cycle_collection_paused():
         stored = {}
         # run first, then its results by the (run_ref, case_ref) index: a join from runs can
         # make the planner scan every stored result, every night
@@ -200,15 +252,7 @@ def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
             stored.update(((platform, case), sha) for case, sha in conn.execute(
                 "SELECT c.case_id, r.file_sha256 FROM results r JOIN cases c "
                 "ON c.id = r.case_ref WHERE r.run_ref = ?", (ref,)))
-        new: list[ResultRow] = []
-        for row in batch.rows:
-            sha = stored.get((row.platform, row.case_id))
-            if sha is None:
-                new.append(row)
-            elif sha == row.file_sha256:
-                outcome.unchanged += 1
-            else:
-                outcome.conflicts.append(row.job_id)
+        new = _new_rows(batch, stored, outcome) if stored else list(batch.rows)
         if new:
             _insert(conn, batch, new)
     outcome.added = len(new)
@@ -216,170 +260,26 @@ def store_run(conn: Connection, batch: RunBatch) -> StoreOutcome:
 
 
 def _request_digests(row: ResultRow) -> str:
-    return "\n".join(f"{q.request_id}={q.output_digest or '-'}" for q in row.requests)
+    return "\n".join([f"{q.request_id}={q.output_digest or '-'}" for q in row.requests])
 
 
 def _insert(conn: Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    run_rows = _run_rows(batch, rows, now)
+    objects = {id(fp): fp for fp in map(_fingerprint_of, rows)}  # rows hold them: ids stay
+    run_rows = _run_rows(batch, rows, objects, now)
     conn.executemany(INSERT_RUN, run_rows)
     # A platform stored before with part of its cases: its start is the earliest of all of them.
     conn.executemany(EARLIER_START, [(started, run_id, platform, started)
                                      for run_id, platform, started, *_ in run_rows if started])
     run_refs = dict(conn.execute("SELECT platform, id FROM runs WHERE run_id = ?",
                                  (batch.run_id,)))
-    names = sorted({row.case_id for row in rows})
-    conn.executemany(INSERT_CASE, [(case,) for case in names])
-    case_refs = _ids(conn, "cases", "case_id", names)
-    fingerprint_ids = _fingerprint_ids(conn, rows)
+    case_refs = _interned(conn, "cases", "case_id", INSERT_CASE,
+                          {row.case_id: (row.case_id,) for row in rows})
+    fingerprint_ids = _fingerprint_ids(conn, objects)
     # Writers are serialised (Connection.write), so the next ids are free.
     first_id = conn.scalar("SELECT coalesce(max(id), 0) + 1 FROM results")
     conn.bulk_insert("results", RESULT_COLUMNS, [
         (result_id, run_refs[row.platform], case_refs[row.case_id],
-         fingerprint_ids[row.fingerprint], row.status, row.failure_class, row.total_s,
-         output_key(row.output_digest), row.job_id, row.message, row.started_at,
-         row.finished_at, row.startup_s, row.requests_s, row.peak_rss_mb, row.output_digest,
-         _request_digests(row), row.log_path, row.log_tail, row.file_sha256)
+         fingerprint_ids[id(row.fingerprint)], output_key(row.output_digest),
+         _request_digests(row)) + _row_fields(row)
         for result_id, row in enumerate(rows, start=first_id)])
-
-
-# --- reading -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RunRef:
-    """A stored (run, platform): where its results are, and which night it belongs to."""
-
-    ref: int
-    night: int
-    platform: str
-
-
-def load_nights(conn: Connection) -> list[Night]:
-    """Runs in order: by start time, then build number, then run id (a run is one night)."""
-    by_run: dict[str, dict] = {}
-    for ref, run_id, platform, started_at, build, commit, url, accel, run_dir, annotation in \
-            conn.execute("SELECT id, run_id, platform, started_at, build_number, commit_sha, "
-                         "build_url, accelerator, run_dir, annotation FROM runs"):
-        info = by_run.setdefault(run_id, {"started": [], "builds": [], "commits": [],
-                                          "urls": [], "platforms": {}, "refs": {}})
-        if started_at:
-            info["started"].append(started_at)
-        if build is not None:
-            info["builds"].append(build)
-        info["commits"].append(commit)
-        info["urls"].append(url)
-        info["platforms"][platform] = (run_dir, annotation, accel)
-        info["refs"][platform] = ref
-    ordered = sorted(by_run.items(), key=lambda kv: (
-        min(kv[1]["started"], default=""), max(kv[1]["builds"], default=-1), kv[0]))
-    return [Night(index=i, run_id=run_id, started_at=min(info["started"], default=None),
-                  build_number=max(info["builds"], default=None),
-                  commit=_most_common(info["commits"]), build_url=_most_common(info["urls"]),
-                  platforms=info["platforms"], refs=info["refs"])
-            for i, (run_id, info) in enumerate(ordered)]
-
-
-def _run_refs(nights: Iterable[Night]) -> dict[int, RunRef]:
-    return {ref: RunRef(ref, night.index, platform)
-            for night in nights for platform, ref in night.refs.items()}
-
-
-_ROW_QUERY = ("SELECT run_ref, case_ref, fingerprint_id, status, failure_class, output_key, "
-              "total_s, id FROM results")
-
-
-def _rows(conn: Connection, runs: dict[int, RunRef], query: str, params: Sequence) -> list[Row]:
-    cases = dict(conn.execute("SELECT id, case_id FROM cases"))
-    builds = {fid: (build, commit) for fid, build, commit
-              in conn.execute("SELECT id, build_number, commit_sha FROM fingerprints")}
-    rows = []
-    append = rows.append  # the loop is the cost: keep it plain
-    for run_ref, case_ref, fid, status, fclass, output, total, rid in conn.execute(query, params):
-        run = runs.get(run_ref)
-        if run is None:
-            continue
-        build, commit = builds[fid]
-        append(Row(cases[case_ref], run.platform, run.night, status, fclass, build, commit,
-                   output, total, rid))
-    rows.sort(key=lambda r: r.night)
-    return rows
-
-
-def load_rows(conn: Connection, nights: Sequence[Night], first_night: int = 0) -> list[Row]:
-    """Stored results as query rows, ordered by night: the nights from ``first_night`` on."""
-    runs = _run_refs(n for n in nights if n.index >= first_night)
-    if first_night <= 0:
-        return _rows(conn, runs, _ROW_QUERY, ())
-    out: list[Row] = []
-    refs = sorted(runs)
-    for start in range(0, len(refs), CHUNK):  # by the (run_ref, case_ref) index
-        chunk = refs[start:start + CHUNK]
-        out += _rows(conn, runs, f"{_ROW_QUERY} WHERE run_ref IN ({','.join('?' * len(chunk))})",
-                     chunk)
-    out.sort(key=lambda r: r.night)
-    return out
-
-
-def load_series(conn: Connection, nights: Sequence[Night], keys: Sequence[Key],
-                before_night: int) -> dict[Key, list[Row]]:
-    """The whole stored past (nights before ``before_night``) of a few case x platform series,
-    looked up pair by pair through the (run_ref, case_ref) index."""
-    wanted = set(keys)
-    if not wanted or before_night <= 0:
-        return {}
-    case_refs = sorted(_ids(conn, "cases", "case_id", sorted({c for c, _ in wanted})).values())
-    platforms = {platform for _, platform in wanted}
-    runs = {ref: run for ref, run in _run_refs(n for n in nights if n.index < before_night).items()
-            if run.platform in platforms}
-    out: dict[Key, list[Row]] = {key: [] for key in wanted}
-    refs = sorted(runs)
-    step = max(1, CHUNK - len(case_refs))
-    for start in range(0, len(refs), step):
-        chunk = refs[start:start + step]
-        for row in _rows(conn, runs, f"{_ROW_QUERY} WHERE run_ref IN "
-                         f"({','.join('?' * len(chunk))}) AND case_ref IN "
-                         f"({','.join('?' * len(case_refs))})", [*chunk, *case_refs]):
-            if (row.case_id, row.platform) in wanted:
-                out[(row.case_id, row.platform)].append(row)
-    for rows in out.values():
-        rows.sort(key=lambda r: r.night)
-    return out
-
-
-@dataclass(frozen=True)
-class Detail:
-    """What a cell shows beyond its colour: for the board's tooltips, links and lists."""
-
-    message: str
-    log_path: str
-    log_tail: str
-    vllm_version: str | None
-    image_digest: str | None
-
-
-_DETAIL_QUERY = ("SELECT r.id, r.message, r.log_path, r.log_tail, f.vllm_version, "
-                 "f.image_digest FROM results r JOIN fingerprints f ON f.id = r.fingerprint_id ")
-
-
-def load_details(conn: Connection, result_ids: Iterable[int]) -> dict[int, Detail]:
-    """Details of the given results (by primary key): only the cells that show them."""
-    details: dict[int, Detail] = {}
-    wanted = sorted(set(result_ids))
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start:start + CHUNK]
-        for rid, message, log_path, log_tail, vllm, image in conn.execute(
-                _DETAIL_QUERY + f"WHERE r.id IN ({','.join('?' * len(chunk))})", chunk):
-            details[rid] = Detail(message, log_path, log_tail, vllm, image)
-    return details
-
-
-def _digests(text: str | None) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in (text or "").splitlines() if "=" in line)
-
-
-def changed_requests(conn: Connection, before_id: int, after_id: int) -> list[str]:
-    """Request ids whose output digest differs between two results of one case."""
-    texts = dict(conn.execute("SELECT id, request_digests FROM results WHERE id IN (?, ?)",
-                              (before_id, after_id)))
-    before, after = _digests(texts.get(before_id)), _digests(texts.get(after_id))
-    return sorted(rid for rid in before.keys() | after.keys() if before.get(rid) != after.get(rid))
