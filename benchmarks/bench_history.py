@@ -214,7 +214,7 @@ def run(tmp: Path, args, batches, n_results, names, templates, scenario, server)
     conn.close()
     print(f"\nnightly `harness ingest` of one night from files ({outcome.added:,} results, "
           "into the year's store):")
-    line("validate and read (read_result per file)", read_s, "read",
+    line("validate and read (the one reader, harness.resultview)", read_s, "read",
          f"{read_s / outcome.added * 1e3:.2f} ms/file")
     line("store (SQLite)", store_s, "store")
     old = store_v1.open_store(tmp / "v1.sqlite", create=False)

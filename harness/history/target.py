@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.history.db import StoreError, target_from_env
+from harness.history.db import target_from_env
 from harness.history.store import DEFAULT_DB
 
 ENV_NAME_HELP = "environment variable holding the store (a postgresql:// URL or a path)"
