@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,13 @@ REPO = Path(__file__).resolve().parent.parent
 CASES = REPO / "cases"
 BUILDKITE_SCHEMA = Path(__file__).parent / "data" / "buildkite" / "pipeline-schema.json"
 REAL_RUN = Path(__file__).parent / "data" / "real_run"
+
+# A shell runs background jobs (`make test &`, nohup) with SIGINT ignored, and an ignored signal
+# stays ignored across exec: every harness the tests start would then shrug off the Ctrl-C the
+# interruption tests send (seen: a bisect ran to its end). A handler, unlike SIG_IGN, is reset
+# to the default in exec'd children, so they get Ctrl-C as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
