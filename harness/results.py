@@ -219,7 +219,11 @@ def read_result(path: Path | str) -> Result:
     first invalid field.
     """
     path = Path(path)
-    raw = read_result_bytes(path)
+    return parse_result(read_result_bytes(path), path)
+
+
+def parse_result(raw: bytes, path: Path) -> Result:
+    """The result in a file's bytes (``path`` names the file in the error)."""
     try:
         return Result.model_validate_json(raw)
     except ValidationError as exc:
@@ -275,12 +279,11 @@ def _is_result_file(path: Path) -> bool:
     return not path.name.startswith(".")  # ".<name>.json.*.tmp": an atomic write in progress
 
 
-# Sorted by name, as paths sort, without comparing Path objects: ten thousand of those
-# comparisons took longer than listing the files.
-
-
 def iter_result_files(run_dir: Path) -> list[Path]:
-    """``<run>/<platform>/<case>.json`` files, sorted; temp files are not results."""
+    """``<run>/<platform>/<case>.json`` files, sorted; temp files are not results.
+
+    Sorted by name, as paths sort, without comparing Path objects: ten thousand of those
+    comparisons took longer than listing the files."""
     return sorted(filter(_is_result_file, Path(run_dir).glob("*/*.json")),
                   key=lambda p: (p.parent.name, p.name))
 

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from harness.results import Result, read_result_bytes, why_invalid
+from harness.results import Result, parse_result, read_result_bytes
 
 
 def _fields_of(model: type) -> dict[str, Any]:
@@ -121,8 +121,4 @@ def read_result_view(path: Path | str) -> ResultView:
 
 def _through_pydantic(raw: bytes, path: Path) -> ResultView:
     """A file msgspec refused: pydantic, the authority, takes it or says what is wrong."""
-    try:
-        result = Result.model_validate_json(raw)
-    except ValidationError as exc:
-        raise why_invalid(path, raw, exc) from None
-    return msgspec.convert(result.model_dump(), ResultView)
+    return msgspec.convert(parse_result(raw, path).model_dump(), ResultView)

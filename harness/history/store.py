@@ -23,7 +23,7 @@ from harness.history.runread import RunBatch
 from harness.results import cycle_collection_paused
 
 __all__ = ["CHUNK", "DEFAULT_DB", "SCHEMA_VERSION", "Connection", "StoreError", "StoreOutcome",
-           "ids_of", "open_store", "store_run"]
+           "ids_of", "most_common", "open_store", "store_run"]
 
 DEFAULT_DB = Path("results/history.sqlite")
 SCHEMA_VERSION = 2
@@ -190,8 +190,9 @@ def _fingerprint_ids(conn: Connection, objects: dict[int, Fingerprint]) -> dict[
     return {obj: by_key[keys[fp]] for obj, fp in objects.items()}
 
 
-def _most_common_weighted(pairs: Iterable[tuple[object, int]]) -> object:
-    """``_most_common`` of values given as (value, times) in order of first appearance."""
+def most_common(pairs: Iterable[tuple[object, int]]) -> object:
+    """The most frequent value that is not None (a tie: the first seen), or None; values come
+    as (value, times) in order of first appearance."""
     counts: Counter = Counter()
     for value, times in pairs:
         if value is not None:
@@ -215,9 +216,9 @@ def _run_rows(batch: RunBatch, rows: list[ResultRow], objects: dict[int, Fingerp
         out.append((batch.run_id, platform, started,
                     max((fp.build_number for fp, _ in fps if fp.build_number is not None),
                         default=None),
-                    _most_common_weighted((fp.commit, n) for fp, n in fps),
-                    _most_common_weighted((fp.build_url, n) for fp, n in fps),
-                    _most_common_weighted((fp.accelerator, n) for fp, n in fps),
+                    most_common((fp.commit, n) for fp, n in fps),
+                    most_common((fp.build_url, n) for fp, n in fps),
+                    most_common((fp.accelerator, n) for fp, n in fps),
                     str(batch.run_dir), batch.annotation, now))
     return out
 

@@ -7,21 +7,15 @@ them. The schema and writing are harness.history.store.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from harness.history.db import Connection
 from harness.history.queries import Key, Night, Row
-from harness.history.store import CHUNK, ids_of
+from harness.history.store import CHUNK, ids_of, most_common
 
 __all__ = ["Detail", "RunRef", "changed_requests", "load_details", "load_nights", "load_rows",
            "load_series"]
-
-
-def _most_common(values) -> object:
-    present = [v for v in values if v is not None]
-    return Counter(present).most_common(1)[0][0] if present else None
 
 
 @dataclass(frozen=True)
@@ -53,7 +47,8 @@ def load_nights(conn: Connection) -> list[Night]:
         min(kv[1]["started"], default=""), max(kv[1]["builds"], default=-1), kv[0]))
     return [Night(index=i, run_id=run_id, started_at=min(info["started"], default=None),
                   build_number=max(info["builds"], default=None),
-                  commit=_most_common(info["commits"]), build_url=_most_common(info["urls"]),
+                  commit=most_common((c, 1) for c in info["commits"]),
+                  build_url=most_common((u, 1) for u in info["urls"]),
                   platforms=info["platforms"], refs=info["refs"])
             for i, (run_id, info) in enumerate(ordered)]
 
