@@ -30,9 +30,8 @@ def harness_run(results: Path, run_id: str, *extra: str, env: dict | None = None
                           env={**os.environ, **(env or {})})
 
 
-def engine_processes(mentioning: str = "") -> list[str]:
-    """Command lines of any vLLM engine or harness worker still running (whose command line
-    mentions ``mentioning``, when given)."""
+def live_command_lines() -> list[str]:
+    """Command lines of every live (not zombie) process on this host."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -40,26 +39,25 @@ def engine_processes(mentioning: str = "") -> list[str]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
+        except (OSError, IndexError):
             continue
-        if state != "Z" and ("vllm.entrypoints" in cmdline or "harness.worker" in cmdline) \
-                and mentioning in cmdline:
+        if state != "Z":
             found.append(cmdline)
     return found
+
+
+def engine_processes(mentioning: str = "") -> list[str]:
+    """Command lines of any vLLM engine or harness worker still running (whose command line
+    mentions ``mentioning``, when given)."""
+    return [cmdline for cmdline in live_command_lines()
+            if ("vllm.entrypoints" in cmdline or "harness.worker" in cmdline)
+            and mentioning in cmdline]
 
 
 def processes_mentioning(text: str) -> list[str]:
     """Command lines of live processes that mention ``text`` (a run's results directory)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and text in cmdline and "tmux" not in cmdline:
-            found.append(cmdline)
-    return found
+    return [cmdline for cmdline in live_command_lines()
+            if text in cmdline and "tmux" not in cmdline]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from harness.results import Result, ResultFileError, read_result
+from harness.resultview import read_result_view
 from tests.test_history_data import real_run
 
 
@@ -26,11 +27,12 @@ def test_reads_the_committed_real_results_as_parsing_then_validating_would():
     ('{"schema_version": 7}', "schema_version 7 is not 1"),
     ('{"schema_version": 1, "run_id": "r"}', "invalid result: job_id: Field required"),
 ])
-def test_a_bad_file_is_named_with_what_is_wrong(tmp_path, text, problem):
+@pytest.mark.parametrize("reader", [read_result, read_result_view])  # the same words in both
+def test_a_bad_file_is_named_with_what_is_wrong(tmp_path, text, problem, reader):
     path = tmp_path / "case.json"
     path.write_text(text)
     with pytest.raises(ResultFileError) as caught:
-        read_result(path)
+        reader(path)
     assert str(caught.value) == f"{path}: {problem}"
 
 

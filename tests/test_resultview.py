@@ -81,20 +81,6 @@ def test_a_model_with_a_validator_cannot_be_mirrored():
         view_of(Checked)
 
 
-@pytest.mark.parametrize("text, problem", [
-    ('{"schema_version": 1,\n "run_id": ', "corrupt JSON at line 2: Expecting value"),
-    ("[1, 2]", "not a JSON object"),
-    ('{"schema_version": 7}', "schema_version 7 is not 1"),
-    ('{"schema_version": 1, "run_id": "r"}', "invalid result: job_id: Field required"),
-])
-def test_a_bad_file_is_named_as_the_full_reader_names_it(tmp_path, text, problem):
-    path = tmp_path / "case.json"
-    path.write_text(text)
-    with pytest.raises(ResultFileError) as caught:
-        read_result_view(path)
-    assert str(caught.value) == f"{path}: {problem}"
-
-
 def _mutated(tmp_path, change) -> tuple:
     data = json.loads(real_files()[0].read_text())
     change(data)
