@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
         stream_log=config.getoption("harness_stream_engine_log"), redact=redact)
     atexit.register(proc.stop_all)
     # SIGTERM (Buildkite cancel, `docker stop`) unwinds like Ctrl-C: results get written.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, proc.raise_interrupt)
 
 
 def _line_writer(config: pytest.Config):
@@ -104,10 +104,6 @@ def refuse_xdist_on_gpus(config: pytest.Config) -> None:
         return  # reported at collection, with its file and line
     if platform is not None and platform.accelerator != "cpu":
         raise pytest.UsageError(XDIST_ON_GPU.format(name=name))
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
