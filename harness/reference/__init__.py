@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.models import default_cache_root
 from harness.plan import job_id
 from harness.results import LogInfo, Result, Timings, result_path, tail, write_atomic, write_result
+from harness.runinfo import now
 from harness.secrets import redact
 from harness.spec import Case
 
@@ -28,10 +28,6 @@ def platform_name(device: str = "cpu") -> str:
     """'hf' on CPU, 'hf-cuda' on a GPU (any index): the results directory of the reference."""
     kind = device.split(":", 1)[0]
     return PLATFORM if kind == "cpu" else f"{PLATFORM}-{kind}"
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def model_name(case: Case, source: str) -> str:
