@@ -123,12 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Later stages live in their own modules (harness/cmd_<name>.py: add_arguments + run).
     for name, text in EXTRA_COMMANDS.items():
-        extra = sub.add_parser(name, help=text)
-        module = _command_module(name)
-        if module is None:
-            extra.add_argument("rest", nargs=argparse.REMAINDER)
-        else:
-            module.add_arguments(extra)
+        _command_module(name).add_arguments(sub.add_parser(name, help=text))
     return parser
 
 
@@ -149,12 +144,7 @@ EXTRA_COMMANDS = {
 def _command_module(name: str):
     import importlib
 
-    try:
-        return importlib.import_module(f"harness.cmd_{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"harness.cmd_{name}":
-            raise
-        return None
+    return importlib.import_module(f"harness.cmd_{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run}.get(args.command)
     if handler is None:
-        module = _command_module(args.command)
-        handler = module.run if module is not None else cmd_not_available
+        handler = _command_module(args.command).run
     try:
         return handler(args)
     except SpecError as exc:
@@ -342,8 +331,3 @@ def select_shard_jobs(jobs, index: int | None, count: int | None):
     platforms = list(dict.fromkeys(job.platform.name for job in jobs))
     return [job for name in platforms
             for job in select_shard([j for j in jobs if j.platform.name == name], index, count)]
-
-
-def cmd_not_available(args: argparse.Namespace) -> int:
-    print(f"harness {args.command}: not available yet in this version", file=sys.stderr)
-    return EXIT_INFRA if args.command else EXIT_USAGE
