@@ -13,12 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli import output_file
+from harness.cli import _platform_list, output_file
 from harness.outcomes import EXIT_USAGE
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", default=None,
                         help="baseline platform (default: cuda, else the hf reference; with two "
                              "runs and no platform named: each shared platform with itself)")
-    parser.add_argument("--candidate", type=_names, default=None,
+    parser.add_argument("--candidate", type=_platform_list, default=None,
                         help="candidate platform(s), comma-separated (default: every other "
                              "platform of the run)")
     parser.add_argument("--baseline-run", type=Path, default=None, metavar="DIR",
