@@ -23,7 +23,7 @@ from harness.compare.explain import (counts_line, output_lines, pair_title, refe
                                      side_status, strip_ansi)
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import Outcome, Verdict
-from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.outcomes import EXIT_CODES, EXIT_OK
 from harness.results import (Result, not_applicable, not_applicable_line, not_decisive,
                              status_label)
 
@@ -34,8 +34,6 @@ _NOTE_RESERVE = 512  # room kept for the truncation note
 _ESCAPED = str.maketrans({**{c: "\\" + c for c in "\\`*_[]|#!~{}()+"},
                           "&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-EXIT_MEANING = {EXIT_OK: "parity", EXIT_FAILED: "a case fails, regression or divergence",
-                EXIT_INFRA: "missing results or infrastructure"}
 _FAILING = (Outcome.FAIL, Outcome.INFRA, Outcome.XPASS_STRICT, Outcome.MISSING, Outcome.CORRUPT)
 
 
@@ -225,7 +223,7 @@ def render_markdown(comparison: Comparison, links: LinkStyle | None = None,
             order += 1
 
     exit_code = comparison.exit_code
-    add(0, f"### harness compare: exit {exit_code} ({EXIT_MEANING.get(exit_code, 'error')})")
+    add(0, f"### harness compare: exit {exit_code} ({EXIT_CODES.get(exit_code, 'error')})")
     for note in comparison.notes:
         add(0, f"- {escape(note)}")
     for pair in comparison.pairs:
