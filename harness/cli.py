@@ -60,6 +60,15 @@ def _platform_list(text: str) -> list[str]:
     return names
 
 
+def choose_mode(requested: str | None, environ: dict[str, str], isatty: bool) -> str:
+    """``--progress`` if given, else Buildkite when BUILDKITE=true, a terminal, or plain CI."""
+    if requested and requested != "auto":
+        return requested
+    if environ.get("BUILDKITE") == "true":
+        return "buildkite"
+    return "tty" if isatty else "ci"
+
+
 def _usable_output_dir(path: Path) -> str | None:
     """Why ``path`` cannot hold results (None when it can): checked before anything runs or
     is printed, so a bad --results leaves no partial output."""
@@ -251,8 +260,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unusable:
         print(f"error: --results {args.results}: {unusable}", file=sys.stderr)
         return EXIT_USAGE
-    from harness.worker.progress import choose_mode
-
     progress = choose_mode(args.progress, dict(os.environ), sys.stdout.isatty())
     worst = EXIT_OK
     for name in args.platform:
