@@ -169,7 +169,7 @@ def test_no_import_cycle():
     ("cli.py", "def f():\n    from harness.worker import progress\n"),
     ("launch/local.py", "import harness.worker.engine\n"),
     ("bisect/step.py", "from ..worker import checks\n"),
-])
+], ids=["execute", "cli-in-function", "launch-import", "bisect-relative"])
 def test_a_host_module_that_imports_a_worker_module_fails(tmp_path, host_module, line):
     copy = tmp_path / "harness"
     shutil.copytree(HARNESS, copy, ignore=shutil.ignore_patterns("__pycache__"))
