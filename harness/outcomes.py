@@ -4,11 +4,16 @@ Statuses, failure classes (and which of them say "the code under test was not ju
 outcomes, exit codes and their severity. Every other module imports these names; none keeps a
 copy.
 
-The retry rule (see ``harness.execute``): a job that ends in a RETRIED class gets one more
-attempt, on the same machine with the same image. If the retry ends in the same class, that is
-a verdict on the case: status ``failed`` (red), with both attempts' evidence in ``attempts``.
-A warm-up hang or an OOM during encoder-cudagraph capture that happens twice is a regression,
-not bad luck.
+The retry rule (see ``harness.execute`` and ``harness.repeats``): a job that ends in a RETRIED
+class gets one more attempt, on the same machine with the same image. Who is to blame for the
+same class twice depends on the class:
+
+- CODE_CAUSED classes (a warm-up hang, an OOM during encoder-cudagraph capture): the same class
+  again is a verdict on the case, status ``failed`` (red), both attempts in ``attempts``.
+- NODE_CAUSED classes (a GPU hang, a device flag the engine refuses, a container removed under
+  the run, a broken runtime): twice on the same node is still the node's fault: status
+  ``error`` (exit 3), the node named, and Buildkite's retry (which can land elsewhere) decides.
+  The same class on two *different* nodes is the case's failure.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 RETRIED_CLASSES = frozenset({
     "startup-timeout", "oom", "gpu-hang", "infra", "container-lost", "container-start",
 })
+# Who caused a failure that repeats (the module docstring): the node it ran on, or the code under
+# test. Every RETRIED class is exactly one of the two.
+NODE_CAUSED_CLASSES = frozenset({"gpu-hang", "infra", "container-start", "container-lost"})
+CODE_CAUSED_CLASSES = RETRIED_CLASSES - NODE_CAUSED_CLASSES  # startup-timeout, oom
 # Classes that give no verdict on the code under test: status "error" (unless repeated on the
 # retry, for the RETRIED ones). `harness-error` is here but not retried: a bug repeats.
 INFRA_CLASSES = RETRIED_CLASSES | frozenset({
@@ -95,6 +104,10 @@ def is_infra(failure_class: str | None) -> bool:
 
 def is_retried(failure_class: str | None) -> bool:
     return failure_class in RETRIED_CLASSES
+
+
+def is_node_caused(failure_class: str | None) -> bool:
+    return failure_class in NODE_CAUSED_CLASSES
 
 
 # ---------------------------------------------------------------- how a process ended

@@ -100,6 +100,7 @@ class Attempt(_Model):
     log: LogInfo = LogInfo()
     image_digest: str | None = None
     finished_at: str = ""
+    node: str = ""  # where it ran: "host H (agent A)" (harness.repeats)
 
 
 class Result(_Model):

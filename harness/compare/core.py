@@ -190,6 +190,12 @@ def describe(case: CaseComparison, baseline: Side, candidate: Side) -> str:
     if v is Verdict.ALONE_FAILING:
         return (f"fails on {cn}: {_message(case.candidate)}; no {bn} baseline "
                 f"({baseline.note or 'not run'})")
+    if v is Verdict.FAILS_UNTESTED_BASELINE:
+        why = (_message(case.baseline) if case.baseline is not None else
+               f"{case.baseline_problem.path}: {case.baseline_problem.problem}"
+               if case.baseline_problem else "")
+        return (f"fails on {cn}: {_message(case.candidate)}; {bn} not tested "
+                f"({case.baseline_outcome}: {why})")
     if v is Verdict.BOTH_FAIL:
         return f"fails on both: {bn}: {_message(case.baseline)}; {cn}: {_message(case.candidate)}"
     if v is Verdict.XFAIL:

@@ -14,15 +14,16 @@ import xml.etree.ElementTree as ET
 
 from harness.compare.explain import output_lines, reference_line, strip_ansi
 from harness.compare.model import CaseComparison, Comparison, PairComparison
-from harness.compare.verdicts import Outcome, Verdict
+from harness.compare.verdicts import VERDICT_EXIT, Outcome, Verdict
+from harness.outcomes import EXIT_FAILED
 from harness.results import Result, not_applicable, not_decisive, status_label
 
 # Characters XML 1.0 cannot hold at all (ANSI escapes in logs, NUL): dropped, or the file breaks.
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TEXT_LIMIT = 64_000
 
-_FAILURE = {Verdict.REGRESSION, Verdict.DIVERGENCE, Verdict.XPASS, Verdict.BOTH_FAIL,
-            Verdict.NEW_FAILING, Verdict.ALONE_FAILING}
+# Every verdict that makes the build red is a JUnit failure (one rule: VERDICT_EXIT).
+_FAILURE = {verdict for verdict, code in VERDICT_EXIT.items() if code == EXIT_FAILED}
 _ERROR = {Verdict.INFRA, Verdict.MISSING, Verdict.CORRUPT}
 _SKIP = {Verdict.XFAIL, Verdict.SKIPPED}
 
