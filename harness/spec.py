@@ -291,9 +291,13 @@ def _pydantic_message(error: dict[str, Any]) -> str:
 
 
 def load_case(path: Path | str) -> Case:
+    stem = Path(path).stem
+    if not re.fullmatch(ID_RE.strip("^$"), stem, flags=re.ASCII):
+        # The file name is the case id: it becomes job keys, result paths, step keys, page ids.
+        raise SpecError(path, None, "id", f"file name {stem!r} is not a case id: rename the file "
+                                          f"to match {ID_RE} (lower-case ASCII, digits, _ and -)")
     located = load_located(path)
     case = _validate(located, Case)
-    stem = Path(path).stem
     if case.id and case.id != stem:
         raise located.error(("id",), f"id {case.id!r} must match the file name {stem!r}")
     return case.model_copy(update={"id": stem, "source": str(path)})
