@@ -103,7 +103,13 @@ def _generate(case: Case, model_cache: Path, source: str, log, prepared, engine:
 
     hf.device_name(engine["device"])  # no such GPU: say so before building a model for it
     if source == "hub":
-        model = case.model.hub
+        # The pinned snapshot, resolved in the cache as the engine's is: a hub id without the
+        # revision would read refs/main, which a pinned `harness models fetch` never writes.
+        from harness.models.hub import hub_cache_dir, resolve_snapshot
+
+        snap = resolve_snapshot(case.model.hub, case.model.revision, hub_cache_dir())
+        model = str(snap.path)
+        engine = {**engine, "revision": snap.commit}
     else:
         from harness.models import build_model, recipe_digest
 
