@@ -253,12 +253,14 @@ def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutc
         failure_class = classify_exit(outcome.returncode, read_tail(outcome.log_path))
         message = f"worker aborted (exit {outcome.returncode})" + (
             ": GPU hang" if failure_class == "gpu-hang" else "")
+        if failure_class == "crash":  # `crash` is the engine's; the worker dying is no verdict
+            failure_class = "worker-died"
     elif outcome.returncode == PYTEST_NO_TESTS:
         failure_class, message = "collection", "pytest collected no test for this job"
     elif outcome.returncode in (2, 3, 4):
         failure_class, message = "collection", f"pytest exited {outcome.returncode} (usage/collection)"
     else:
-        failure_class, message = "crash", f"worker exited {outcome.returncode}"
+        failure_class, message = "worker-died", f"worker exited {outcome.returncode}"
     result = _base(job, request, launch, "error", failure_class,
                    f"{message}; no result written ({missing_why})",
                    log=LogInfo(path=outcome.log_path.name,

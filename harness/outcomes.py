@@ -30,7 +30,7 @@ STATUSES: tuple[str, ...] = get_args(Status)
 
 FailureClass = Literal[
     "startup-timeout",  # engine not ready within the deadline (a warm-up hang)
-    "crash",  # engine or worker process died
+    "crash",  # the engine process died: a verdict on vLLM (never used for the worker)
     "oom",  # killed for memory (container OOM-killed, SIGKILL we did not send, OOM in the log)
     "gpu-hang",  # ROCm GPU hang: SIGABRT and/or "HW Exception by GPU node", "GPU Hang", HSA error
     "request-error",  # a request failed (HTTP error, engine error)
@@ -47,6 +47,7 @@ FailureClass = Literal[
     "container-lost",  # the container vanished while the worker ran
     "model-missing",  # the hub snapshot (or a LoRA adapter) is not in the cache: fetch it first
     "registry",  # the image registry failed or stopped answering during a pull
+    "worker-died",  # the harness's worker process died before writing the job's result
 ]
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 
@@ -68,6 +69,9 @@ INFRA_CLASSES = RETRIED_CLASSES | frozenset({
     # Not retried in-process: a registry that is down is down for the retry too, and twice is
     # still not a verdict on the case; the step's retry (exit 3) tries again later.
     "registry",
+    # The worker (pytest + the harness plugin, not the engine) died without a result: `crash`
+    # is kept for the engine dying, a verdict; this is none.
+    "worker-died",
 })
 VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
 
