@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from harness.results import TRACEBACK
 from harness.platform_spec import CAPABILITIES, Platform, PlatformsFile, Strict
 from harness.yamlsource import Located, SpecError, load_located
 
@@ -128,6 +129,20 @@ class LogCheck(_CheckBase):
             except re.error as exc:
                 raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
         return patterns
+
+    @model_validator(mode="after")
+    def _no_bare_traceback(self) -> "LogCheck":
+        # vLLM prints and survives tracebacks (optional-import fallbacks, autotune retries): a
+        # pattern any traceback matches fails a healthy engine. Tracebacks are evidence in the
+        # result (harness.worker.checks); a failure needs the regression's own signature.
+        if self.kind == "log_absent":
+            for pattern in self.patterns:
+                if re.search(pattern, TRACEBACK + ":"):
+                    raise ValueError(
+                        f"{pattern!r} matches any traceback, and vLLM prints tracebacks it "
+                        "survives; name the regression's own signature (tracebacks are kept "
+                        "as evidence in the result)")
+        return self
 
 
 class TokenCountsCheck(_CheckBase):
