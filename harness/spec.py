@@ -19,6 +19,7 @@ from harness.platform_spec import CAPABILITIES, Platform, PlatformsFile, Strict
 from harness.yamlsource import Located, SpecError, load_located
 
 PLATFORMS_FILE = "platforms.yaml"
+QUARANTINE_FILE = "quarantine.yaml"  # harness.quarantine: known failures, until a date
 ID_RE = r"^[a-z0-9][a-z0-9_\-]*$"
 
 
@@ -265,6 +266,12 @@ def _same_shape_other_content(check: "OutputsDifferCheck", requests: dict,
 # ---------------------------------------------------------------- loading
 
 
+def validate_located(located: Located, model: type[BaseModel]):
+    """Validate YAML data against a model, errors located at file:line: key (one definition
+    for every YAML input: cases, platforms, the quarantine list)."""
+    return _validate(located, model)
+
+
 def _validate(located: Located, model: type[BaseModel], extra: dict[str, Any] | None = None):
     data = located.data
     if not isinstance(data, dict):
@@ -329,7 +336,8 @@ def case_files(paths: list[Path | str]) -> list[Path]:
     out: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            out.extend(p for p in sorted(path.glob("*.yaml")) if p.name != PLATFORMS_FILE)
+            out.extend(p for p in sorted(path.glob("*.yaml"))
+                       if p.name not in (PLATFORMS_FILE, QUARANTINE_FILE))
         else:
             out.append(path)
     return out
@@ -414,6 +422,10 @@ def validate_paths(paths: list[Path | str]) -> list[SpecError]:
         try:
             if file.name == PLATFORMS_FILE:
                 platforms = load_platforms(file)
+            elif file.name == QUARANTINE_FILE:
+                from harness.quarantine import load_quarantine
+
+                load_quarantine(file)
             else:
                 case = load_case(file)
                 check_registries(case)

@@ -47,6 +47,7 @@ class Verdict(str, Enum):
     # named as the candidate's failure (the baseline's state hides nothing).
     FAILS_UNTESTED_BASELINE = "fails-baseline-untested"
     NOT_COMPARABLE = "not-comparable"  # both pass, but different vLLM/model/engine args
+    QUARANTINED = "quarantined"  # a candidate failure listed in the quarantine (harness.quarantine)
 
     def __str__(self) -> str:
         return self.value
@@ -57,7 +58,7 @@ class Verdict(str, Enum):
 VERDICT_EXIT = {
     Verdict.PARITY: EXIT_OK, Verdict.FIXED: EXIT_OK, Verdict.BOTH_FAIL: EXIT_FAILED,
     Verdict.XFAIL: EXIT_OK, Verdict.SKIPPED: EXIT_OK, Verdict.NEW: EXIT_OK,
-    Verdict.ALONE: EXIT_OK, Verdict.NOT_COMPARABLE: EXIT_OK,
+    Verdict.ALONE: EXIT_OK, Verdict.NOT_COMPARABLE: EXIT_OK, Verdict.QUARANTINED: EXIT_OK,
     Verdict.DIVERGENCE: EXIT_FAILED, Verdict.REGRESSION: EXIT_FAILED,
     Verdict.XPASS: EXIT_FAILED, Verdict.NEW_FAILING: EXIT_FAILED,
     Verdict.ALONE_FAILING: EXIT_FAILED, Verdict.FAILS_UNTESTED_BASELINE: EXIT_FAILED,
