@@ -77,15 +77,38 @@ class ImageInput(Strict):
     name: str = Field(pattern=ID_RE)
     width: int = Field(default=0, ge=0, le=8192)
     height: int = Field(default=0, ge=0, le=8192)
-    pattern: Literal["noise", "gradient", "checker", "stripes"] = "noise"
+    pattern: Literal["noise", "gradient", "checker", "stripes", "scene"] = "noise"
     seed: int = 0
     file: str | None = None  # relative to the case file
+    # `scene` (harness.worker.scenes): a shape in a colour and a word, on a background: images
+    # a real model must describe differently, where two noise images may read alike.
+    shape: Literal["circle", "square", "triangle", "none"] = "none"
+    color: str = "red"
+    background: str = "white"
+    text: str = Field(default="", max_length=24)
 
     @model_validator(mode="after")
     def _size_or_file(self) -> "ImageInput":
         if self.file is None and (self.width < 28 or self.height < 28):
             raise ValueError("give `file`, or `width` and `height` of at least 28 px")
+        if self.pattern == "scene":
+            from harness.worker.scenes import COLORS, GLYPH_CHARS
+
+            for key in ("color", "background"):
+                if getattr(self, key) not in COLORS:
+                    raise ValueError(f"{key} {getattr(self, key)!r}: one of {sorted(COLORS)}")
+            unknown = sorted(set(self.text) - GLYPH_CHARS)
+            if unknown:
+                raise ValueError(f"text: no glyph for {unknown} (A-Z, 0-9 and space)")
+        elif (self.shape, self.color, self.background, self.text) != ("none", "red", "white", ""):
+            raise ValueError("shape, color, background and text belong to `pattern: scene`")
         return self
+
+    def content(self) -> tuple:
+        """What makes two images' pixels differ (sizes aside)."""
+        if self.pattern == "scene":
+            return (self.pattern, self.shape, self.color, self.background, self.text)
+        return (self.pattern, self.seed)
 
 
 class Inputs(Strict):
@@ -257,7 +280,7 @@ def _same_shape_other_content(check: "OutputsDifferCheck", requests: dict,
                 f"(different sizes alone change the output); got {sorted(shapes)}")
     if any(images[i].file for r in compared for i in r.images):
         return ""  # files: sizes are known only when read; content is the file's
-    contents = {tuple((images[i].pattern, images[i].seed) for i in r.images) for r in compared}
+    contents = {tuple(images[i].content() for i in r.images) for r in compared}
     if len(contents) != len(compared):
         return "compared requests have images of the same content"
     return ""

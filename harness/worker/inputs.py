@@ -19,7 +19,11 @@ def make_image(spec: ImageInput, base_dir: Path):
         return Image.open(base_dir / spec.file).convert("RGB")
     rng = np.random.default_rng(spec.seed)
     h, w = spec.height, spec.width
-    if spec.pattern == "noise":
+    if spec.pattern == "scene":
+        from harness.worker.scenes import draw_scene
+
+        pixels = draw_scene(w, h, spec.shape, spec.color, spec.background, spec.text)
+    elif spec.pattern == "noise":
         pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
     else:
         y, x = np.mgrid[0:h, 0:w]
