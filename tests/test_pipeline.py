@@ -103,7 +103,8 @@ def test_every_variant_validates_against_buildkites_schema(capsys, schema, argv)
 
 
 def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, schema, tmp_path):
-    cases = many_cases(tmp_path, 170)  # 3 platforms x 170 shards = 510 jobs, + compare, nightly
+    # 3 platforms x 170 shards = 510 jobs, + the GPU reference, compare, nightly
+    cases = many_cases(tmp_path, 170)
     assert main(["pipeline", "--cases", str(cases), "--platform", "rocm,cuda,cpu",
                  "--parallelism", "170", "--nightly", "--history-db", "/var/lib/h.sqlite"]) == 0
     part1, err = capsys.readouterr()
@@ -119,7 +120,7 @@ def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, sc
     part2 = capsys.readouterr().out
     documents = [assert_valid(schema, part1), assert_valid(schema, part2)]
     jobs = [sum(step.get("parallelism", 1) for step in d["steps"]) for d in documents]
-    assert all(count <= 500 for count in jobs) and sum(jobs) == 510 + 1 + 1 + 1
+    assert all(count <= 500 for count in jobs) and sum(jobs) == 510 + 1 + 1 + 1 + 1
     # Every dependency is uploaded before or with the step that needs it.
     keys = set(steps_by_key(documents[0])) | set(steps_by_key(documents[1]))
     for step in documents[1]["steps"]:
@@ -129,7 +130,8 @@ def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, sc
 def test_a_small_upload_limit_chains_every_part(capsys, schema):
     texts = generate(capsys, "--max-jobs-per-upload", "2", "--nightly", "--history-db-env", "H")
     documents = [assert_valid(schema, text) for text in texts]
-    assert len(documents) == len(PLATFORMS) + 2  # each run, compare, nightly: one per part
+    # each run, the GPU reference, compare, nightly: one per part
+    assert len(documents) == len(PLATFORMS) + 3
     for number, document in enumerate(documents[:-1], 1):
         assert document["steps"][-1]["key"] == f"pipeline-part-{number + 1}"
         assert f"--max-jobs-per-upload 2 --part {number + 1} |" in \
