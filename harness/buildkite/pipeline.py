@@ -36,6 +36,7 @@ from harness.buildkite.history_store import check_history_store
 from harness.buildkite.reference_step import KEY as REFERENCE_KEY
 from harness.buildkite.reference_step import PLATFORM as REFERENCE_PLATFORM
 from harness.buildkite.reference_step import reference_platform, reference_step
+from harness.buildkite.retry_results import earlier_results_command
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
@@ -251,7 +252,8 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
-        "commands": [*_fetch_commands(platform, options), sh(*argv)],
+        "commands": [*_fetch_commands(platform, options),
+                     earlier_results_command(platform.name), sh(*argv)],
         **_agents(platform.queue),
         "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
         "retry": {"automatic": retry},
