@@ -60,7 +60,8 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
 # What must be the same on both sides for their outputs to be compared: (where, key, what).
 IDENTITY = (("fingerprint", "vllm_commit", "vLLM commits"), ("fingerprint", "vllm", "vLLM versions"),
             ("engine", "model", "models"), ("engine", "recipe_digest", "model builds"),
-            ("engine", "revision", "model revisions"), ("engine", "args", "engine args"))
+            ("engine", "revision", "model revisions"), ("engine", "args", "engine args"),
+            ("engine", "inputs_digest", "inputs (prompts or images)"))
 
 
 def not_comparable(baseline: Result, candidate: Result) -> str:

@@ -53,7 +53,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
     """Generate the case's requests with transformers and write the result. Never raises for a
     failure of the reference itself: the result says what happened (status ``error``)."""
     from harness.worker.fingerprint import fingerprint
-    from harness.worker.inputs import prepare_requests
+    from harness.worker.inputs import inputs_digest, prepare_requests
 
     platform = platform_name(device)
     path = result_path(results_dir, run_id, platform, case.id)
@@ -68,7 +68,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
         run_id=run_id, job_id=job_id(case.id, platform), case_id=case.id, platform=platform,
         status="error", compare=case.compare.model_dump(),
         engine={"mode": "hf-reference", "model": model_name(case, source), "source": source,
-                "dtype": "float32", "device": device},
+                "dtype": "float32", "device": device, "inputs_digest": inputs_digest(case)},
         fingerprint=fingerprint(platform, "cpu" if device == "cpu" else "cuda",
                                 repo or Path.cwd()),
         reproduce=reproduce_command(case, results_dir, run_id, source, device),

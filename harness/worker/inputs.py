@@ -40,6 +40,17 @@ def make_image(spec: ImageInput, base_dir: Path):
     return Image.fromarray(pixels, "RGB")
 
 
+def inputs_digest(case: Case) -> str:
+    """What the requests send (prompts, image specs): two results with different digests were
+    asked different things, so their outputs are not compared (harness.compare.core)."""
+    import hashlib
+    import json
+
+    spec = {"images": [i.model_dump(mode="json") for i in case.inputs.images],
+            "requests": [r.model_dump(mode="json") for r in case.requests]}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def data_url(image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")  # lossless: the pixels the engine sees are the ones we made

@@ -26,7 +26,7 @@ from harness.spec import ProbeCheck
 from harness.worker.checks import Observed, evaluate
 from harness.worker.engine import Engine, EngineFailure, EnginePool
 from harness.worker.fingerprint import fingerprint
-from harness.worker.inputs import prepare_requests
+from harness.worker.inputs import inputs_digest, prepare_requests
 from harness.worker.offline import OfflineEngine
 from harness.worker.progress import PhaseClock, Progress
 from harness.worker.server import ServerEngine
@@ -215,7 +215,7 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
                   compare=job.case.compare.model_dump(),
                   engine={"mode": job.case.engine.mode, "model": job.model,
                           "args": job.engine_args, "engine_key": job.engine_key,
-                          "env": dict(job.env)},
+                          "env": dict(job.env), "inputs_digest": inputs_digest(job.case)},
                   fingerprint=fingerprint(job.platform.name, job.platform.accelerator, ctx.repo),
                   reproduce=f"harness run --platform {job.platform.name} -k {job.case.id}",
                   started_at=started_at)
