@@ -67,13 +67,17 @@ def main(spec_path: str, out_path: str) -> int:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     spec = json.loads(Path(spec_path).read_text())
     out = Path(out_path)
-    # "patch": the harness's own traces and mutations are being installed; a failure there (a
-    # private vLLM method renamed) is the harness's, not a verdict on vLLM (harness-error).
-    state: dict = {"phase": "patch", "traces": {}, "mutations": []}
+    state: dict = {"phase": "startup", "traces": {}, "mutations": []}
     _write(out, state)
     try:
+        import vllm  # noqa: F401  (vLLM itself failing to import is vLLM's failure: a crash)
+
         from harness.worker.traces import apply_mutations_from_env, install_traces, set_phase
 
+        # "patch": the harness's own traces and mutations are being installed; a failure there
+        # (a private vLLM method renamed) is the harness's, not a verdict on vLLM.
+        state["phase"] = "patch"
+        _write(out, state)
         records = install_traces(spec["traces"])
         state["mutations"] = apply_mutations_from_env()
         state["phase"] = "startup"
