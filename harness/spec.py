@@ -91,17 +91,11 @@ class ImageInput(Strict):
     def _size_or_file(self) -> "ImageInput":
         if self.file is None and (self.width < 28 or self.height < 28):
             raise ValueError("give `file`, or `width` and `height` of at least 28 px")
-        if self.pattern == "scene":
-            from harness.worker.scenes import COLORS, GLYPH_CHARS
+        from harness.worker.scenes import scene_problem
 
-            for key in ("color", "background"):
-                if getattr(self, key) not in COLORS:
-                    raise ValueError(f"{key} {getattr(self, key)!r}: one of {sorted(COLORS)}")
-            unknown = sorted(set(self.text) - GLYPH_CHARS)
-            if unknown:
-                raise ValueError(f"text: no glyph for {unknown} (A-Z, 0-9 and space)")
-        elif (self.shape, self.color, self.background, self.text) != ("none", "red", "white", ""):
-            raise ValueError("shape, color, background and text belong to `pattern: scene`")
+        problem = scene_problem(self.pattern, self.shape, self.color, self.background, self.text)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def content(self) -> tuple:

@@ -42,6 +42,19 @@ _GLYPHS = {
 GLYPH_CHARS = frozenset(_GLYPHS)
 
 
+def scene_problem(pattern: str, shape: str, color: str, background: str, text: str) -> str:
+    """Why these image fields are not a drawable scene ("" when they are)."""
+    if pattern != "scene":
+        if (shape, color, background, text) != ("none", "red", "white", ""):
+            return "shape, color, background and text belong to `pattern: scene`"
+        return ""
+    for key, value in (("color", color), ("background", background)):
+        if value not in COLORS:
+            return f"{key} {value!r}: one of {sorted(COLORS)}"
+    unknown = sorted(set(text) - GLYPH_CHARS)
+    return f"text: no glyph for {unknown} (A-Z, 0-9 and space)" if unknown else ""
+
+
 def draw_scene(width: int, height: int, shape: str, color: str, background: str, text: str):
     """An RGB uint8 array: ``shape`` in ``color`` in the left part, ``text`` in the right part
     in black or white (whichever stands out on ``background``)."""
