@@ -101,3 +101,19 @@ def test_different_classes_or_a_pass_change_nothing():
     hang = result.model_copy(update={"status": "error", "failure_class": "gpu-hang"})
     oom = result.model_copy(update={"status": "error", "failure_class": "oom"})
     assert repeat_update(hang, oom) == {} and repeat_update(hang, result) == {}
+
+
+def test_earlier_attempts_beside_a_result_are_evidence_not_results(tmp_path):
+    """`<case>.attempt0.json`/`.attempt1.json` sit beside the job's result: compare and ingest
+    read the result, not the attempts as cases of their own (they were reported corrupt)."""
+    from harness.compare import compare_runs
+    from tests.test_compare_data import make_run
+
+    run = make_run(tmp_path, {"cuda": None, "rocm": None})
+    for n in (0, 1):
+        (run / "rocm" / f"{QWEN}.attempt{n}.json").write_text((run / "rocm" / f"{QWEN}.json")
+                                                              .read_text())
+    comparison = compare_runs([run])
+    assert sorted(c.case_id for c in comparison.pairs[0].cases) == sorted(
+        [QWEN, "phi4mm_variable_crop"])
+    assert comparison.exit_code == EXIT_OK
