@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=output_file, default=None,
                         help="write the JSON summary")
     parser.add_argument("--quiet", action="store_true", help="no terminal table")
+    parser.add_argument("--quarantine", type=Path, default=None, metavar="FILE",
+                        help="the quarantine list (default: cases/quarantine.yaml when present): "
+                             "a listed candidate failure is shown, counted and linked as "
+                             "'quarantined' and does not fail the build until its date")
 
 
 def _with_baseline_run(args: argparse.Namespace):
@@ -78,10 +82,18 @@ def _run(args: argparse.Namespace) -> int:
     if len(args.run_dirs) > 2:
         print("error: give one or two run directories", file=sys.stderr)
         return EXIT_USAGE
+    from harness.quarantine import default_quarantine, load_quarantine
+    from harness.spec import SpecError
+
     reference = None if args.reference in ("", "none") else args.reference
     run_dirs, baseline, candidates = _with_baseline_run(args)
     try:
-        comparison = compare_runs(run_dirs, baseline, candidates, reference)
+        quarantine = (load_quarantine(args.quarantine) if args.quarantine is not None
+                      else default_quarantine())
+        comparison = compare_runs(run_dirs, baseline, candidates, reference, quarantine)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (SelectionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -48,8 +48,8 @@ def detail_ids(board: Board) -> list[int]:
 
 
 def page_from_store(conn: Connection, out_path: Path,
-                    shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None
-                    ) -> tuple[str, Board]:
+                    shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None,
+                    quarantine: list | None = None) -> tuple[str, Board]:
     # one snapshot: an ingest committing meanwhile is not seen; a hundred thousand rows of
     # small objects: no cycle collection while they are built (harness.results)
     with conn.read(), cycle_collection_paused():
@@ -63,4 +63,5 @@ def page_from_store(conn: Connection, out_path: Path,
                     if drift.after.night >= first_shown:
                         key = (drift.before.result_id, drift.after.result_id)
                         drift_requests[key] = changed_requests(conn, *key)
-    return render(board, details, Path(out_path), drift_requests, generated_at), board
+    return render(board, details, Path(out_path), drift_requests, generated_at,
+                  quarantine), board

@@ -49,7 +49,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
     """Generate the case's requests with transformers and write the result. Never raises for a
     failure of the reference itself: the result says what happened (status ``error``)."""
     from harness.worker.fingerprint import fingerprint
-    from harness.worker.inputs import prepare_requests
+    from harness.worker.inputs import inputs_digest, prepare_requests
 
     platform = platform_name(device)
     path = result_path(results_dir, run_id, platform, case.id)
@@ -64,7 +64,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
         run_id=run_id, job_id=job_id(case.id, platform), case_id=case.id, platform=platform,
         status="error", compare=case.compare.model_dump(),
         engine={"mode": "hf-reference", "model": model_name(case, source), "source": source,
-                "dtype": "float32", "device": device},
+                "dtype": "float32", "device": device, "inputs_digest": inputs_digest(case)},
         fingerprint=fingerprint(platform, "cpu" if device == "cpu" else "cuda",
                                 repo or Path.cwd()),
         reproduce=reproduce_command(case, results_dir, run_id, source, device),
@@ -99,7 +99,13 @@ def _generate(case: Case, model_cache: Path, source: str, log, prepared, engine:
 
     hf.device_name(engine["device"])  # no such GPU: say so before building a model for it
     if source == "hub":
-        model = case.model.hub
+        # The pinned snapshot, resolved in the cache as the engine's is: a hub id without the
+        # revision would read refs/main, which a pinned `harness models fetch` never writes.
+        from harness.models.hub import hub_cache_dir, resolve_snapshot
+
+        snap = resolve_snapshot(case.model.hub, case.model.revision, hub_cache_dir())
+        model = str(snap.path)
+        engine = {**engine, "revision": snap.commit}
     else:
         from harness.models import build_model, recipe_digest
 

@@ -129,6 +129,11 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
     b, c = pair.baseline, pair.candidate
     names = (b.platform, c.platform) if b.platform != c.platform else (b.label, c.label)
     lines = [f"#### {escape(case.case_id)}: {escape(str(case.verdict))}", ""]
+    if case.quarantine is not None:  # harness.quarantine: its link, clickable
+        q = case.quarantine
+        state = "expired" if case.quarantine_expired else "quarantined"
+        lines.append(f"- {state} on {escape(c.platform)} until {q.until.isoformat()}: "
+                     f"{safe_link(q.link)}" + (f" ({escape(q.reason)})" if q.reason else ""))
     if case.verdict not in (Verdict.MISSING, Verdict.CORRUPT):  # those list each file below
         lines.append(f"- {escape(case.detail)}")
     for name, side, result, problem, outcome in (

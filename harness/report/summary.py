@@ -82,7 +82,10 @@ def _case(case: CaseComparison) -> dict[str, Any]:
                      "agrees_with": case.reference.agrees_with, "note": case.reference.note}
     return {"case_id": case.case_id, "verdict": str(case.verdict), "exit_code": case.exit_code,
             "detail": case.detail, "baseline": one("baseline"), "candidate": one("candidate"),
-            "outputs": _outputs(case.outputs), "reference": reference}
+            "outputs": _outputs(case.outputs), "reference": reference,
+            "quarantine": None if case.quarantine is None else {
+                "until": case.quarantine.until.isoformat(), "link": case.quarantine.link,
+                "reason": case.quarantine.reason, "expired": case.quarantine_expired}}
 
 
 def _pair(pair: PairComparison) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from harness.plan import plan_job
 from harness.outcomes import EXIT_INFRA
 from harness.results import DiskFull, Result, not_applicable_line
 from harness.secrets import redact
-from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
+from harness.spec import PLATFORMS_FILE, QUARANTINE_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
 from harness.worker.job import RunContext, run_job
 from harness.worker.progress import MODES, Progress
@@ -115,7 +115,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     if not parent.config.getoption("harness_platform"):
         return None
-    if file_path.suffix in (".yaml", ".yml") and file_path.name != PLATFORMS_FILE:
+    if file_path.suffix in (".yaml", ".yml") and file_path.name not in (PLATFORMS_FILE,
+                                                                       QUARANTINE_FILE):
         return CaseFile.from_parent(parent, path=file_path)
     return None
 
