@@ -88,12 +88,17 @@ def platforms_file(tmp_path: Path, engine: Engine, **changes) -> Path:
     entry = dict(data["platforms"]["cpu-podman"])
     entry.update(image=engine.image, python=str(VENV / "bin" / "python"),
                  readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
-    if PYTHON_HOME.is_relative_to("/root"):
-        # The host's Python lives under /root here (pyenv), and an image's /root is private
-        # (0700): a world-readable stand-in /root lets a container that runs as another user
-        # reach the Python mounted beneath it. Test set-up only; images carry their own Python.
+    under_root = [p for p in (VENV, PYTHON_HOME) if p.is_relative_to("/root")]
+    if under_root:
+        # The host's Python lives under /root here (pyenv), and so may the checkout and its
+        # .venv (a clone under /root/.cache/...); an image's /root is private (0700): a
+        # world-readable stand-in /root lets a container that runs as another user reach what
+        # is mounted beneath it. The stand-in is read-only, so the engine cannot make the
+        # mount points beneath it: each is made here. Test set-up only; images carry their
+        # own Python.
         root_home = tmp_path / "root-home"
-        (root_home / PYTHON_HOME.relative_to("/root")).mkdir(parents=True, exist_ok=True)
+        for path in under_root:
+            (root_home / path.relative_to("/root")).mkdir(parents=True, exist_ok=True)
         for path in [root_home, *root_home.rglob("*")]:
             path.chmod(0o755)
         entry["readonly_mounts"] = [f"{root_home}:/root", *entry["readonly_mounts"]]
@@ -352,15 +357,17 @@ def test_container_removed_by_someone_else_is_classified_lost(tmp_path, engine, 
                            "status=running", "--format", "{{.Names}}").stdout.split()
             if names:
                 time.sleep(2)
-                engine("rm", "-f", *names)
+                removals.append(engine("rm", "-f", *names))
                 return
             time.sleep(0.5)
 
     import threading
+    removals: list[subprocess.CompletedProcess] = []
     remover = threading.Thread(target=remove_when_running, daemon=True)
     remover.start()
     run, launch = run_platform(tmp_path, engine, run_id, platforms, monkeypatch, deadline_s=180)
     remover.join(timeout=130)
+    assert [r.returncode for r in removals] == [0], [r.stderr for r in removals]
     [result] = run.results
     assert (result.status, result.failure_class) == ("error", "container-lost"), result.message
     assert launch.name in result.message and run.exit_code == 3

@@ -52,8 +52,10 @@ def test_in_place_inside_a_container_started_by_hand(tmp_path, podman_base):
         "--run-id", run_id]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    finally:
-        podman("rm", "-f", name)
+    finally:  # --rm removes it on exit; one left by a failed start is removed, checked
+        if podman("container", "exists", name).returncode == 0:
+            removed = podman("rm", "-f", name)
+            assert removed.returncode == 0, removed.stderr
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     run_dir = results / run_id / "cpu-podman"
     for case_id in CASE_IDS:
