@@ -9,6 +9,7 @@ with a step that runs ``harness pipeline ... --part 2 | buildkite-agent pipeline
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jobs-per-upload", type=positive_int, default=MAX_JOBS_PER_UPLOAD,
                         help=f"split into chained uploads above this (default: Buildkite's "
                              f"{MAX_JOBS_PER_UPLOAD})")
+    parser.add_argument("--test-engine-token-env", default=None, metavar="NAME",
+                        help="upload the compare step's JUnit file to Buildkite Test Engine "
+                             "with the token in the compare agent's environment variable NAME "
+                             "(e.g. BUILDKITE_ANALYTICS_TOKEN); without it, no upload")
     parser.add_argument("--harness-command", default="harness",
                         help="how steps invoke the harness, e.g. '.venv/bin/harness'")
     parser.add_argument("--part", type=positive_int, default=1,
@@ -90,7 +95,16 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
         platforms_file=str(args.platforms_file) if args.platforms_file else None,
         queue=args.queue, history_db=args.history_db, history_db_env=args.history_db_env,
         baseline_run=args.baseline_run,
-        max_jobs_per_upload=args.max_jobs_per_upload, harness=args.harness_command)
+        max_jobs_per_upload=args.max_jobs_per_upload, harness=args.harness_command,
+        test_engine_token_env=_variable_name("--test-engine-token-env", args.test_engine_token_env))
+
+
+def _variable_name(option: str, name: str | None) -> str | None:
+    from harness.buildkite.uploads import PipelineError
+
+    if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise PipelineError(f"{option} {name!r}: expected an environment variable's name")
+    return name
 
 
 def _image_pair(text: str) -> tuple[str, str]:

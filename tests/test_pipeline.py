@@ -92,7 +92,8 @@ VARIANTS = {
     "parallelism": ["--parallelism", "4"],
     "image-builds": ["--build-images", "--push-images"],
     "everything": ["--nightly", "--history-db", "/var/lib/h.sqlite", "--parallelism", "2", "--build-images", "--queue", "cpu",
-                   "--compare", "cuda:rocm", "--compare", "cpu:rocm"],
+                   "--compare", "cuda:rocm", "--compare", "cpu:rocm",
+                   "--test-engine-token-env", "BUILDKITE_ANALYTICS_TOKEN"],
 }
 
 
@@ -189,8 +190,22 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
             " --markdown compare/cuda-vs-rocm.md --junit compare/cuda-vs-rocm.xml"
             " --json compare/cuda-vs-rocm.json") in script
     assert "--context harness-compare-cuda-vs-rocm" in script
+    assert "plugins" not in compare  # Test Engine is opt-in: see the next test
+
+
+def test_test_engine_upload_is_opt_in_by_naming_the_token_variable(capsys):
+    """The test-collector plugin's hook exits 1 when its token is unset: an organisation
+    without Test Engine must not get it. Naming the token's variable opts in."""
+    default = steps_by_key(yaml.safe_load(generate(capsys)[0]))
+    assert not [key for key, step in default.items() if "plugins" in step]
+    texts = generate(capsys, "--test-engine-token-env", "BUILDKITE_ANALYTICS_TOKEN")
+    compare = steps_by_key(yaml.safe_load(texts[0]))["compare-cuda-vs-rocm"]
     assert compare["plugins"] == [{"test-collector#v1.11.0": {
-        "files": "compare/cuda-vs-rocm.xml", "format": "junit"}}]
+        "files": "compare/cuda-vs-rocm.xml", "format": "junit",
+        "api-token-env-name": "BUILDKITE_ANALYTICS_TOKEN"}}]
+    assert "$BUILDKITE_ANALYTICS_TOKEN" not in texts[0]  # by name, never expanded
+    assert main(["pipeline", "--test-engine-token-env", "NOT A NAME"]) == 2
+    assert "expected an environment variable's name" in capsys.readouterr().err
 
 
 def test_rocm_alone_compares_without_waiting_for_an_absent_cuda_agent(capsys):
@@ -528,7 +543,7 @@ def test_compare_step_end_to_end_fake_buildkite_agent(tmp_path, variant):
     if variant == "infra":
         assert re.search(r"missing|no results", body, re.I)
     # The JUnit file the Test Engine plugin uploads, and the JSON summary, are there.
-    junit = checkout / compare["plugins"][0]["test-collector#v1.11.0"]["files"]
+    junit = checkout / "compare" / "cuda-vs-rocm.xml"
     assert ElementTree.parse(junit).getroot().tag in ("testsuites", "testsuite")
     assert json.loads((checkout / "compare" / "cuda-vs-rocm.json").read_text())
 
