@@ -170,7 +170,7 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
         "harness models fetch --platform rocm",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER --pull always"]
     assert cpu["commands"] == ["harness run --platform cpu --run-id build-$BUILDKITE_BUILD_NUMBER"]
-    assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
+    assert cpu["timeout_in_minutes"] == 45 + 15  # local, tiny models: no fetch, no pull
     assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
     # Retried for infrastructure only: agent lost, the harness's infra exit (a GPU hang is
     # classified and retried inside the harness, which exits 0-3 only).
@@ -612,3 +612,18 @@ def test_retry_rules_match_exit_codes_the_harness_really_produces(capsys):
     for step in steps:
         for rule in step.get("retry", {}).get("automatic", []):
             assert rule["exit_status"] in (AGENT_LOST, *EXIT_CODES), (step["key"], rule)
+
+
+def test_run_step_timeout_counts_the_model_fetch_and_the_image_pull(capsys):
+    """A GPU run step waits for the hub fetch, the image pull and the run, each with its own
+    deadline: the step's timeout is their sum plus a margin, so a slow pull or a first fetch
+    never makes Buildkite kill a step whose harness would still have written results."""
+    from harness.images import PULL_TIMEOUT_S
+    from harness.models.fetch import FETCH_TIMEOUT_S
+
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu")[0]))
+    platforms = load_platforms(CASES / "platforms.yaml")
+    rocm = platforms["rocm"]
+    assert steps["run-rocm"]["timeout_in_minutes"] == (
+        FETCH_TIMEOUT_S // 60 + PULL_TIMEOUT_S // 60 + rocm.timeout_minutes + 15)
+    assert steps["run-cpu"]["timeout_in_minutes"] == platforms["cpu"].timeout_minutes + 15
