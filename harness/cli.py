@@ -291,7 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
                   f"{args.results / run_id / name}/worker{request.file_suffix()}.log", flush=True)
         problem = None if args.skip_preflight else preflight_problem(
-            platforms[name], args.engine, args.in_place)
+            platforms[name], args.engine, args.in_place, args.gpus, args.shard_index)
         if problem:
             from harness.execute import not_started
 
@@ -320,12 +320,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return worst
 
 
-def preflight_problem(platform, engine: str | None, in_place: bool) -> str | None:
-    """The cheap part of `harness doctor`: engine, devices, GPUs clean. The first failure."""
+def preflight_problem(platform, engine: str | None, in_place: bool, gpus: str | None = None,
+                      shard: int | None = None) -> str | None:
+    """The cheap part of `harness doctor`: engine, devices, the run's GPUs clean. The first
+    failure (warnings, such as a neighbour agent's busy GPU, do not stop the run)."""
     from harness.doctor import Host, failed, platform_checks
 
     problems = failed(platform_checks(platform, Host(), engine=engine, in_place=in_place,
-                                      cheap=True))
+                                      cheap=True, gpus=gpus, shard=shard))
     if not problems:
         return None
     return "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in problems)

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-place", action="store_true",
                         help="checks for `harness run --in-place` (no container engine)")
     parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--gpus", default=None,
+                        help="the run's GPUs, as `harness run --gpus` (default: the agent's "
+                             "pinning, else the platform's gpus); only these must be clean")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         pairs = wanted_snapshots([job for job in jobs if job.platform.name == name])
         checks = platform_checks(platforms[name], host, engine=args.engine,
-                                 in_place=args.in_place, results=args.results, snapshots=pairs)
+                                 in_place=args.in_place, results=args.results, snapshots=pairs,
+                                 gpus=args.gpus)
         print(f"{name}:")
         for check in checks:
             print(f"  {check.line()}")
