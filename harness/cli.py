@@ -189,6 +189,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def load_selection(args: argparse.Namespace):
     """Cases, platforms and the planned jobs for a plan/run command line."""
     from harness.plan import plan
+    from harness.settings import default_platforms
     from harness.spec import check_overrides, check_registries, load_cases, load_platforms
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
@@ -198,7 +199,7 @@ def load_selection(args: argparse.Namespace):
     check_overrides(cases, platforms)
     for case in cases:
         check_registries(case)
-    selected = args.platform or [name for name, p in platforms.items() if p.default]
+    selected = args.platform or default_platforms(platforms, os.environ)
     jobs = plan(cases, platforms, selected, args.keyword)
     return cases, platforms, platforms_file, jobs
 

@@ -9,8 +9,10 @@ with a step that runs ``harness pipeline ... --part 2 | buildkite-agent pipeline
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from harness.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, PipelineOptions,
@@ -18,6 +20,7 @@ from harness.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, Pipelin
 from harness.buildkite.uploads import job_count, render
 from harness.cli import DEFAULT_CASES, positive_int
 from harness.outcomes import EXIT_OK, EXIT_USAGE
+from harness.settings import with_queues
 
 
 
@@ -121,8 +124,6 @@ def _bare_images(options: PipelineOptions, platforms) -> PipelineOptions:
         raise ValueError("--image IMAGE without PLATFORM= needs exactly one container platform "
                          f"selected (selected: {', '.join(containers) or 'none'})")
     pairs = tuple((p or containers[0], image) for p, image in options.images)
-    from dataclasses import replace
-
     return replace(options, images=pairs)
 
 
@@ -134,6 +135,10 @@ def documents_for(args: argparse.Namespace) -> tuple[PipelineOptions, list[dict]
                                    platform=list(options.platforms) or None,
                                    keyword=args.keyword)
     _, platforms, _, jobs = load_selection(selection)
+    platforms = with_queues(platforms, os.environ)
+    jobs = [replace(job, platform=platforms[job.platform.name]) for job in jobs]
+    if not options.platforms:  # the settings' choice, written into the pipeline's own command
+        options = replace(options, platforms=tuple(dict.fromkeys(j.platform.name for j in jobs)))
     options = _bare_images(options, platforms)
     unknown = [p for p, _ in options.images if p not in platforms]
     if unknown:
@@ -158,7 +163,8 @@ def bisect_document(args: argparse.Namespace) -> dict:
     bisect_args = parser.parse_args(args.bisect)
     request = request_from(bisect_args)
     case_dir = bisect_args.cases if bisect_args.cases.is_dir() else bisect_args.cases.parent
-    platforms = load_platforms(bisect_args.platforms_file or case_dir / "platforms.yaml")
+    platforms = with_queues(load_platforms(bisect_args.platforms_file
+                                           or case_dir / "platforms.yaml"), os.environ)
     if request.platform not in platforms:
         raise PipelineError(f"--bisect --platform {request.platform}: unknown platform; known: "
                             f"{sorted(platforms)}")

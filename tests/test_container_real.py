@@ -144,10 +144,11 @@ def temp_entries() -> set[str]:
     """Temporary files the launcher or docker/*.sh could leave (containers never see the host's
     /tmp; other vLLM runs on this host make their own, which are not ours to judge)."""
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    # The engine fixtures' own directories (harness-dockerd-*, harness-registry-*) live for a
-    # test session, possibly another one's on this host: they are not the launcher's leftovers.
+    # The service fixtures' own directories (harness-dockerd-*, harness-registry-*, the
+    # PostgreSQL server's harness-pg-*) live for a test session, possibly another one's on
+    # this host: they are not the launcher's leftovers.
     ours = {p.name for p in tmp.iterdir() if p.name.startswith("harness")
-            and not p.name.startswith(("harness-dockerd-", "harness-registry-"))}
+            and not p.name.startswith(("harness-dockerd-", "harness-registry-", "harness-pg-"))}
     return ours | {f"build-inputs/{p.name}" for p in (REPO / "docker/build-inputs").iterdir()
                    if p.name not in (".gitignore", "README.md")}
 
