@@ -594,7 +594,8 @@ def test_options_survive_the_round_trip_through_the_chained_command_line():
                                     push_images=True, cases="cases/sub", platforms_file="p.yaml",
                                     comparisons=(Comparison("cpu", "rocm"),), queue="cpu",
                                     history_db="/var/lib/h.sqlite", max_jobs_per_upload=50,
-                                    harness=".venv/bin/harness")):
+                                    harness=".venv/bin/harness",
+                                    test_engine_token_env="BUILDKITE_ANALYTICS_TOKEN")):
         assert options_from(parser.parse_args(options.argv())) == options
 
 
