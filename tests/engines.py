@@ -111,12 +111,16 @@ def start_dockerd(root: Path) -> DockerEngine:
 
 
 def stop_dockerd(engine: DockerEngine) -> None:
-    """Remove every container, stop the daemon, remove its directory (overlay mounts first)."""
+    """Remove every container, stop the daemon, remove its directory (overlay mounts first).
+    A removal that fails is raised after the rest of the clean-up (never silently left)."""
+    problem = ""
     if engine.process.poll() is None:
         try:  # a daemon stuck in a dead pull may not answer: the daemon is stopped regardless
             listed = engine("ps", "-aq", timeout=60)
             if listed.stdout.split():
-                engine("rm", "-f", *listed.stdout.split(), timeout=120)
+                removed = engine("rm", "-f", *listed.stdout.split(), timeout=120)
+                if removed.returncode != 0:
+                    problem = f"docker rm -f: exit {removed.returncode}: {removed.stderr.strip()}"
         except subprocess.TimeoutExpired:
             pass
     _stop_process(engine.process)
@@ -127,6 +131,8 @@ def stop_dockerd(engine: DockerEngine) -> None:
     for mount in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], capture_output=True, timeout=30)
     shutil.rmtree(engine.root, ignore_errors=True)
+    if problem:
+        raise RuntimeError(problem)
 
 
 @pytest.fixture(scope="session")
