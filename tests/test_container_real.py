@@ -36,7 +36,7 @@ from harness.plan import plan
 from harness.results import read_result
 from harness.spec import load_cases, load_platforms
 from tests.conftest import CASES, REPO
-from tests.engines import (CONTAINER_PYTHON, CONTAINER_VENV, PODMAN, PYTHON_HOME, VENV, podman,
+from tests.engines import (CONTAINER_PYTHON, CONTAINER_VENV, PODMAN, PYTHON_HOME, podman,
                            venv_mounts)
 
 pytestmark = pytest.mark.container
