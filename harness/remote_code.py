@@ -77,21 +77,3 @@ def parse(output: str) -> dict:
             return json.loads(line[len(MARK):])
     tail = output.strip().splitlines()[-1:] or ["no output"]
     return {"ok": False, "error": f"the probe said nothing ({tail[0][:300]})"}
-
-
-def check(repo_id: str, revision: str | None, snapshot: Path, argv: list[str],
-          runner: Callable[[list[str]], tuple[int, str]], where: str):
-    """A doctor Check for one snapshot's remote code under the platform's transformers."""
-    from harness.doctor import Check
-
-    code, output = runner(argv)
-    found = parse(output)
-    name = f"{repo_id}@{(revision or 'main')[:12]}"
-    version = found.get("transformers", "?")
-    if found.get("ok"):
-        return Check("remote code", "pass", f"{name}: {found['config']} and "
-                     f"{found['processor']} load under transformers {version} ({where})")
-    return Check("remote code", "fail", f"{name}: the snapshot's remote code does not load "
-                 f"under transformers {version} ({where}): {found.get('error')}",
-                 "pin a model.revision whose remote code loads under this transformers, or "
-                 "run an image whose transformers (and packages, e.g. scipy) it supports")

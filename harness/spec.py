@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from harness.results import TRACEBACK
 from harness.platform_spec import CAPABILITIES, Platform, PlatformsFile, Strict
-from harness.yamlsource import Located, SpecError, load_located
+from harness.quarantine import QUARANTINE_FILE, load_quarantine
+from harness.yamlsource import Located, SpecError, load_located, validate_model
 
 PLATFORMS_FILE = "platforms.yaml"
-QUARANTINE_FILE = "quarantine.yaml"  # harness.quarantine: known failures, until a date
 ID_RE = r"^[a-z0-9][a-z0-9_\-]*$"
 
 
@@ -283,26 +283,8 @@ def _same_shape_other_content(check: "OutputsDifferCheck", requests: dict,
 # ---------------------------------------------------------------- loading
 
 
-def validate_located(located: Located, model: type[BaseModel]):
-    """Validate YAML data against a model, errors located at file:line: key (one definition
-    for every YAML input: cases, platforms, the quarantine list)."""
-    return _validate(located, model)
-
-
 def _validate(located: Located, model: type[BaseModel], extra: dict[str, Any] | None = None):
-    data = located.data
-    if not isinstance(data, dict):
-        raise located.error((), "expected a mapping at the top level")
-    try:
-        return model.model_validate({**data, **(extra or {})})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        keypath = tuple(part for part in first["loc"] if not _is_union_tag(part))
-        message = _pydantic_message(first)
-        more = len(exc.errors()) - 1
-        if more:
-            message += f" (and {more} more error{'s' if more > 1 else ''})"
-        raise located.error(keypath, message) from None
+    return validate_model(located, model, extra, hidden=_is_union_tag)
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -318,15 +300,6 @@ def _check_kinds() -> frozenset[str]:
 
 
 _CHECK_KINDS = _check_kinds()
-
-
-def _pydantic_message(error: dict[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    return error["msg"]
 
 
 def load_case(path: Path | str) -> Case:
@@ -440,8 +413,6 @@ def validate_paths(paths: list[Path | str]) -> list[SpecError]:
             if file.name == PLATFORMS_FILE:
                 platforms = load_platforms(file)
             elif file.name == QUARANTINE_FILE:
-                from harness.quarantine import load_quarantine
-
                 load_quarantine(file)
             else:
                 case = load_case(file)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -122,3 +122,33 @@ def load_located(path: Path | str, text: str | None = None) -> Located:
     finally:
         loader.dispose()
     return Located(path, data, lines)
+
+
+def validate_model(located: Located, model, extra: dict[str, Any] | None = None,
+                   hidden: Callable[[Any], bool] = lambda part: False):
+    """Validate YAML data against a pydantic model; the first error is raised as a SpecError
+    at file:line: key (``hidden``: location parts that are not keys, e.g. union tags)."""
+    from pydantic import ValidationError
+
+    data = located.data
+    if not isinstance(data, dict):
+        raise located.error((), "expected a mapping at the top level")
+    try:
+        return model.model_validate({**data, **(extra or {})})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        keypath = tuple(part for part in first["loc"] if not hidden(part))
+        message = _pydantic_message(first)
+        more = len(exc.errors()) - 1
+        if more:
+            message += f" (and {more} more error{'s' if more > 1 else ''})"
+        raise located.error(keypath, message) from None
+
+
+def _pydantic_message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    return error["msg"]

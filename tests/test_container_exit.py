@@ -54,6 +54,15 @@ def test_sigkill_is_oom_unless_the_harness_killed_it(tmp_path):
     assert not oom_killed({}, 137, outcome(tmp_path, 137))  # nothing inspected: no claim
 
 
+@pytest.mark.parametrize("state", [{"Status": "removing", "ExitCode": 137},
+                                   {"Status": "dead", "Dead": True, "ExitCode": 137}])
+def test_a_container_someone_is_removing_is_lost_not_oom(tmp_path, state):
+    """docker's `rm -f` by someone else, inspected between its kill and its removal (seen on a
+    loaded host): exit 137 with the container still listed is a lost container, no OOM."""
+    assert not oom_killed(state, 137, outcome(tmp_path, 137))
+    assert classify(tmp_path, 137, state=state)[0] == "container-lost"
+
+
 def test_last_line_skips_blank_lines_and_is_bounded():
     assert last_line("first\nsecond\n\n  \n") == "second"
     assert len(last_line("x" * 1000)) == 300 and last_line("") == ""

@@ -34,7 +34,7 @@ def steps_of(capsys, *argv: str) -> dict[str, dict]:
 def test_the_nightly_runs_the_reference_on_a_gpu_agent_after_the_runs(capsys):
     steps = steps_of(capsys, *NIGHTLY)
     ref = steps["reference-hf"]
-    assert ref["agents"] == {"queue": "amd-mi300"}  # the candidate's GPU queue
+    assert ref["agents"] == {"queue": "amd_mi300_1"}  # the candidate's GPU queue
     assert {d["step"] for d in ref["depends_on"]} == {"run-rocm", "run-cuda", "run-cpu"} & \
         {k for k in steps if k.startswith("run-")}
     fetch, reference = ref["commands"]

@@ -38,14 +38,14 @@ def reference_platform(comparisons: Sequence, platforms: Mapping[str, Platform],
 
 
 def reference_step(platform: Platform, after: Sequence[str], options) -> dict[str, Any]:
-    from harness.buildkite.pipeline import (AGENT_LOST, RESULTS, RUN_ID, Raw, _harness, sh)
+    from harness.buildkite.shell import AGENT_LOST, RESULTS, RUN_ID, Raw, sh
     from harness.outcomes import EXIT_INFRA
 
     cases = options.cases or "cases"
-    fetch = sh(*_harness(options), "models", "fetch", "--platform", platform.name,
+    fetch = sh(Raw(options.harness), "models", "fetch", "--platform", platform.name,
                *(["--cases", options.cases] if options.cases else []),
                *(["--platforms-file", options.platforms_file] if options.platforms_file else []))
-    reference = sh(*_harness(options), "reference", "--case", cases, "--results", RESULTS,
+    reference = sh(Raw(options.harness), "reference", "--case", cases, "--results", RESULTS,
                    "--run-id", Raw(RUN_ID), "--model-source", "hub", "--device", DEVICE)
     return {
         "label": f"hf reference on {platform.name} (GPU, hub weights)",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 
 def earlier_results_command(platform: str) -> str:
-    from harness.buildkite.pipeline import RESULTS, RUN_ID, Raw, sh
+    from harness.buildkite.shell import RESULTS, RUN_ID, Raw, sh
 
     query = Raw(f'"{RESULTS}/{RUN_ID}/{platform}/*.json"')
     download = sh("buildkite-agent", "artifact", "download", query, ".", "--step",

@@ -20,13 +20,21 @@ NO_SUCH_IMAGE = re.compile(r"no such image|unable to find image|image not known|
                            r"manifest unknown|repository .* not found", re.I)
 
 
+def being_removed(state: dict) -> bool:
+    """Someone else's `rm -f` caught mid-way: the engine has killed the container (SIGKILL,
+    exit 137) and is removing it, so ``inspect`` still answers, with this status."""
+    return str(state.get("Status", "")).lower() in ("removing", "dead") or bool(state.get("Dead"))
+
+
 def oom_killed(state: dict, exit_code: int | None, outcome: WorkerOutcome) -> bool:
-    """Exit 137 is SIGKILL. The harness's own kill (deadline, Ctrl-C) explains it; otherwise
-    the memory cgroup's OOM killer is the likely sender: podman with runc on cgroup v1 reports
-    OOMKilled=false for a real OOM kill (seen here), so the flag alone is not enough."""
+    """Exit 137 is SIGKILL. The harness's own kill (deadline, Ctrl-C) explains it, and so does
+    a removal under way; otherwise the memory cgroup's OOM killer is the likely sender: podman
+    with runc on cgroup v1 reports OOMKilled=false for a real OOM kill (seen here), so the flag
+    alone is not enough."""
     killed_by_us = outcome.timed_out or outcome.interrupted
     return bool(state.get("OOMKilled")) or (
-        bool(state) and exit_code == SIGKILL_EXIT and not killed_by_us)
+        bool(state) and exit_code == SIGKILL_EXIT and not killed_by_us
+        and not being_removed(state))
 
 
 def classify_exit(outcome: WorkerOutcome, state: dict, *, engine: str, image: str | None,
@@ -48,7 +56,7 @@ def classify_exit(outcome: WorkerOutcome, state: dict, *, engine: str, image: st
     if code == NOT_FOUND:
         return "command-not-found", (f"the worker command ({python} or "
                                      f"timeout) is not in {image} (exit {code})")
-    if not state:  # the client ran, yet there was no container to inspect afterwards
+    if not state or being_removed(state):  # gone, or going, while the client ran
         return "container-lost", (f"container {container} vanished during the run "
                                   f"(client exit {code}); removed by someone else?")
     return None
