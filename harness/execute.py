@@ -32,6 +32,7 @@ from harness.results import (Attempt, DiskFull, Expect, LogInfo, Result, ResultF
                              read_result, result_path, tail, write_result)
 from harness.secrets import redact
 from harness.runinfo import now
+from harness.signatures.attach import sign
 
 PYTEST_NO_TESTS = 5
 MIN_RETRY_S = 60  # a retry with less of the deadline left than this would only time out
@@ -78,6 +79,8 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
             outcome = again
     if problem:
         results = [_disk_full(r, problem) for r in results]
+    else:  # every failure gets its signature (harness.signatures), from its logs
+        results = [_signed(r, request, outcome.log_path) for r in results]
     return PlatformRun(request.platform.name, platform_dir, results, outcome,
                        EXIT_INFRA if problem else exit_code(results, outcome), problem)
 
@@ -116,6 +119,17 @@ def _disk_full(result: Result, problem: str) -> Result:
         return result  # written before the disk filled: intact, and still true
     return result.model_copy(update={"failure_class": "disk-full",
                                      "message": f"disk full: {problem}"})
+
+
+def _signed(result: Result, request: WorkerRequest, worker_log: Path) -> Result:
+    path = result_path(request.results_dir, request.run_id, result.platform, result.case_id)
+    signed = sign(result, path.parent, worker_log)
+    if signed is not result:
+        try:
+            write_result(path, signed)
+        except DiskFull:
+            return result  # the file keeps what it had; the run's exit says the disk is full
+    return signed
 
 
 def _retry(jobs: list[Job], results: list[Result], retry: list[Job], request: WorkerRequest,

@@ -24,6 +24,7 @@ BUILDKITE_FIELDS = {
     "pipeline": "BUILDKITE_PIPELINE_SLUG",
     "branch": "BUILDKITE_BRANCH",
     "retry_count": "BUILDKITE_RETRY_COUNT",
+    "agent_name": "BUILDKITE_AGENT_NAME",  # where the job ran (signatures, node-local triage)
 }
 GIT_COMMIT_ENV = "HARNESS_GIT_COMMIT"
 GIT_DIRTY_ENV = "HARNESS_GIT_DIRTY"
