@@ -143,6 +143,8 @@ EXTRA_COMMANDS = {
     "doctor": "preflight checks for a platform's node, one line each with the fix",
     "prune": "remove the harness's own old containers and images (by label)",
     "bisect": "find the first bad image for a case (flake-aware, resumable)",
+    "triage": "failures grouped by signature across jobs, nights and nodes",
+    "signatures": "check the failure-signature rulebook (signatures.yaml) and its coverage",
 }
 
 
