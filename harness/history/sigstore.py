@@ -24,13 +24,18 @@ from harness.signatures.scan import Source
 DDL = """
 CREATE TABLE signatures (
     result_ref BIGINT PRIMARY KEY REFERENCES results(id),
+    -- the result's run, case and status again: triage reads this table without the results
+    run_ref BIGINT NOT NULL REFERENCES runs(id),
+    case_ref BIGINT NOT NULL REFERENCES cases(id),
+    status TEXT NOT NULL,
     node TEXT, gpu_arch TEXT,
     rule TEXT, sig_key TEXT, sig_class TEXT, line TEXT, line_no BIGINT, source TEXT
 );
-CREATE INDEX signatures_rule ON signatures (rule)
+CREATE INDEX signatures_rule ON signatures (rule);
+CREATE INDEX signatures_case ON signatures (case_ref)
 """
-COLUMNS = ("result_ref", "node", "gpu_arch", "rule", "sig_key", "sig_class", "line",
-           "line_no", "source")
+COLUMNS = ("result_ref", "run_ref", "case_ref", "status", "node", "gpu_arch", "rule",
+           "sig_key", "sig_class", "line", "line_no", "source")
 BAD_STATUSES = ("failed", "error", "xpassed")
 
 
@@ -38,17 +43,17 @@ def ddl_statements() -> list[str]:
     return [s for s in DDL.split(";") if s.strip()]
 
 
-def row_of(result_id: int, node: str | None, gpu_arch: str | None,
+def row_of(ids: tuple[int, int, int], status: str, node: str | None, gpu_arch: str | None,
            sig: SignatureRow | None) -> tuple:
     if sig is None:
-        return (result_id, node, gpu_arch, None, None, None, None, None, None)
-    return (result_id, node, gpu_arch, sig.rule, sig.key, sig.failure_class, sig.line,
+        return (*ids, status, node, gpu_arch, None, None, None, None, None, None)
+    return (*ids, status, node, gpu_arch, sig.rule, sig.key, sig.failure_class, sig.line,
             sig.line_no, sig.source)
 
 
-def insert(conn: Connection, rows: Iterable[tuple[int, ResultRow]]) -> None:
-    """The signature rows of newly stored results: (result id, row) pairs."""
-    out = [row_of(result_id, row.node, row.gpu_arch, row.signature) for result_id, row in rows
+def insert(conn: Connection, rows: Iterable[tuple[tuple[int, int, int], ResultRow]]) -> None:
+    """The signature rows of newly stored results: ((result, run, case) ids, row) pairs."""
+    out = [row_of(ids, row.status, row.node, row.gpu_arch, row.signature) for ids, row in rows
            if row.node is not None or row.signature is not None]
     if out:
         conn.bulk_insert("signatures", COLUMNS, out)
@@ -61,13 +66,13 @@ def migrate_from_2(conn: Connection) -> int:
         conn.execute(statement)
     rulebook = default_rulebook()
     out = []
-    for result_id, message, tail in list(conn.execute(
-            "SELECT id, message, log_tail FROM results WHERE status IN (?, ?, ?)",
-            BAD_STATUSES)):
+    for result_id, run_ref, case_ref, status, message, tail in list(conn.execute(
+            "SELECT id, run_ref, case_ref, status, message, log_tail FROM results "
+            "WHERE status IN (?, ?, ?)", BAD_STATUSES)):
         own = [Source("log_tail", "engine", (tail or "").encode("utf-8")),
                Source("message", "harness", (message or "").encode("utf-8"))]
         sig = signature_of(own, [], Where(), rulebook)
-        out.append(row_of(result_id, None, None, SignatureRow(
+        out.append(row_of((result_id, run_ref, case_ref), status, None, None, SignatureRow(
             sig.rule, sig.key, sig.failure_class, sig.line, sig.line_no, sig.source)))
     if out:
         conn.bulk_insert("signatures", COLUMNS, out)

@@ -298,4 +298,5 @@ def _insert(conn: Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
          fingerprint_ids[id(row.fingerprint)], output_key(row.output_digest),
          _request_digests(row)) + _row_fields(row)
         for result_id, row in enumerate(rows, start=first_id)])
-    sigstore.insert(conn, enumerate(rows, start=first_id))
+    sigstore.insert(conn, (((result_id, run_refs[row.platform], case_refs[row.case_id]), row)
+                           for result_id, row in enumerate(rows, start=first_id)))

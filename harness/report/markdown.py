@@ -24,6 +24,7 @@ from harness.compare.explain import (counts_line, output_lines, pair_title, refe
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import Outcome, Verdict
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.signatures.triage_render import comparison_markdown
 from harness.results import (Result, not_applicable, not_applicable_line, not_decisive,
                              status_label)
 
@@ -238,6 +239,7 @@ def render_markdown(comparison: Comparison, links: LinkStyle | None = None,
         for case in pair.cases:
             if _needs_detail(case):
                 add(4, _tails(case, pair))
+    add(2, comparison_markdown(comparison))  # failures grouped by signature (harness.signatures)
     return _fit(blocks, max_bytes)
 
 

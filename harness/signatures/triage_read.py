@@ -11,43 +11,57 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.history.db import Connection
+from harness.history.store import CHUNK
 from harness.history.storeread import load_nights
 from harness.resultview import read_result_view
 from harness.results import cycle_collection_paused, iter_result_files
 from harness.signatures.triage import Night, Occurrence, Pass
 
 GOOD = ("passed", "xfailed")
+# Index by index: the failures (signatures_rule), then the passes of their cases (signatures_case).
 _FAILURES = """
-SELECT u.run_id, u.platform, u.accelerator, c.case_id, s.node, s.gpu_arch, f.commit_sha,
-       s.rule, s.sig_key, s.sig_class, s.line
-FROM signatures s JOIN results r ON r.id = s.result_ref JOIN runs u ON u.id = r.run_ref
-JOIN cases c ON c.id = r.case_ref JOIN fingerprints f ON f.id = r.fingerprint_id
+SELECT s.run_ref, s.case_ref, u.platform, u.accelerator, c.case_id, s.node, s.gpu_arch,
+       f.commit_sha, s.rule, s.sig_key, s.sig_class, s.line
+FROM signatures s JOIN runs u ON u.id = s.run_ref JOIN cases c ON c.id = s.case_ref
+JOIN results r ON r.id = s.result_ref JOIN fingerprints f ON f.id = r.fingerprint_id
 WHERE s.rule IS NOT NULL"""
-_PASSES = """
-SELECT u.run_id, u.platform, c.case_id, s.node
-FROM signatures s JOIN results r ON r.id = s.result_ref JOIN runs u ON u.id = r.run_ref
-JOIN cases c ON c.id = r.case_ref
-WHERE s.rule IS NULL AND s.node IS NOT NULL AND r.status IN (?, ?) AND r.case_ref IN (
-    SELECT r2.case_ref FROM signatures s2 JOIN results r2 ON r2.id = s2.result_ref
-    WHERE s2.rule IS NOT NULL)"""
+_PASSES = """SELECT s.run_ref, s.case_ref, s.node FROM signatures s
+WHERE s.case_ref IN ({marks}) AND s.rule IS NULL AND s.node IS NOT NULL AND s.status IN (?, ?)"""
 
 
 def from_store(conn: Connection, last_nights: int | None = None
                ) -> tuple[list[Occurrence], list[Pass], list[Night]]:
-    """The stored signatures (of the last ``last_nights`` nights; None: all of them)."""
+    """The stored signatures (of the last ``last_nights`` nights; None: all of them), in one
+    snapshot of the store."""
     with conn.read(), cycle_collection_paused():
-        stored = load_nights(conn)
-        if last_nights is not None:
-            stored = stored[-last_nights:] if last_nights > 0 else []
-        nights = [Night(i, n.run_id, n.started_at) for i, n in enumerate(stored)]
-        index = {n.run_id: n.index for n in nights}
-        occurrences = [
-            Occurrence(index[run], platform, accel, case, node, commit, rule, key or "", klass,
-                       line or "", arch)
-            for run, platform, accel, case, node, arch, commit, rule, key, klass, line
-            in conn.execute(_FAILURES) if run in index]
-        passes = [Pass(index[run], platform, case, node)
-                  for run, platform, case, node in conn.execute(_PASSES, GOOD) if run in index]
+        return read_signatures(conn, last_nights)
+
+
+def read_signatures(conn: Connection, last_nights: int | None = None
+                    ) -> tuple[list[Occurrence], list[Pass], list[Night]]:
+    """As ``from_store``, inside the caller's read transaction (the dashboard's)."""
+    stored = load_nights(conn)
+    if last_nights is not None:
+        stored = stored[-last_nights:] if last_nights > 0 else []
+    nights = [Night(i, n.run_id, n.started_at) for i, n in enumerate(stored)]
+    index = {n.run_id: n.index for n in nights}
+    runs = {ref: (index[n.run_id], platform) for n in stored if n.run_id in index
+            for platform, ref in n.refs.items()}
+    occurrences, cases = [], {}
+    for run_ref, case_ref, platform, accel, case, node, arch, commit, rule, key, klass, line \
+            in conn.execute(_FAILURES):
+        if run_ref in runs:
+            cases[case_ref] = case
+            occurrences.append(Occurrence(runs[run_ref][0], platform, accel, case, node, commit,
+                                          rule, key or "", klass, line or "", arch))
+    passes = []
+    refs = sorted(cases)
+    for start in range(0, len(refs), CHUNK):
+        chunk = refs[start:start + CHUNK]
+        sql = _PASSES.format(marks=",".join("?" * len(chunk)))
+        passes += [Pass(runs[run_ref][0], runs[run_ref][1], cases[case_ref], node)
+                   for run_ref, case_ref, node in conn.execute(sql, (*chunk, *GOOD))
+                   if run_ref in runs]
     return occurrences, passes, nights
 
 
@@ -55,28 +69,36 @@ def from_runs(run_dirs: list[Path], first_index: int = 0
               ) -> tuple[list[Occurrence], list[Pass], list[Night]]:
     """The signatures in run directories' result files, each run one night (in the given
     order, after ``first_index`` earlier nights)."""
+    with cycle_collection_paused():
+        return from_views([(Path(run_dir).name, [read_result_view(path) for path in
+                                                 iter_result_files(Path(run_dir))])
+                           for run_dir in run_dirs], first_index)
+
+
+def from_views(runs: list[tuple[str, list]], first_index: int = 0
+               ) -> tuple[list[Occurrence], list[Pass], list[Night]]:
+    """The signatures of results already read (views or Results), as (run id, results) per
+    night, in order."""
     occurrences: list[Occurrence] = []
     passes: list[Pass] = []
     nights: list[Night] = []
-    with cycle_collection_paused():
-        for offset, run_dir in enumerate(run_dirs):
-            index = first_index + offset
-            started: list[str] = []
-            for path in iter_result_files(Path(run_dir)):
-                result = read_result_view(path)
-                started += [result.started_at] if result.started_at else []
-                fp = result.fingerprint
-                accelerator = fp.get("accelerator")
-                commit = (fp.get("buildkite") or {}).get("commit") or fp.get("git_commit")
-                sig = result.signature
-                if sig is not None:
-                    where = sig.where
-                    occurrences.append(Occurrence(
-                        index, result.platform, accelerator, result.case_id,
-                        where.hostname or where.agent, commit, sig.rule, sig.key,
-                        sig.failure_class, sig.line, where.gpu_arch))
-                elif result.status in GOOD:
-                    node = fp.get("hostname") or (fp.get("buildkite") or {}).get("agent_name")
-                    passes.append(Pass(index, result.platform, result.case_id, node))
-            nights.append(Night(index, Path(run_dir).name, min(started, default=None)))
+    for offset, (run_id, results) in enumerate(runs):
+        index = first_index + offset
+        started: list[str] = []
+        for result in results:
+            started += [result.started_at] if result.started_at else []
+            fp = result.fingerprint
+            buildkite = fp.get("buildkite") or {}
+            sig = result.signature
+            if sig is not None:
+                where = sig.where
+                occurrences.append(Occurrence(
+                    index, result.platform, fp.get("accelerator"), result.case_id,
+                    where.hostname or where.agent,
+                    buildkite.get("commit") or fp.get("git_commit"), sig.rule, sig.key,
+                    sig.failure_class, sig.line, where.gpu_arch))
+            elif result.status in GOOD:
+                passes.append(Pass(index, result.platform, result.case_id,
+                                   fp.get("hostname") or buildkite.get("agent_name")))
+        nights.append(Night(index, run_id, min(started, default=None)))
     return occurrences, passes, nights

@@ -78,3 +78,20 @@ def html_table(groups: list[Group]) -> Markup:
     return html('<section id="signatures"><h2>Failure signatures</h2>'
                 '<table class="signatures"><thead><tr>{heads}</tr></thead>'
                 '<tbody>{rows}</tbody></table></section>\n', heads=heads, rows=join(rows))
+
+
+def comparison_markdown(comparison) -> str:
+    """The annotation's signature table: the failures of the compared runs (both sides of
+    every pair, each result once), grouped; "" when none failed with a signature."""
+    from harness.signatures.triage import triage
+    from harness.signatures.triage_read import from_views
+
+    by_run: dict[str, dict[tuple[str, str], object]] = {}
+    for pair in comparison.pairs:
+        for side in (pair.baseline, pair.candidate):
+            for result in side.results.values():
+                by_run.setdefault(result.run_id, {})[(result.platform, result.case_id)] = result
+    runs = sorted(by_run.items(), key=lambda kv: (min(
+        (r.started_at for r in kv[1].values() if r.started_at), default=""), kv[0]))
+    groups = triage(*from_views([(run, list(results.values())) for run, results in runs]))
+    return markdown(groups) if groups else ""
