@@ -9,7 +9,6 @@ own parse of the pattern, so the prefilter cannot disagree with the regex.
 
 from __future__ import annotations
 
-import re
 
 try:  # Python 3.11+
     from re import _parser as sre_parse  # type: ignore[attr-defined]
@@ -95,8 +94,3 @@ def required_literals(pattern: str) -> Alternatives | None:
     parsed = sre_parse.parse(pattern, 0)
     return _sequence(list(parsed))
 
-
-def literal_regex(literals: list[str]) -> re.Pattern[str]:
-    """One alternation of every literal (lower case), longest first, to scan lowered text."""
-    ordered = sorted(set(literals), key=lambda text: (-len(text), text))
-    return re.compile("|".join(re.escape(text) for text in ordered))
