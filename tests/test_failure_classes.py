@@ -147,6 +147,11 @@ def test_a_worker_aborted_by_a_gpu_hang_is_gpu_hang_and_retried(tmp_path):
     assert counter == [1, 2]
     assert {(r.status, r.failure_class) for r in run.results} == {("failed", "gpu-hang")}
     assert run.exit_code == EXIT_FAILED
+    # the signature: the hang the worker printed (its own log), with where it ran
+    assert {(r.signature.rule, r.signature.key, r.signature.source, r.signature.line_no)
+            for r in run.results} == {("rocm-gpu-hang", "reason=GPU Hang", "worker.log", 1)}
+    assert all(read_result(request.results_dir / "r1" / "cpu" / f"{r.case_id}.json").signature
+               == r.signature for r in run.results)
 
 
 # ---------------------------------------------------------------- harness errors

@@ -178,3 +178,12 @@ def test_the_jobs_own_logs_come_before_the_shared_worker_log(tmp_path):
     assert signature_of(own, shared, where, RULEBOOK).rule == "rocm-gpu-hang"
     own = sources("torch.OutOfMemoryError: HIP out of memory. Tried to allocate 2 GiB")
     assert signature_of(own, shared, where, RULEBOOK).rule == "gpu-out-of-memory"
+
+
+def test_without_an_error_line_the_harness_message_is_the_line(tmp_path):
+    (tmp_path / "c.log").write_text("INFO all fine\n")
+    signed = sign(failed_result(status="failed", failure_class="check-failed",
+                                message="outputs_differ: identical generated tokens"),
+                  tmp_path, None)
+    assert (signed.signature.rule, signed.signature.line, signed.signature.source) == (
+        UNCLASSIFIED, "outputs_differ: identical generated tokens", "message")

@@ -80,6 +80,10 @@ def signature_of(own: list[Source], shared: list[Source], where: Where,
                          line_no=match.line_no, source=match.source, link=match.rule.link,
                          where=where)
     last = last_error_line(rulebook, own) or last_error_line(rulebook, shared)
+    if last is None:  # no line reads like an error: the harness's own words about the job
+        said = next((s for s in own if s.scope == "harness"), None)
+        text = said.data.decode("utf-8", "replace").strip() if said else ""
+        last = (text.splitlines()[0][:2000], 1, said.name) if text and said else None
     line, line_no, source = last if last else ("", None, "")
     return Signature(rule=UNCLASSIFIED, key=normalized(line), line=line, line_no=line_no,
                      source=source, where=where)
