@@ -235,8 +235,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.terminal import run_table
     from harness.runid import is_valid_run_id, new_run_id
 
+    from harness.signatures.rulebook import default_rulebook
+
     try:
         _, platforms, platforms_file, jobs = load_selection(args)
+        default_rulebook()  # signatures.yaml: a typo fails here, not after the engines ran
         jobs = select_shard_jobs(jobs, args.shard_index, args.shard_count)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -187,3 +187,50 @@ def test_without_an_error_line_the_harness_message_is_the_line(tmp_path):
                   tmp_path, None)
     assert (signed.signature.rule, signed.signature.line, signed.signature.source) == (
         UNCLASSIFIED, "outputs_differ: identical generated tokens", "message")
+
+
+# ---------------------------------------------------------------- harness signatures test
+
+def test_signatures_test_checks_every_fixture_and_reports_coverage(tmp_path, capsys):
+    from harness.cli import main
+    from harness.results import write_result
+
+    platform_dir = tmp_path / "run" / "rocm"
+    platform_dir.mkdir(parents=True)
+    (platform_dir / "worker.log").write_text("worker\n")
+    (platform_dir / "c.log").write_text("HW Exception by GPU node-1 (Agent handle: 0x2) "
+                                        "reason :GPU Hang\n")
+    (platform_dir / "d.log").write_text("RuntimeError: something new\n")
+    write_result(platform_dir / "c.json", failed_result())
+    write_result(platform_dir / "d.json", failed_result(case_id="d", job_id="d@rocm",
+                                                        log={"path": "d.log", "tail": ""},
+                                                        message="engine exited 1"))
+    write_result(platform_dir / "e.json", failed_result(case_id="e", job_id="e@rocm",
+                                                        status="passed", failure_class=None))
+    assert main(["signatures", "test", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert f"fixtures: {len(SEED)} of {len(SEED)} matched by their own rule first" in out
+    assert "coverage: 1 of 2 failed jobs classified (50%)" in out
+    assert "unclassified: " in out and "RuntimeError: something new" in out
+
+
+def test_signatures_test_fails_on_a_fixture_an_earlier_rule_takes(tmp_path, capsys):
+    from harness.cli import main
+
+    path = write(tmp_path, GOOD_RULE + """  - name: two
+    pattern: 'HW Exception by GPU node-\\d+'
+    class: gpu-hang
+    fixture: HW Exception by GPU node-2
+""")
+    assert main(["signatures", "test", "--rules", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL {path}:6: two: fixture (engine) matched by one" in out
+
+
+def test_a_bad_rulebook_stops_harness_run_before_anything_starts(tmp_path, capsys, monkeypatch):
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_SIGNATURES", str(write(tmp_path, "rules: [1]\n")))
+    assert main(["run", "--platform", "cpu", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "signatures.yaml:1: rules[0]: expected a mapping" in err
