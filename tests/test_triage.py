@@ -153,3 +153,25 @@ def test_a_schema_2_store_is_migrated_and_its_failures_signed(new_store):
 
 def test_nodes_rotate_so_a_healthy_case_passes_on_several():
     assert len({node_for("rocm", NODE_CASE, n) for n in range(8)}) > 1
+
+
+def test_the_compare_annotation_shows_the_signature_table(tmp_path):
+    from harness.compare import compare_runs
+    from harness.report.markdown import render_markdown
+    from harness.results import Signature, Where
+    from tests.test_compare_data import PHI, make_run
+
+    def crashed(node: str, accelerator: str):
+        sig = Signature(rule="phi4mm-ragged-image-mask", failure_class="crash",
+                        line=RAGGED, line_no=40, source="phi4mm_variable_crop.log",
+                        where=Where(hostname=node))
+        return lambda r: r.model_copy(update={
+            "status": "failed", "failure_class": "crash", "message": "offline engine failed",
+            "signature": sig, "fingerprint": {**r.fingerprint, "accelerator": accelerator}})
+
+    run = make_run(tmp_path, {"cuda": {PHI: crashed("h100-1", "cuda")},
+                              "rocm": {PHI: crashed("mi300-1", "rocm")}})
+    text = render_markdown(compare_runs([run]))
+    table = text[text.index("### Failure signatures"):]
+    assert "| phi4mm-ragged-image-mask | crash |" in table
+    assert "| cuda, rocm | h100-1, mi300-1 | shared with CUDA |" in table
