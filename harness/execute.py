@@ -69,6 +69,8 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
     began = time.monotonic()
     deadline_s = request.platform.timeout_minutes * 60
     outcome, results, problem = _attempt(jobs, request, launch, deadline_s)
+    if not problem:  # signed now, while the worker log is this attempt's (a retry rewrites it)
+        results = [_signed(r, request, outcome.log_path) for r in results]
     retry = [job for job, result in zip(jobs, results)
              if is_retried(result.failure_class) and result.status == "error"]
     left = deadline_s - (time.monotonic() - began)
@@ -80,7 +82,7 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
     if problem:
         results = [_disk_full(r, problem) for r in results]
     else:  # every failure gets its signature (harness.signatures), from its logs
-        results = [_signed(r, request, outcome.log_path) for r in results]
+        results = [_signed(r, request, outcome.log_path) for r in results]  # the retried
     return PlatformRun(request.platform.name, platform_dir, results, outcome,
                        EXIT_INFRA if problem else exit_code(results, outcome), problem)
 
@@ -159,7 +161,7 @@ def _as_attempt(result: Result, number: int, result_file: str) -> Attempt:
     return Attempt(attempt=number, status=result.status, failure_class=result.failure_class,
                    message=result.message, result_path=result_file, log=result.log,
                    image_digest=result.fingerprint.get("image_digest"),
-                   finished_at=result.finished_at)
+                   finished_at=result.finished_at, signature=result.signature)
 
 
 def _merge(job: Job, request: WorkerRequest, first: Result, second: Result) -> Result:

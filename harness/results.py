@@ -89,19 +89,6 @@ class Expect(_Model):
     strict: bool = True
 
 
-class Attempt(_Model):
-    """One earlier attempt of a retried job (see harness.outcomes: the retry rule)."""
-
-    attempt: int
-    status: Status
-    failure_class: FailureClass | None = None
-    message: str = ""
-    result_path: str = ""  # the attempt's own result file, relative to this one
-    log: LogInfo = LogInfo()
-    image_digest: str | None = None
-    finished_at: str = ""
-
-
 class Where(_Model):
     """Where a job ran, as far as triage groups by it (from the fingerprint and the host)."""
 
@@ -130,6 +117,20 @@ class Signature(_Model):
     source: str = ""  # the log file's name, or "message"
     link: str = ""
     where: Where = Where()
+
+
+class Attempt(_Model):
+    """One earlier attempt of a retried job (see harness.outcomes: the retry rule)."""
+
+    attempt: int
+    status: Status
+    failure_class: FailureClass | None = None
+    message: str = ""
+    result_path: str = ""  # the attempt's own result file, relative to this one
+    log: LogInfo = LogInfo()
+    image_digest: str | None = None
+    finished_at: str = ""
+    signature: Signature | None = None  # a failed attempt's signature (harness.signatures)
 
 
 class Result(_Model):

@@ -90,6 +90,9 @@ def test_the_same_infra_like_failure_on_the_retry_is_the_cases_failure(tmp_path)
     assert (qwen.status, qwen.failure_class) == ("failed", "oom")
     assert "both attempts" in qwen.message
     assert [(a.attempt, a.failure_class) for a in qwen.attempts] == [(1, "oom"), (2, "oom")]
+    # each attempt keeps its own signature (here: nothing in its logs, the harness's message)
+    assert qwen.attempts[0].signature.line == "attempt 1: oom"
+    assert qwen.signature.line.endswith("attempt 2: oom")
     assert qwen.attempts[0].log.path == "qwen2_5_vl_vit_cudagraph.attempt1.log"
     run_dir = tmp_path / "r1" / "cpu"
     assert "attempt 1" in (run_dir / "qwen2_5_vl_vit_cudagraph.attempt1.log").read_text()
