@@ -69,7 +69,7 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
     began = time.monotonic()
     deadline_s = request.platform.timeout_minutes * 60
     outcome, results, problem = _attempt(jobs, request, launch, deadline_s)
-    if not problem:  # signed now, while the worker log is this attempt's (a retry rewrites it)
+    if not problem:  # signed now, while the worker log holds only this attempt (a retry appends)
         results = [_signed(r, request, outcome.log_path) for r in results]
     retry = [job for job, result in zip(jobs, results)
              if is_retried(result.failure_class) and result.status == "error"]
