@@ -175,3 +175,30 @@ def test_the_compare_annotation_shows_the_signature_table(tmp_path):
     table = text[text.index("### Failure signatures"):]
     assert "| phi4mm-ragged-image-mask | crash |" in table
     assert "| cuda, rocm | h100-1, mi300-1 | shared with CUDA |" in table
+
+
+def test_harness_triage_over_run_directories_names_a_node_problem(tmp_path, capsys):
+    from harness.results import Signature, Where
+    from tests.test_compare_data import PHI, make_run
+
+    def on(node: str, hang: bool, night: int):
+        def apply(r):
+            fp = {**r.fingerprint, "accelerator": "rocm", "hostname": node}
+            update = {"fingerprint": fp, "started_at": f"2026-01-0{night}T02:00:00+00:00"}
+            if hang:
+                update.update(status="error", failure_class="gpu-hang", signature=Signature(
+                    rule="rocm-gpu-hang", failure_class="gpu-hang", key="reason=GPU Hang",
+                    line=HANG, line_no=7, source="phi4mm_variable_crop.log",
+                    where=Where(hostname=node)))
+            return r.model_copy(update=update)
+        return apply
+
+    runs = [make_run(tmp_path, {"rocm": {PHI: on(node, hang, night)}}, name=f"night-{night}")
+            for night, node, hang in ((1, "mi300-2", False), (2, "mi300-7", True),
+                                      (3, "mi300-7", True), (4, "mi300-3", False))]
+    assert main(["triage", *map(str, runs), "--format", "json"]) == 0
+    [group] = json.loads(capsys.readouterr().out)["signatures"]
+    assert (group["rule"], group["nights"], group["first_seen"], group["last_seen"]) == (
+        "rocm-gpu-hang", 2, "night-2", "night-3")
+    assert group["verdict"] == "node problem: mi300-7" and not group["new_tonight"]
+    assert main(["triage", str(tmp_path / "missing")]) == 2
