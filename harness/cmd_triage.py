@@ -19,7 +19,7 @@ from harness.history.target import add_store_arguments, store_target
 from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.results import write_atomic
 from harness.signatures import triage_render
-from harness.signatures.rulebook import default_rulebook
+from harness.signatures.rulebook import rule_links
 from harness.signatures.triage import triage
 from harness.signatures.triage_read import from_runs, from_store
 
@@ -34,10 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--out", type=output_file, default=None,
                         help="write there instead of printing")
-
-
-def _links() -> dict[str, str]:
-    return {rule.name: rule.link for rule in default_rulebook().rules if rule.link}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if fresh:
         more = from_runs(fresh, first_index=len(nights))
         occurrences, passes, nights = occurrences + more[0], passes + more[1], nights + more[2]
-    groups = triage(occurrences, passes, nights, _links())
+    groups = triage(occurrences, passes, nights, rule_links())
     render = {"table": triage_render.terminal, "markdown": triage_render.markdown,
               "json": triage_render.as_json}[args.format]
     text = render(groups)

@@ -174,3 +174,8 @@ def default_rulebook() -> Rulebook:
     except OSError as exc:
         raise SpecError(path, None, "", f"cannot read: {exc.strerror or exc}") from None
     return _cached(str(path), mtime)
+
+
+def rule_links() -> dict[str, str]:
+    """Each rule's known issue, by rule name, in the rulebook in use (for the reports)."""
+    return {rule.name: rule.link for rule in default_rulebook().rules if rule.link}

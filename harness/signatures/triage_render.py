@@ -46,11 +46,21 @@ def _md(text: str) -> str:
     return escape(text)  # one line, pipes and markup escaped
 
 
+def _first_md(group: Group) -> str:
+    """The signature, linked to its rule's known issue when it has one."""
+    from harness.report.markdown import link
+
+    if group.link.startswith("https://"):
+        return link(signature_label(group), group.link)
+    return _md(signature_label(group))
+
+
 def markdown(groups: list[Group], title: str = "Failure signatures") -> str:
     if not groups:
         return f"### {title}\n\nNo failure signatures.\n"
     head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(_md(c) for c in cells(g)) + " |\n" for g in groups)
+    body = "".join("| " + " | ".join([_first_md(g), *map(_md, cells(g)[1:])]) + " |\n"
+                   for g in groups)
     return f"### {title}\n\n{head}{body}"
 
 
@@ -83,6 +93,7 @@ def html_table(groups: list[Group]) -> Markup:
 def comparison_markdown(comparison) -> str:
     """The annotation's signature table: the failures of the compared runs (both sides of
     every pair, each result once), grouped; "" when none failed with a signature."""
+    from harness.signatures.rulebook import rule_links
     from harness.signatures.triage import triage
     from harness.signatures.triage_read import from_views
 
@@ -93,5 +104,6 @@ def comparison_markdown(comparison) -> str:
                 by_run.setdefault(result.run_id, {})[(result.platform, result.case_id)] = result
     runs = sorted(by_run.items(), key=lambda kv: (min(
         (r.started_at for r in kv[1].values() if r.started_at), default=""), kv[0]))
-    groups = triage(*from_views([(run, list(results.values())) for run, results in runs]))
+    groups = triage(*from_views([(run, list(results.values())) for run, results in runs]),
+                    rule_links())
     return markdown(groups) if groups else ""
