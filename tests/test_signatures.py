@@ -234,3 +234,12 @@ def test_a_bad_rulebook_stops_harness_run_before_anything_starts(tmp_path, capsy
     assert main(["run", "--platform", "cpu", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "signatures.yaml:1: rules[0]: expected a mapping" in err
+
+
+def test_the_combined_scan_agrees_with_the_naive_scan_on_every_pair_of_fixtures():
+    for first in RULEBOOK.rules:
+        for second in RULEBOOK.rules:
+            for scope in ("engine", "harness", "container"):
+                text = f"INFO start\n{first.fixture}\nINFO between\n{second.fixture}\n"
+                assert classify(RULEBOOK, sources(text, scope)) == naive_classify(
+                    RULEBOOK, sources(text, scope)), (first.name, second.name, scope)
