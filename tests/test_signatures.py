@@ -12,7 +12,8 @@ from harness.signatures.attach import sign, signature_of, where_of
 from harness.signatures.literals import required_literals
 from harness.signatures.rulebook import (RULES_FILE, UNCLASSIFIED, load_rulebook,
                                          parse_rulebook)
-from harness.signatures.scan import Source, classify, naive_classify, normalized
+from harness.signatures.scan import (Source, classify, last_error_line, naive_classify,
+                                     normalized)
 from harness.yamlsource import SpecError, load_located
 
 RULEBOOK = load_rulebook(RULES_FILE)
@@ -243,3 +244,13 @@ def test_the_combined_scan_agrees_with_the_naive_scan_on_every_pair_of_fixtures(
                 text = f"INFO start\n{first.fixture}\nINFO between\n{second.fixture}\n"
                 assert classify(RULEBOOK, sources(text, scope)) == naive_classify(
                     RULEBOOK, sources(text, scope)), (first.name, second.name, scope)
+
+
+def test_line_numbers_count_newlines_only():
+    text = "progress 10%\rprogress 100%\nform\x0cfeed\nHW Exception by GPU node-1 (Agent " \
+           "handle: 0x1) reason :GPU Hang\r\n"
+    found = classify(RULEBOOK, sources(text))
+    assert found.line_no == 3 and not found.line.endswith("\r")
+    assert naive_classify(RULEBOOK, sources(text)) == found
+    unknown = "a\rb\nRuntimeError: x\n"
+    assert last_error_line(RULEBOOK, sources(unknown)) == ("RuntimeError: x", 2, "test.log")

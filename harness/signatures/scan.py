@@ -148,7 +148,8 @@ def log_class(text: str, scope: str = "engine") -> str | None:
 
 def naive_classify(rulebook: Rulebook, sources: list[Source]) -> Match | None:
     """The same answer by the obvious method: each rule, in order, over every line."""
-    texts = [(s, s.data.decode("utf-8", errors="replace").splitlines()) for s in sources]
+    # lines end at "\n" only (as line numbers count them: \r, \f and \x1c-\x1e end no line)
+    texts = [(s, s.data.decode("utf-8", errors="replace").split("\n")) for s in sources]
     for rule in rulebook.rules:
         for source, lines in texts:
             if source.scope not in rule.scope:
@@ -168,7 +169,7 @@ def last_error_line(rulebook: Rulebook, sources: list[Source]) -> tuple[str, int
         data = source.data
         cut = max(0, len(data) - TAIL_BYTES)
         first_line = data.count(b"\n", 0, cut) + 1
-        lines = data[cut:].decode("utf-8", errors="replace").splitlines()
+        lines = data[cut:].decode("utf-8", errors="replace").split("\n")
         if cut:  # the first line of the tail is most likely cut in the middle
             lines, first_line = lines[1:], first_line + 1
         for offset in range(len(lines) - 1, -1, -1):
