@@ -119,11 +119,11 @@ def classify_night(args, tmp: Path) -> tuple[float, float]:
     assert fast == slow, "the combined scan and the naive scan disagree"
     failed = [found for found, failure in zip(fast, plan) if failure]
     named = [f for f in failed if f is not None and hasattr(f, "rule")]
-    faults = sum(1 for f in named if f.rule.name == "rocm-memory-access-fault")
-    planted = sum(1 for failure in plan if failure and failure[-1] == HANG)
+    both = [found for found, failure in zip(fast, plan) if failure == [HANG, FAULT, HANG]]
+    faults = sum(1 for f in both if f.rule.name == "rocm-memory-access-fault")
     passing = [found for found, failure in zip(fast, plan) if not failure]
     assert not any(hasattr(f, "rule") for f in passing), "a rule matched a passing job's log"
-    assert faults == planted, "a log with a fault and its hang was not named by the fault"
+    assert faults == len(both), "a log with a fault and its hang was not named by the fault"
     print(f"  of {len(failed)} failed jobs: {len(named)} named by a rule ({faults} logs with a "
           f"fault and its hangs: all named by the fault), {len(failed) - len(named)} "
           f"unclassified (last error line kept); no rule matched any of the {len(passing)} "

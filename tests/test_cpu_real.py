@@ -200,7 +200,9 @@ def test_reverted_phi4mm_fix_fails_with_crash_and_traceback(tmp_path):
     sig = result.signature
     assert (sig.rule, sig.failure_class, sig.source) == (
         "phi4mm-ragged-image-mask", "crash", "phi4mm_variable_crop.log"), sig
-    lines = (tmp_path / "reverted" / "cpu" / sig.source).read_text().split("\n")
+    # (bytes: read_text would turn the log's bare \r, progress bars, into more lines)
+    log = (tmp_path / "reverted" / "cpu" / sig.source).read_bytes().decode("utf-8", "replace")
+    lines = log.split("\n")
     assert "'list' object has no attribute 'to'" in sig.line == lines[sig.line_no - 1][:2000]
     assert sig.where.hostname == platform.node()
     assert not engine_processes()
