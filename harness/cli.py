@@ -147,6 +147,8 @@ EXTRA_COMMANDS = {
     "doctor": "preflight checks for a platform's node, one line each with the fix",
     "prune": "remove the harness's own old containers and images (by label)",
     "bisect": "find the first bad image for a case (flake-aware, resumable)",
+    "triage": "failures grouped by signature across jobs, nights and nodes",
+    "signatures": "check the failure-signature rulebook (signatures.yaml) and its coverage",
 }
 
 
@@ -232,8 +234,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.terminal import run_table
     from harness.runid import is_valid_run_id, new_run_id
 
+    from harness.signatures.rulebook import default_rulebook
+
     try:
         _, platforms, platforms_file, jobs = load_selection(args)
+        default_rulebook()  # signatures.yaml: a typo fails here, not after the engines ran
         jobs = select_shard_jobs(jobs, args.shard_index, args.shard_count)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

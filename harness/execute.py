@@ -28,7 +28,7 @@ from typing import Callable
 from harness.launch.local import LocalLaunch, WorkerRequest
 from harness.launch.worker import WorkerOutcome, run_worker
 from harness.plan import Job
-from harness.outcomes import (EXIT_FAILED, EXIT_INFRA, EXIT_OK, SIGABRT_EXITS, classify_exit,
+from harness.outcomes import (EXIT_FAILED, EXIT_INFRA, EXIT_OK, SIGABRT_EXITS,
                               is_node_caused, is_retried)
 from harness.repeats import Node, node_of, repeat_update
 from harness.proc import read_tail
@@ -36,6 +36,8 @@ from harness.results import (Attempt, DiskFull, Expect, LogInfo, Result, ResultF
                              read_result, result_path, tail, write_result)
 from harness.secrets import redact
 from harness.runinfo import buildkite_fields, hostname, now
+from harness.signatures.attach import sign
+from harness.signatures.exits import classify_exit
 
 PYTEST_NO_TESTS = 5
 MIN_RETRY_S = 60  # a retry with less of the deadline left than this would only time out
@@ -77,6 +79,8 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
     began = time.monotonic()
     deadline_s = request.platform.timeout_minutes * 60
     outcome, results, problem = _attempt(jobs, request, launch, deadline_s)
+    if not problem:  # signed now, while the worker log holds only this attempt (a retry appends)
+        results = [_signed(r, request, outcome.log_path) for r in results]
     retry = [job for job, result in zip(jobs, results)
              if is_retried(result.failure_class) and result.status == "error"]
     left = deadline_s - (time.monotonic() - began)
@@ -90,6 +94,8 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
                    for job, r in zip(jobs, results)]
     if problem:
         results = [_disk_full(r, problem) for r in results]
+    else:  # every failure gets its signature (harness.signatures), from its logs
+        results = [_signed(r, request, outcome.log_path) for r in results]  # the retried
     return PlatformRun(request.platform.name, platform_dir, results, outcome,
                        EXIT_INFRA if problem else exit_code(results, outcome), problem)
 
@@ -130,6 +136,17 @@ def _disk_full(result: Result, problem: str) -> Result:
                                      "message": f"disk full: {problem}"})
 
 
+def _signed(result: Result, request: WorkerRequest, worker_log: Path) -> Result:
+    path = result_path(request.results_dir, request.run_id, result.platform, result.case_id)
+    signed = sign(result, path.parent, worker_log)
+    if signed is not result:
+        try:
+            write_result(path, signed)
+        except DiskFull:
+            return result  # the file keeps what it had; the run's exit says the disk is full
+    return signed
+
+
 def _retry(jobs: list[Job], results: list[Result], retry: list[Job], request: WorkerRequest,
            relaunch: Callable[[WorkerRequest], object],
            timeout_s: float) -> tuple[list[Result], WorkerOutcome]:
@@ -157,7 +174,8 @@ def _as_attempt(result: Result, number: int, result_file: str) -> Attempt:
     return Attempt(attempt=number, status=result.status, failure_class=result.failure_class,
                    message=result.message, result_path=result_file, log=result.log,
                    image_digest=result.fingerprint.get("image_digest"),
-                   finished_at=result.finished_at, node=str(node_of(result.fingerprint)))
+                   finished_at=result.finished_at, node=str(node_of(result.fingerprint)),
+                   signature=result.signature)
 
 
 def this_node() -> Node:

@@ -18,7 +18,6 @@ same class twice depends on the class:
 
 from __future__ import annotations
 
-import re
 from typing import Literal, get_args
 
 # ---------------------------------------------------------------- statuses
@@ -118,21 +117,3 @@ def is_node_caused(failure_class: str | None) -> bool:
 
 SIGABRT_EXITS = (-6, 134)  # killed by SIGABRT: Popen's -6, a shell's or container's 128+6
 SIGKILL_EXITS = (-9, 137)
-# What ROCm prints when a GPU hangs or faults before it aborts the process.
-GPU_HANG_RE = re.compile(r"HW Exception by GPU node|GPU Hang|HSA_STATUS_ERROR")
-OOM_RE = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError", re.I)
-
-
-def classify_exit(returncode: int | None, log_text: str) -> str:
-    """The class of an engine (or worker) that exited on its own with ``returncode``.
-
-    A GPU hang's log signature wins (ROCm aborts after printing it; SIGABRT alone is any C++
-    abort, a crash). A SIGKILL we did not send is the kernel's OOM killer in practice; OOM in
-    the log is OOM. Both are retried once (RETRIED_CLASSES), so a guess that is wrong by bad
-    luck does not stand, and one that repeats becomes the case's failure.
-    """
-    if GPU_HANG_RE.search(log_text):
-        return "gpu-hang"
-    if returncode in SIGKILL_EXITS or OOM_RE.search(log_text):
-        return "oom"
-    return "crash"

@@ -90,6 +90,36 @@ class Expect(_Model):
     strict: bool = True
 
 
+class Where(_Model):
+    """Where a job ran, as far as triage groups by it (from the fingerprint and the host)."""
+
+    agent: str | None = None  # the Buildkite agent's name
+    hostname: str | None = None
+    gpu_arch: str | None = None  # gfx942, sm_90...
+    device: str | None = None  # the device(s) the job saw: name, visible ids
+    image_digest: str | None = None
+
+    @property
+    def node(self) -> str | None:
+        """The machine, for node-local triage: its hostname, else the agent's name."""
+        return self.hostname or self.agent
+
+
+class Signature(_Model):
+    """What failed, by the rulebook (harness.signatures): the first rule that matched, or
+    ``unclassified`` with the last error line."""
+
+    rule: str
+    failure_class: str | None = None  # the rule's class (None: unclassified)
+    key: str = ""  # the grouping key: the rule's captures (unclassified: the line, normalized)
+    captures: dict[str, str] = {}
+    line: str = ""  # the matched line (unclassified: the last error line)
+    line_no: int | None = None  # 1-based, in ``source``
+    source: str = ""  # the log file's name, or "message"
+    link: str = ""
+    where: Where = Where()
+
+
 class Attempt(_Model):
     """One earlier attempt of a retried job (see harness.outcomes: the retry rule)."""
 
@@ -102,6 +132,7 @@ class Attempt(_Model):
     image_digest: str | None = None
     finished_at: str = ""
     node: str = ""  # where it ran: "host H (agent A)" (harness.repeats)
+    signature: Signature | None = None  # a failed attempt's signature (harness.signatures)
 
 
 class Result(_Model):
@@ -126,6 +157,7 @@ class Result(_Model):
     # Every attempt of a retried job, the last one included (empty when it ran once).
     attempts: list[Attempt] = []
     harness_traceback: str = ""  # where the harness's own code raised (failure_class harness-error)
+    signature: Signature | None = None  # a failed job's failure signature (harness.signatures)
     started_at: str = ""
     finished_at: str = ""
 

@@ -24,7 +24,7 @@ BUILDKITE_FIELDS = {
     "pipeline": "BUILDKITE_PIPELINE_SLUG",
     "branch": "BUILDKITE_BRANCH",
     "retry_count": "BUILDKITE_RETRY_COUNT",
-    "agent_name": "BUILDKITE_AGENT_NAME",  # the node, with the hostname (harness.repeats)
+    "agent_name": "BUILDKITE_AGENT_NAME",  # the node, with the hostname (repeats, signatures)
 }
 # The host's name, handed to a worker in a container: a container's own hostname may be its id.
 HOSTNAME_ENV = "HARNESS_HOSTNAME"

@@ -291,6 +291,11 @@ def test_container_killed_for_memory_is_classified_oom(tmp_path, engine, monkeyp
     [result] = run.results
     assert (result.status, result.failure_class) == ("error", "oom"), result.message
     assert run.exit_code == 3 and launch.removed
+    sig = result.signature  # no log line of its own: the harness's words name it
+    assert (sig.rule, sig.failure_class, sig.source) == ("container-oom-killed", "oom",
+                                                         "message"), sig
+    assert sig.where.image_digest == result.fingerprint["image_digest"] and sig.where.hostname
+    assert read_result(run.run_dir / "phi4mm_variable_crop.json").signature == sig
     if engine.name == "docker":
         assert launch._state["State"]["OOMKilled"] is True
     assert_nothing_left(engine, run.run_dir.parent.name, [launch.name], tmp_before)

@@ -7,6 +7,7 @@ unit tests. One session-scoped run feeds most assertions.
 from __future__ import annotations
 
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -195,7 +196,35 @@ def test_reverted_phi4mm_fix_fails_with_crash_and_traceback(tmp_path):
     # The trace shows the ragged batch that the reverted code could not handle.
     calls = result.traces["phi4mm_image_batches"]
     assert any(len(set(call["crop_counts"])) > 1 for call in calls)
+    # Its signature: the rulebook's rule for this regression, the line in the engine log.
+    sig = result.signature
+    assert (sig.rule, sig.failure_class, sig.source) == (
+        "phi4mm-ragged-image-mask", "crash", "phi4mm_variable_crop.log"), sig
+    # (bytes: read_text would turn the log's bare \r, progress bars, into more lines)
+    log = (tmp_path / "reverted" / "cpu" / sig.source).read_bytes().decode("utf-8", "replace")
+    lines = log.split("\n")
+    assert "'list' object has no attribute 'to'" in sig.line == lines[sig.line_no - 1][:2000]
+    assert sig.where.hostname == platform.node()
     assert not engine_processes()
+
+
+def test_startup_timeout_carries_its_signature(tmp_path, cases_copy):
+    """A real vLLM server given 5 s to start (it needs minutes here): startup-timeout, retried
+    once, the same again: the case's failure, named by the rulebook from the harness's words."""
+    case = cases_copy / "qwen2_5_vl_vit_cudagraph.yaml"
+    case.write_text(case.read_text().replace("startup_timeout_s: 900", "startup_timeout_s: 5"))
+    argv = [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases",
+            str(cases_copy), "--results", str(tmp_path), "--run-id", "slow", "-k", "qwen"]
+    completed = subprocess.run(argv, cwd=REPO, capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT_S)
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    result = read_result(tmp_path / "slow" / "cpu" / "qwen2_5_vl_vit_cudagraph.json")
+    assert (result.status, result.failure_class) == ("failed", "startup-timeout"), result.message
+    sig = result.signature
+    assert (sig.rule, sig.failure_class, sig.captures, sig.source) == (
+        "engine-startup-timeout", "startup-timeout", {"engine": "server"}, "message"), sig
+    assert "server not ready within 5 s" in sig.line
+    assert not engine_processes(str(tmp_path))
 
 
 def test_ctrl_c_in_a_terminal_leaves_an_interrupted_result_and_no_process(tmp_path):

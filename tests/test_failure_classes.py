@@ -17,7 +17,8 @@ import pytest
 
 from harness.execute import execute
 from harness.launch.local import LocalLaunch, WorkerRequest
-from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK, classify_exit
+from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.signatures.exits import classify_exit
 from harness.plan import plan
 from harness.results import (DiskFull, Result, read_result, write_atomic, write_result)
 from harness.spec import load_cases, load_platforms
@@ -93,6 +94,9 @@ def test_the_same_infra_like_failure_on_the_retry_is_the_cases_failure(tmp_path)
     assert (qwen.status, qwen.failure_class) == ("failed", "oom")
     assert "both attempts" in qwen.message
     assert [(a.attempt, a.failure_class) for a in qwen.attempts] == [(1, "oom"), (2, "oom")]
+    # each attempt keeps its own signature (here: nothing in its logs, the harness's message)
+    assert qwen.attempts[0].signature.line == "attempt 1: oom"
+    assert qwen.signature.line.endswith("attempt 2: oom")
     assert qwen.attempts[0].log.path == "qwen2_5_vl_vit_cudagraph.attempt1.log"
     run_dir = tmp_path / "r1" / "cpu"
     assert "attempt 1" in (run_dir / "qwen2_5_vl_vit_cudagraph.attempt1.log").read_text()
@@ -153,6 +157,11 @@ def test_a_worker_aborted_by_a_gpu_hang_is_gpu_hang_and_retried(tmp_path):
     assert {(r.status, r.failure_class) for r in run.results} == {("error", "gpu-hang")}
     assert all(f"host {platform.node()}" in r.message for r in run.results)
     assert run.exit_code == EXIT_INFRA
+    # the signature: the hang the worker printed (its own log), with where it ran
+    assert {(r.signature.rule, r.signature.key, r.signature.source, r.signature.line_no)
+            for r in run.results} == {("rocm-gpu-hang", "reason=GPU Hang", "worker.log", 1)}
+    assert all(read_result(request.results_dir / "r1" / "cpu" / f"{r.case_id}.json").signature
+               == r.signature for r in run.results)
 
 
 # ---------------------------------------------------------------- harness errors

@@ -152,6 +152,10 @@ def test_missing_image_is_a_clear_error_in_seconds(tmp_path, docker_engine, regi
     result = read_result(tmp_path / "results" / run_id / PLATFORM / "phi4mm_variable_crop.json")
     assert (result.status, result.failure_class) == ("error", "image-missing")
     assert missing in result.message and how in result.message
+    sig = result.signature
+    assert (sig.rule, sig.failure_class, sig.source) == ("image-missing", "image-missing",
+                                                         "message"), sig
+    assert missing in sig.line
     assert "not started" in result.log.tail
     assert docker_engine("ps", "-aq", "--filter", f"label={LABEL}={run_id}").stdout == ""
 

@@ -44,7 +44,9 @@ LAYERS = {
     "harness": "model", "harness.outcomes": "model", "harness.results": "model",
     "harness.resultview": "model",
     # Added on branches being merged: classified here so the merge needs no edit of this table.
-    "harness.signatures": "readers", "harness.spec_tests": "shared", "harness.testtree": "shared",
+    "harness.signatures": "readers", "harness.signatures.rulebook": "shared",
+    "harness.signatures.scan": "shared", "harness.signatures.literals": "shared",
+    "harness.signatures.exits": "shared", "harness.spec_tests": "shared", "harness.testtree": "shared",
     "harness.junitnodes": "shared", "harness.quarantine": "shared", "harness.settings": "shared",
     "harness.repeats": "host", "harness.remote_code": "host",
 }

@@ -14,7 +14,7 @@ from typing import Callable
 from harness.bisect.search import Done, Next, run_counts, step_bound, verdicts
 from harness.bisect.state import BisectState, Candidate, Step
 from harness.bisect.candidates import tag_of
-from harness.report.markdown import code_span, escape, link
+from harness.report.mdtext import code_span, escape, link
 
 # Labels that name a build's version or source commit, in the order they are shown.
 VERSION_LABELS = ("org.opencontainers.image.version", "org.opencontainers.image.revision",

@@ -109,9 +109,11 @@ def sparkline(values: list[float | None], width: int = 90, height: int = 18) -> 
 class Renderer:
     def __init__(self, board: Board, details: dict[int, Detail], out_path: Path,
                  drift_requests: dict[tuple[int, int], list[str]] | None = None,
-                 generated_at: str | None = None, quarantine: list | None = None):
+                 generated_at: str | None = None, quarantine: list | None = None,
+                 signatures: Markup | None = None):
         self.board, self.details = board, details
         self.quarantine = quarantine or []  # harness.quarantine entries
+        self.signatures = signatures or Markup("")  # the triage table (harness.signatures)
         self.drift_requests = drift_requests or {}  # (before, after) result ids -> request ids
         self.links = Links(out_path.parent)
         self.generated_at = generated_at or datetime.now(timezone.utc).isoformat(
@@ -384,16 +386,20 @@ class Renderer:
             '<h1>vLLM nightly regressions</h1><p class="meta">{head}; generated {gen}</p>\n'
             '<p class="legend">{legend} <span><b>!</b> first bad run</span>'
             '<span>\u25c6 output changed</span></p><p>{nav}</p>\n'
-            '<section id="last-night"><h2>Last night</h2>{last}</section>\n{parity}{durations}'
+            '<section id="last-night"><h2>Last night</h2>{last}</section>\n{signatures}'
+            '{parity}{durations}'
             '<div id="filter"><label>case <input id="filter-text" type="search"></label> '
             '<label><input id="filter-problems" type="checkbox"> only broken, flaky or changed'
             "</label></div>\n{grids}<script>{script}</script></body></html>\n",
             style=STYLE, head=head, gen=self.generated_at, legend=legend, nav=nav,
-            last=join(self.last_night(p) for p in board.platforms), parity=self.parity(),
+            last=join(self.last_night(p) for p in board.platforms),
+            signatures=self.signatures, parity=self.parity(),
             durations=self.durations(), grids=grids, script=SCRIPT)
 
 
 def render(board: Board, details: dict[int, Detail], out_path: Path,
            drift_requests: dict[tuple[int, int], list[str]] | None = None,
-           generated_at: str | None = None, quarantine: list | None = None) -> str:
-    return Renderer(board, details, out_path, drift_requests, generated_at, quarantine).page()
+           generated_at: str | None = None, quarantine: list | None = None,
+           signatures: Markup | None = None) -> str:
+    return Renderer(board, details, out_path, drift_requests, generated_at, quarantine,
+                    signatures).page()

@@ -33,6 +33,7 @@ pre{background:#f6f8fa;padding:6px;margin:4px 0;max-width:100ch;overflow:auto;fo
 table.parity,table.durations{border-collapse:collapse;font-size:11px}
 table.parity td,table.parity th,table.durations td,table.durations th{border:1px solid #d0d7de;padding:1px 4px;text-align:right;white-space:nowrap}
 table.parity td.mm{background:#ffebe9;font-weight:bold}
+table.signatures{border-collapse:collapse;font-size:11px}table.signatures td,table.signatures th{border:1px solid #d0d7de;padding:1px 4px;text-align:left}table.signatures tr.new td{background:#fff8c5}table.signatures tr.node td{background:#ddf4ff}
 .spark{vertical-align:middle}tr.hidden{display:none}
 #filter{margin:8px 0}
 """)

@@ -17,6 +17,10 @@ from harness.history.queries import FlakeRule
 from harness.history.storeread import (changed_requests, load_details, load_nights,
                                        load_rows, load_series)
 from harness.results import cycle_collection_paused
+from harness.signatures.rulebook import rule_links
+from harness.signatures.triage import triage
+from harness.signatures.triage_read import read_signatures
+from harness.signatures.triage_render import html_table
 
 
 def board_from_store(conn: Connection, shown_nights: int = DEFAULT_NIGHTS,
@@ -63,5 +67,7 @@ def page_from_store(conn: Connection, out_path: Path,
                     if drift.after.night >= first_shown:
                         key = (drift.before.result_id, drift.after.result_id)
                         drift_requests[key] = changed_requests(conn, *key)
+        # the failure signatures of the shown nights (harness.signatures.triage)
+        signatures = html_table(triage(*read_signatures(conn, len(board.shown)), rule_links()))
     return render(board, details, Path(out_path), drift_requests, generated_at,
-                  quarantine), board
+                  quarantine, signatures), board

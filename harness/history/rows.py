@@ -111,6 +111,18 @@ class RequestRow:
 
 
 @dataclass(frozen=True)
+class SignatureRow:
+    """A failed result's signature as stored (harness.signatures; table ``signatures``)."""
+
+    rule: str
+    key: str
+    failure_class: str | None
+    line: str
+    line_no: int | None
+    source: str
+
+
+@dataclass(frozen=True)
 class ResultRow:
     run_id: str
     platform: str
@@ -131,6 +143,30 @@ class ResultRow:
     log_tail: str
     file_sha256: str
     requests: tuple[RequestRow, ...]
+    node: str | None = None  # the machine it ran on (hostname, else the Buildkite agent)
+    gpu_arch: str | None = None
+    signature: SignatureRow | None = None
+
+
+def _text(value) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def node_of(result: Result) -> tuple[str | None, str | None]:
+    """(node, gpu arch) of a result: its signature's where, else its fingerprint."""
+    if result.signature is not None:
+        where = result.signature.where
+        return where.hostname or where.agent, where.gpu_arch
+    fp = result.fingerprint
+    return (_text(fp.get("hostname")) or _text((fp.get("buildkite") or {}).get("agent_name")),
+            _text(fp.get("gpu_arch")))
+
+
+def signature_row(result: Result) -> SignatureRow | None:
+    sig = result.signature
+    if sig is None:
+        return None
+    return SignatureRow(sig.rule, sig.key, sig.failure_class, sig.line, sig.line_no, sig.source)
 
 
 def result_row(result: Result, file_sha256: str) -> ResultRow:
@@ -139,6 +175,7 @@ def result_row(result: Result, file_sha256: str) -> ResultRow:
                    len(r.token_ids), r.latency_s)
         for r in result.requests)
     bad = verdict(result.status) == "bad"
+    node, gpu_arch = node_of(result)
     return ResultRow(
         run_id=result.run_id, platform=result.platform, case_id=result.case_id,
         job_id=result.job_id, fingerprint=fingerprint_of(result), status=result.status,
@@ -152,4 +189,5 @@ def result_row(result: Result, file_sha256: str) -> ResultRow:
         output_digest=output_digest([(r.request_id, r.output_digest) for r in requests]),
         log_path=result.log.path,
         log_tail="\n".join(result.log.tail.splitlines()[-LOG_TAIL_LINES:]) if bad else "",
-        file_sha256=file_sha256, requests=requests)
+        file_sha256=file_sha256, requests=requests, node=node, gpu_arch=gpu_arch,
+        signature=signature_row(result))

@@ -17,6 +17,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from harness.history import sigstore
 from harness.history.db import Connection, StoreError, connect, shown_target
 from harness.history.rows import Fingerprint, ResultRow
 from harness.history.runread import RunBatch
@@ -26,7 +27,7 @@ __all__ = ["CHUNK", "DEFAULT_DB", "SCHEMA_VERSION", "Connection", "StoreError", 
            "ids_of", "most_common", "open_store", "store_run"]
 
 DEFAULT_DB = Path("results/history.sqlite")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the signatures table (harness.history.sigstore)
 CHUNK = 500  # bound parameters per IN (...): under SQLite's limit
 
 SCHEMA = """
@@ -112,7 +113,9 @@ def _create_or_check(conn: Connection, create: bool) -> None:
     if "harness_meta" in tables:
         version = conn.scalar("SELECT value FROM harness_meta WHERE key = ?",
                               ("schema_version",))
-        if version != str(SCHEMA_VERSION):
+        if version == "2":
+            _migrate_from_2(conn)
+        elif version != str(SCHEMA_VERSION):
             raise StoreError(f"{conn.label}: history schema version {version}, this harness "
                              f"reads {SCHEMA_VERSION}")
         return
@@ -131,10 +134,21 @@ def _create_or_check(conn: Connection, create: bool) -> None:
     with conn.write():
         if "harness_meta" in conn.table_names():
             return  # another process created it while this one waited for the lock
-        for statement in filter(str.strip, ddl.split(";")):
+        for statement in [*filter(str.strip, ddl.split(";")), *sigstore.ddl_statements()]:
             conn.execute(statement)
         conn.execute("INSERT INTO harness_meta (key, value) VALUES (?, ?)",
                      ("schema_version", str(SCHEMA_VERSION)))
+
+
+def _migrate_from_2(conn: Connection) -> None:
+    """Schema 2 -> 3, once, under the writers' lock (another process may have done it)."""
+    with conn.write():
+        if conn.scalar("SELECT value FROM harness_meta WHERE key = ?",
+                       ("schema_version",)) != "2":
+            return
+        sigstore.migrate_from_2(conn)
+        conn.execute("UPDATE harness_meta SET value = ? WHERE key = ?",
+                     (str(SCHEMA_VERSION), "schema_version"))
 
 
 def open_store(target: str | Path, create: bool = True) -> Connection:
@@ -284,3 +298,5 @@ def _insert(conn: Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
          fingerprint_ids[id(row.fingerprint)], output_key(row.output_digest),
          _request_digests(row)) + _row_fields(row)
         for result_id, row in enumerate(rows, start=first_id)])
+    sigstore.insert(conn, (((result_id, run_refs[row.platform], case_refs[row.case_id]), row)
+                           for result_id, row in enumerate(rows, start=first_id)))

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
 from harness.history.queries import Row
-from harness.history.rows import (LOG_TAIL_LINES, Fingerprint, ResultRow, output_digest,
-                                  result_row, token_digest, verdict)
-from harness.results import Result, read_result
+from harness.history.rows import (LOG_TAIL_LINES, Fingerprint, ResultRow, SignatureRow,
+                                  output_digest, result_row, token_digest, verdict)
+from harness.results import Result, Signature, Where, read_result
+from harness.signatures.attach import signature_of
+from harness.signatures.scan import Source
 
 PLATFORMS = (("cpu", "cpu"), ("rocm", "rocm"), ("cuda", "cuda"))
 FIRST_BUILD = 4000
@@ -34,6 +37,30 @@ class Outcome:
     time_factor: float = 1.0  # multiplies the real result's timings
     output_variant: int = 0  # added to the first token id of every request: a new output
     log_line: str = ""  # appended to the log tail (and the log file)
+    node: str = ""  # the machine it ran on ("": the platform's usual rotation, node_for)
+
+
+NODES_PER_PLATFORM = 4
+
+
+def node_for(platform: str, case_id: str, night: int) -> str:
+    """Where a job runs when the scenario does not say: the platform's nodes take the cases
+    in turn, a different one each night (as a sharded nightly spreads them)."""
+    return f"{platform}-node-{(zlib.crc32(case_id.encode()) + night) % NODES_PER_PLATFORM + 1}"
+
+
+def planted_signature(template: Result, place: "Place", outcome: Outcome) -> Signature | None:
+    """A failure's signature, by the real rulebook over its log tail (the template's, with the
+    outcome's line) and its message: the same whether the result is written or only a row."""
+    if verdict(outcome.status) != "bad":
+        return None
+    own = [Source(f"{place.case_id}.log", "engine",
+                  (template.log.tail + (f"\n{outcome.log_line}" if outcome.log_line else "")
+                   ).encode()),
+           Source("message", "harness", outcome.message.encode())]
+    where = Where(hostname=outcome.node or node_for(place.platform, place.case_id, place.night),
+                  gpu_arch=template.fingerprint.get("gpu_arch"))
+    return signature_of(own, [], where)
 
 
 Scenario = Callable[[str, str, int], Outcome]  # (case id, platform, night) -> outcome
@@ -95,8 +122,9 @@ class Place:
         return (FIRST_NIGHT + timedelta(days=self.night)).isoformat(timespec="seconds")
 
 
-def _fingerprint(template: Result, place: Place) -> dict:
+def _fingerprint(template: Result, place: Place, node: str = "") -> dict:
     return {**template.fingerprint, "platform": place.platform, "accelerator": place.accelerator,
+            "hostname": node or node_for(place.platform, place.case_id, place.night),
             "image_digest": "sha256:" + hashlib.sha256(
                 f"{place.platform}-{place.night // 7}".encode()).hexdigest(),
             "buildkite": {**(template.fingerprint.get("buildkite") or {}),
@@ -123,8 +151,9 @@ def synth_result(template: Result, place: Place, outcome: Outcome) -> Result:
         "failure_class": None if good else (outcome.failure_class or "check-failed"),
         "message": outcome.message, "requests": requests, "timings": timings,
         "log": template.log.model_copy(update={"path": f"{place.case_id}.log", "tail": tail}),
-        "fingerprint": _fingerprint(template, place), "started_at": place.started_at,
-        "finished_at": place.started_at})
+        "fingerprint": _fingerprint(template, place, outcome.node),
+        "started_at": place.started_at, "finished_at": place.started_at,
+        "signature": planted_signature(template, place, outcome)})
 
 
 def write_night(results_dir: Path, night: int, cases: Sequence[str],
@@ -172,6 +201,7 @@ class RowFactory:
         self._requests: dict[tuple[int, int], tuple[tuple, str | None]] = {}
         self._fingerprints: dict[tuple[int, int, str, str], Fingerprint] = {}
         self._tails: dict[tuple[int, str], str] = {}
+        self._signatures: dict[tuple[int, str, str, str], SignatureRow | None] = {}
 
     def _outputs(self, index: int, variant: int) -> tuple[tuple, str | None]:
         key = (index, variant)
@@ -202,6 +232,14 @@ class RowFactory:
             self._tails[key] = "\n".join(tail.splitlines()[-LOG_TAIL_LINES:])
         return self._tails[key]
 
+    def _signature(self, index: int, place: Place, outcome: Outcome) -> SignatureRow | None:
+        key = (index, outcome.status, outcome.log_line, outcome.message)
+        if key not in self._signatures:
+            sig = planted_signature(self.templates[index], place, outcome)
+            self._signatures[key] = None if sig is None else SignatureRow(
+                sig.rule, sig.key, sig.failure_class, sig.line, sig.line_no, sig.source)
+        return self._signatures[key]
+
     def row(self, index: int, place: Place, outcome: Outcome) -> ResultRow:
         index %= len(self._rows)
         base = self._rows[index]
@@ -221,7 +259,10 @@ class RowFactory:
             log_tail=self._tail(index, outcome.log_line) if bad else "",
             file_sha256=hashlib.sha256(f"{place.run_id}/{place.platform}/{place.case_id}/"
                                        f"{outcome}".encode()).hexdigest(),
-            requests=requests)
+            requests=requests,
+            node=outcome.node or node_for(place.platform, place.case_id, place.night),
+            gpu_arch=self.templates[index].fingerprint.get("gpu_arch"),
+            signature=self._signature(index, place, outcome))
 
     def query_rows(self, nights: int, cases: Sequence[str], scenario: Scenario = steady,
                    platforms: Sequence[tuple[str, str]] = PLATFORMS) -> list[Row]:

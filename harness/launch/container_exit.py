@@ -6,18 +6,16 @@ the client's log, and returns a failure class and message (harness.outcomes) or 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Callable
 
 from harness.launch.worker import WorkerOutcome
+from harness.signatures.scan import log_class
 
 SIGKILL_EXIT = 137
 # The engine client's own exit codes (docker and podman agree): the daemon or engine failed
 # (no such image, a device or flag refused), the command could not be invoked, not found.
 ENGINE_ERROR, CANNOT_INVOKE, NOT_FOUND = 125, 126, 127
-NO_SUCH_IMAGE = re.compile(r"no such image|unable to find image|image not known|"
-                           r"manifest unknown|repository .* not found", re.I)
 
 
 def being_removed(state: dict) -> bool:
@@ -45,7 +43,8 @@ def classify_exit(outcome: WorkerOutcome, state: dict, *, engine: str, image: st
     if outcome.start_error or outcome.timed_out or outcome.interrupted or code is None:
         return None
     said = (state.get("Error") or "") + " " + log_tail(outcome.log_path)
-    if code == ENGINE_ERROR and NO_SUCH_IMAGE.search(said):
+    # what the engine said, by the rulebook (signatures.yaml: container-no-such-image)
+    if code == ENGINE_ERROR and log_class(said, scope="container") == "image-missing":
         return "image-missing", f"image {image} not found: {how_to_get()}"
     if code == ENGINE_ERROR:
         return "container-start", (f"{engine} could not start a container from "

@@ -17,53 +17,21 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from harness.compare.explain import (counts_line, output_lines, pair_title, reference_line,
                                      side_status, strip_ansi)
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import Outcome, Verdict
 from harness.outcomes import EXIT_CODES, EXIT_OK
+from harness.report.mdtext import (code_block, code_span, escape, link,  # noqa: F401 (re-exported)
+                                   safe_link)
+from harness.signatures.triage_render import comparison_markdown
 from harness.results import (Result, not_applicable, not_applicable_line, not_decisive,
                              status_label)
 
 MAX_BYTES = 1024 * 1024  # Buildkite's limit for one annotation body
 _NOTE_RESERVE = 512  # room kept for the truncation note
-# Markdown punctuation backslash-escaped, and HTML's three: one character at a time, in one pass
-# (a report of 5,000 cases escapes tens of thousands of strings).
-_ESCAPED = str.maketrans({**{c: "\\" + c for c in "\\`*_[]|#!~{}()+"},
-                          "&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _FAILING = (Outcome.FAIL, Outcome.INFRA, Outcome.XPASS_STRICT, Outcome.MISSING, Outcome.CORRUPT)
-
-
-def escape(text: str) -> str:
-    """Inline text: no HTML, no Markdown structure, one line."""
-    return _CONTROL.sub("", re.sub(r"\s+", " ", strip_ansi(str(text)))).translate(_ESCAPED)
-
-
-def code_span(text: str) -> str:
-    text = " ".join(str(text).splitlines())
-    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def code_block(text: str, info: str = "text") -> str:
-    text = _CONTROL.sub("", strip_ansi(text))  # terminal colours are noise on a web page
-    fence = "`" * max(3, max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    return f"{fence}{info}\n{text.rstrip()}\n{fence}"
-
-
-def link(label: str, url: str) -> str:
-    return f"[{escape(label)}]({quote(url, safe=':/#?=&~.-_')})"
-
-
-def safe_link(url: str) -> str:
-    """A link taken from a result: only web links become links (no ``javascript:``)."""
-    if re.match(r"https?://", url):
-        return link(url, url)
-    return escape(url)
 
 
 @dataclass(frozen=True)
@@ -241,6 +209,7 @@ def render_markdown(comparison: Comparison, links: LinkStyle | None = None,
         for case in pair.cases:
             if _needs_detail(case):
                 add(4, _tails(case, pair))
+    add(2, comparison_markdown(comparison))  # failures grouped by signature (harness.signatures)
     return _fit(blocks, max_bytes)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import proc
-from harness.outcomes import classify_exit
+from harness.signatures.exits import classify_exit
 from harness.results import RequestResult, TopLogprob
 from harness.worker.engine import EngineFailure, PreparedRequest
 

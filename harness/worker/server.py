@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from harness import proc
-from harness.outcomes import classify_exit
+from harness.signatures.exits import classify_exit
 from harness.results import RequestResult, TopLogprob
 from harness.worker.engine import EngineFailure, PreparedRequest, cli_args
 
