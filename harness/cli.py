@@ -143,6 +143,7 @@ EXTRA_COMMANDS = {
     "doctor": "preflight checks for a platform's node, one line each with the fix",
     "prune": "remove the harness's own old containers and images (by label)",
     "bisect": "find the first bad image for a case (flake-aware, resumable)",
+    "tests": "fetch vLLM's own tests tree (for vllm_tests cases) into the cache",
 }
 
 
@@ -273,7 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index,
-                                progress=progress, stream_engine_log=args.stream_engine_log)
+                                progress=progress, stream_engine_log=args.stream_engine_log,
+                                tests_cache=tests_cache(platform_jobs))
 
         def launcher(r: WorkerRequest):
             return make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
@@ -318,6 +320,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
     return worst
+
+
+def tests_cache(jobs) -> Path | None:
+    """The vLLM tests cache when a vllm_tests job is among ``jobs`` (harness.testtree)."""
+    if not any(job.case.model is None for job in jobs):
+        return None
+    from harness.testtree import cache_root
+
+    return cache_root()
 
 
 def preflight_problem(platform, engine: str | None, in_place: bool) -> str | None:

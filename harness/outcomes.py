@@ -42,6 +42,7 @@ FailureClass = Literal[
     "container-lost",  # the container vanished while the worker ran
     "model-missing",  # the hub snapshot (or a LoRA adapter) is not in the cache: fetch it first
     "registry",  # the image registry failed or stopped answering during a pull
+    "tests-missing",  # vLLM's tests tree for the vLLM that runs is not fetched: `harness tests fetch`
 ]
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 
@@ -59,8 +60,17 @@ INFRA_CLASSES = RETRIED_CLASSES | frozenset({
     # Not retried in-process: a registry that is down is down for the retry too, and twice is
     # still not a verdict on the case; the step's retry (exit 3) tries again later.
     "registry",
+    # The vllm_tests tree is fetched before the job (`harness tests fetch`), never inside it.
+    "tests-missing",
 })
 VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
+
+# ---------------------------------------------------------------- upstream test nodes
+
+# One vLLM test node's outcome in a vllm_tests result (pytest's, from its JUnit report).
+NodeOutcome = Literal["passed", "failed", "error", "skipped", "xfailed"]
+NODE_OUTCOMES: tuple[str, ...] = get_args(NodeOutcome)
+NODE_FAILING = frozenset({"failed", "error"})  # what makes a tests case fail on a platform
 
 # ---------------------------------------------------------------- checks
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from harness.outcomes import CheckOutcome, FailureClass, Status
+from harness.outcomes import CheckOutcome, FailureClass, NodeOutcome, Status
 
 SCHEMA_VERSION = 1
 
@@ -44,6 +44,18 @@ class TopLogprob:
     token_id: int
     logprob: float
     token: str = ""
+
+
+# One upstream test node of a vllm_tests case (harness.worker.vllm_tests); a slotted pydantic
+# dataclass like TopLogprob: a night's results hold tens of thousands.
+@pydantic_dataclass(config=ConfigDict(extra="forbid"), slots=True)
+class TestNode:
+    node_id: str  # pytest's node id, relative to the tests tree's root (tests/...)
+    outcome: NodeOutcome
+    duration_s: float = 0.0
+    exception: str = ""  # the exception class of a failure or error ("AssertionError")
+    message: str = ""  # its first line
+    skip_reason: str = ""  # why it was skipped (or the xfail reason)
 
 
 class RequestResult(_Model):
@@ -124,6 +136,8 @@ class Result(_Model):
     # Every attempt of a retried job, the last one included (empty when it ran once).
     attempts: list[Attempt] = []
     harness_traceback: str = ""  # where the harness's own code raised (failure_class harness-error)
+    # A vllm_tests case: one entry per upstream test node that ran (empty for engine cases).
+    tests: list[TestNode] = []
     started_at: str = ""
     finished_at: str = ""
 

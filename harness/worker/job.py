@@ -41,6 +41,7 @@ class RunContext:
     repo: Path
     model_cache: Path
     python: str = sys.executable
+    tests_root: Path | None = None  # vLLM tests trees (harness.testtree), for vllm_tests jobs
 
 
 @dataclass
@@ -185,6 +186,15 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress | No
             keep_engine: bool = False) -> Result:
     """Run one job; ``keep_engine``: the next job reuses this engine, so it is not stopped."""
     progress = progress or Progress("off")
+    if job.case.model is None:  # a vllm_tests case: vLLM's own tests, no engine of ours
+        from harness.worker.vllm_tests import run_tests_job
+
+        progress.job_started(job.id, "vLLM's own tests")
+        result = run_tests_job(job, ctx.results_dir, ctx.run_id, ctx.repo, ctx.python,
+                               ctx.tests_root)
+        progress.job_finished(result.status, result.timings.total_s or 0.0, result.message,
+                              result.log.tail)
+        return result
     progress.job_started(job.id, f"{job.case.engine.mode}, {job.model}")
     result = _run_job(job, ctx, pool, progress, keep_engine)
     progress.job_finished(result.status, result.timings.total_s or 0.0, result.message,

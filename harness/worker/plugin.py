@@ -36,6 +36,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-run-id", default=None, help="run id (default: a timestamp)")
     group.addoption("--harness-model-cache", default=None,
                     help="where tiny offline models are built (default: $HARNESS_MODEL_CACHE)")
+    group.addoption("--harness-vllm-tests", default=None,
+                    help="vLLM tests trees for vllm_tests cases (harness.testtree)")
     group.addoption("--harness-progress", default="off", choices=MODES,
                     help="live progress lines: tty, ci, buildkite (log groups) or off")
     group.addoption("--harness-stream-engine-log", action="store_true",
@@ -54,7 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CTX_KEY] = RunContext(
         results_dir=Path(config.getoption("harness_results")),
         run_id=config.getoption("harness_run_id") or new_run_id(),
-        repo=Path(config.rootpath), model_cache=Path(cache))
+        repo=Path(config.rootpath), model_cache=Path(cache),
+        tests_root=Path(tests) if (tests := config.getoption("harness_vllm_tests")) else None)
     config.stash[POOL_KEY] = EnginePool()
     config.stash[PROGRESS_KEY] = Progress(
         config.getoption("harness_progress"), write=_line_writer(config),
@@ -169,6 +172,7 @@ class CaseItem(pytest.Item):
         self.keep_engine = False
         # Tags are -k keywords (as in `harness plan -k`), not markers that need registering.
         self.extra_keyword_matches.update(job.case.tags)
+
 
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
