@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.compare.nodes import NodeDiff
 from harness.compare.outputs import OutputComparison
 from harness.compare.verdicts import Outcome, Verdict
 from harness.outcomes import EXIT_INFRA, worst_exit
@@ -70,6 +71,7 @@ class CaseComparison:
     candidate_problem: ResultProblem | None = None
     outputs: OutputComparison | None = None
     reference: ReferenceCheck | None = None
+    nodes: NodeDiff | None = None  # a vllm_tests case: the per-node diff (harness.compare.nodes)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 from harness.compare.explain import side_status
 from harness.compare.model import CaseComparison, Comparison, PairComparison, Side
 from harness.compare.outputs import Divergence, OutputComparison
+from harness.report.nodes import node_summary
 from harness.results import Expect, TopLogprob, write_atomic
 
 SCHEMA = "harness-compare-summary/1"
@@ -82,7 +83,8 @@ def _case(case: CaseComparison) -> dict[str, Any]:
                      "agrees_with": case.reference.agrees_with, "note": case.reference.note}
     return {"case_id": case.case_id, "verdict": str(case.verdict), "exit_code": case.exit_code,
             "detail": case.detail, "baseline": one("baseline"), "candidate": one("candidate"),
-            "outputs": _outputs(case.outputs), "reference": reference}
+            "outputs": _outputs(case.outputs), "reference": reference,
+            "nodes": node_summary(case.nodes)}
 
 
 def _pair(pair: PairComparison) -> dict[str, Any]:
