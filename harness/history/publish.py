@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.history.nodes import load_node_lines
 from harness.history.board import (DEFAULT_NIGHTS, Board, build_board, first_loaded_night,
                                    resolve_first_bad, unresolved_first_bad)
 from harness.history.dashboard import render, rich_cell
@@ -63,4 +64,6 @@ def page_from_store(conn: Connection, out_path: Path,
                     if drift.after.night >= first_shown:
                         key = (drift.before.result_id, drift.after.result_id)
                         drift_requests[key] = changed_requests(conn, *key)
-    return render(board, details, Path(out_path), drift_requests, generated_at), board
+        node_lines = load_node_lines(conn)
+    return render(board, details, Path(out_path), drift_requests, generated_at,
+                  node_lines), board

@@ -131,6 +131,9 @@ class ResultRow:
     log_tail: str
     file_sha256: str
     requests: tuple[RequestRow, ...]
+    # A vllm_tests result's nodes (harness.results.TestNode views): harness.history.nodes keeps
+    # what changed of them, never a row per passing node.
+    tests: tuple = ()
 
 
 def result_row(result: Result, file_sha256: str) -> ResultRow:
@@ -152,4 +155,4 @@ def result_row(result: Result, file_sha256: str) -> ResultRow:
         output_digest=output_digest([(r.request_id, r.output_digest) for r in requests]),
         log_path=result.log.path,
         log_tail="\n".join(result.log.tail.splitlines()[-LOG_TAIL_LINES:]) if bad else "",
-        file_sha256=file_sha256, requests=requests)
+        file_sha256=file_sha256, requests=requests, tests=tuple(result.tests))
