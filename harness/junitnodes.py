@@ -105,7 +105,10 @@ def _node(nid: str, case: ET.Element) -> TestNode:
         found = case.find(tag)
         if found is not None:
             message = found.get("message") or (found.text or "")
-            return TestNode(nid, outcome, duration, exception_class(message), first_line(message))
+            exception = exception_class(message) or _raised_in(found.text or "")
+            if exception and not message.startswith(exception) and _raised_line(found.text):
+                message = _raised_line(found.text)  # "collection failure": say what failed
+            return TestNode(nid, outcome, duration, exception, first_line(message))
     skipped = case.find("skipped")
     if skipped is not None:
         reason = first_line(skipped.get("message") or skipped.text or "")
@@ -113,6 +116,20 @@ def _node(nid: str, case: ET.Element) -> TestNode:
             return TestNode(nid, "xfailed", duration, skip_reason=reason)
         return TestNode(nid, "skipped", duration, skip_reason=_skip_reason(reason))
     return TestNode(nid, "passed", duration)
+
+
+_RAISED = re.compile(r"^E\s+(([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)):.*)$", re.M)
+
+
+def _raised_line(text: str | None) -> str:
+    """The last ``E   SomeError: ...`` line of pytest's traceback text, or ''."""
+    found = _RAISED.findall(text or "")
+    return found[-1][0] if found else ""
+
+
+def _raised_in(text: str) -> str:
+    found = _RAISED.findall(text)
+    return found[-1][1] if found else ""
 
 
 def _skip_reason(reason: str) -> str:

@@ -50,6 +50,7 @@ class TopLogprob:
 # dataclass like TopLogprob: a night's results hold tens of thousands.
 @pydantic_dataclass(config=ConfigDict(extra="forbid"), slots=True)
 class TestNode:
+    __test__ = False  # a result's record, not a pytest test class
     node_id: str  # pytest's node id, relative to the tests tree's root (tests/...)
     outcome: NodeOutcome
     duration_s: float = 0.0

@@ -38,6 +38,8 @@ STOP_GRACE_S = 30.0  # SIGINT first: pytest still writes the JUnit report of wha
 def pytest_command(job: Job, python: str, junit: Path) -> list[str]:
     return [python, "-m", "pytest", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
             "-o", "junit_logging=no", f"--junitxml={junit}", "-rs", "--tb=short",
+            # one test file that fails to import must not stop the others (it is an error node)
+            "--continue-on-collection-errors",
             *job.pytest_args]
 
 
@@ -64,7 +66,8 @@ def run_tests_job(job: Job, results_dir: Path, run_id: str, repo: Path, python: 
         tree = resolve_tree(tests_root, vllm)
     except TreeMissing as exc:
         return _final(path, base, began, "error", "tests-missing", str(exc))
-    engine["tests_tree"] = {"name": tree.name, **tree_info(tree)}
+    engine = {**engine, "tests_tree": {"name": tree.name, **tree_info(tree)}}
+    base = base.model_copy(update={"engine": engine})
     missing = missing_paths(tree, job)
     if missing:
         return _final(path, base, began, "error", "collection",
