@@ -61,15 +61,23 @@ class NodeRow:
 
 @dataclass(frozen=True)
 class NodeDiff:
-    rows: tuple[NodeRow, ...]  # in ORDER, then by node id
+    """Every node's verdict. Nodes at parity (nearly all of 75,000) are kept as ids only; the
+    others as rows, in ORDER then by node id."""
+
+    rows: tuple[NodeRow, ...]  # every node not at parity
+    parity: tuple[str, ...] = ()  # node ids at parity, unordered
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for row in self.rows:
-            out[row.verdict.value] = out.get(row.verdict.value, 0) + 1
-        return {v.value: out[v.value] for v in ORDER if v.value in out}
+            out[row.verdict] = out.get(row.verdict, 0) + 1
+        if self.parity:
+            out[NodeVerdict.PARITY] = len(self.parity)
+        return {v.value: out[v] for v in ORDER if v in out}
 
     def by_verdict(self, verdict: NodeVerdict) -> list[NodeRow]:
+        if verdict is NodeVerdict.PARITY:
+            return [NodeRow(nid, verdict, None, None) for nid in sorted(self.parity)]
         return [row for row in self.rows if row.verdict is verdict]
 
     @property
@@ -121,20 +129,25 @@ def node_verdict(b, c, baseline_infra: bool = False,
 
 def diff_nodes(baseline: list, candidate: list, baseline_infra: bool = False,
                candidate_infra: bool = False) -> NodeDiff:
-    """Every node of either side with its verdict, ordered for reading."""
+    """Every node of either side with its verdict."""
     b_by = {node.node_id: node for node in baseline}
-    c_by = {node.node_id: node for node in candidate}
-    rank = {v: i for i, v in enumerate(ORDER)}
-    rows = []
-    for nid in b_by.keys() | c_by.keys():
-        b, c = b_by.get(nid), c_by.get(nid)
-        if b is not None and c is not None and b.outcome == c.outcome == "passed":
-            rows.append(NodeRow(nid, NodeVerdict.PARITY, b, c))  # the common case, fast
+    parity, rows = [], []
+    for c in candidate:
+        b = b_by.pop(c.node_id, None)
+        if b is not None and b.outcome == c.outcome and b.outcome in RAN_OK:
+            parity.append(c.node_id)  # the common case: both passed (or both xfailed)
             continue
         verdict, detail = node_verdict(b, c, baseline_infra, candidate_infra)
-        rows.append(NodeRow(nid, verdict, b, c, detail))
+        if verdict is NodeVerdict.PARITY:
+            parity.append(c.node_id)
+        else:
+            rows.append(NodeRow(c.node_id, verdict, b, c, detail))
+    for b in b_by.values():  # on the baseline only
+        verdict, detail = node_verdict(b, None, baseline_infra, candidate_infra)
+        rows.append(NodeRow(b.node_id, verdict, b, None, detail))
+    rank = {v: i for i, v in enumerate(ORDER)}
     rows.sort(key=lambda row: (rank[row.verdict], row.node_id))
-    return NodeDiff(tuple(rows))
+    return NodeDiff(tuple(rows), tuple(parity))
 
 
 def skip_report(diff: NodeDiff) -> dict[str, list[str]]:
