@@ -30,7 +30,7 @@ TESTS_MODEL = "(vLLM's own tests)"
 # A node id or path inside vLLM's tests/ tree: relative, under tests/, no "..", no spaces.
 NODE_RE = r"^tests(/[A-Za-z0-9_.\-]+)*(\.py(::[^\s:][^\s]*)?)?/?$"
 # pytest options the harness sets itself for every tests job: a case may not change them.
-OWNED_OPTIONS = ("--junitxml", "--junit-xml", "--rootdir", "--noconftest", "-k", "-m", "-p",
+OWNED_OPTIONS = ("--junitxml", "--junit-xml", "--rootdir", "--noconftest", "-k", "-m",
                  "--confcutdir", "-c", "--override-ini", "-o", "--basetemp")
 
 
@@ -49,7 +49,7 @@ def _check_expression(expression: str | None) -> str | None:
 def _check_args(args: list[str]) -> list[str]:
     for arg in args:
         name = arg.split("=", 1)[0]
-        if name in OWNED_OPTIONS or (name.startswith("-p") and name != "-p" and len(name) > 2):
+        if name in OWNED_OPTIONS:
             raise ValueError(f"{arg!r}: the harness sets {name} itself (use the case's "
                              "`keyword`, `markers`, `conftest` keys)")
     return args

@@ -405,3 +405,53 @@ def test_history_keeps_changes_not_passing_nodes(tmp_path):
         assert count("node_state") == 2 and count("node_changes") == 4  # test_1 passes again
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------- the guide
+
+
+def guide_blocks() -> list[str]:
+    import re
+
+    text = (CASES.parent / "docs" / "cases.md").read_text()
+    return re.findall(r"^```yaml upstream\n(.*?)^```$", text, re.S | re.M)
+
+
+def test_the_guides_upstream_cases_validate_and_the_first_is_three_lines(tmp_path):
+    found = guide_blocks()
+    assert len(found) == 2
+    yaml_lines = [line for line in found[0].splitlines() if not line.startswith("#")]
+    assert len(yaml_lines) == 3
+    platforms = load_platforms(CASES / "platforms.yaml")
+    for body in found:
+        path = tmp_path / body.splitlines()[0].removeprefix("# cases/")
+        path.write_text(body)
+        assert validate_paths([path]) == []
+        [job] = [plan_job(load_case(path), platforms["rocm"])]
+        assert job.pytest_args[-1].startswith("tests/")
+
+
+# ---------------------------------------------------------------- the container launch
+
+
+def test_container_gets_the_tests_cache_read_only_and_keeps_the_images_pythonpath(tmp_path):
+    from dataclasses import replace
+
+    from harness.launch.container import ContainerLaunch
+    from tests.test_container_argv import request_for
+
+    cache = tmp_path / "vllm-tests"
+    cache.mkdir()
+    request = replace(request_for("cpu-podman", tmp_path), tests_cache=cache)
+    launch = ContainerLaunch(request, environ={"HOME": str(tmp_path / "home")},
+                             sysfs=tmp_path / "no-sys")
+    argv = launch.argv()
+    assert f"{cache}:/cache/vllm-tests:ro" in argv
+    assert argv[argv.index("--harness-vllm-tests") + 1] == "/cache/vllm-tests"
+    assert "PYTHONPATH=/workspace" in argv
+    launch._image = {"Config": {"Env": ["PATH=/usr/bin", "PYTHONPATH=/opt/patch:/opt/x"]}}
+    assert "PYTHONPATH=/workspace:/opt/patch:/opt/x" in launch.argv()
+    absent = replace(request, tests_cache=tmp_path / "never-fetched")
+    argv = ContainerLaunch(absent, environ={"HOME": str(tmp_path / "home")},
+                           sysfs=tmp_path / "no-sys").argv()
+    assert "--harness-vllm-tests" not in argv  # the job says tests-missing, in a second
