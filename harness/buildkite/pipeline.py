@@ -247,7 +247,8 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
-        "commands": [*_fetch_commands(platform, options), sh(*argv)],
+        "commands": [*_fetch_commands(platform, options), *_tests_fetch(platform, jobs, image,
+                                                                      options), sh(*argv)],
         **_agents(platform.queue),
         "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
         "retry": {"automatic": retry},
@@ -268,6 +269,16 @@ def _fetch_commands(platform: Platform, options: PipelineOptions) -> list[str]:
         return []
     return [sh(*_harness(options), "models", "fetch", "--platform", platform.name,
                *_selection_args(options))]
+
+
+def _tests_fetch(platform: Platform, jobs: Sequence[Job], image, options) -> list[str]:
+    """vllm_tests cases: the tests tree of the vLLM the platform's image runs, fetched before
+    the run (a cached tree is not fetched again), never inside a job's deadline."""
+    if not any(job.case.model is None for job in jobs):
+        return []
+    extra = ["--image", image] if image is not None else []
+    return [sh(*_harness(options), "tests", "fetch", "--platform", platform.name, *extra,
+               *_selection_args(options, keyword=False))]
 
 
 def _download(platform: str) -> str:
