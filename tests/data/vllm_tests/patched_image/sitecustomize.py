@@ -31,10 +31,22 @@ def _keep_attention(module) -> None:
     attention.forward = patched
 
 
+class _Absent(importlib.abc.Loader):
+    """Found (``importlib.util.find_spec`` callers such as transformers' availability checks
+    keep working), but importing it fails as a missing package does."""
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        raise ModuleNotFoundError(f"No module named {module.__name__!r} (not in this image)",
+                                  name=module.__name__)
+
+
 class _ImageDifferences(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == ABSENT or name.startswith(ABSENT + "."):
-            raise ModuleNotFoundError(f"No module named {name!r} (not in this image)", name=name)
+            return importlib.util.spec_from_loader(name, _Absent())
         if name != TARGET:
             return None
         sys.meta_path.remove(self)
