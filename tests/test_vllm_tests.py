@@ -190,6 +190,14 @@ UPSTREAM = {
                 pass
         """),
     "tests/test_broken_import.py": "import not_a_module_anywhere\n",
+    "tests/test_gpu_hang.py": textwrap.dedent("""\
+        import os, signal, sys
+
+        def test_hangs_the_gpu():
+            # the ROCm runtime writes this to fd 2 itself, then aborts the process
+            os.write(2, b"HW Exception by GPU node-1 (Agent handle: 0x1) reason :GPU Hang\\n")
+            os.kill(os.getpid(), signal.SIGABRT)
+        """),
     "vllm/__init__.py": "raise ImportError('the sdist vllm/ must never be on the path')\n",
 }
 
@@ -306,6 +314,10 @@ def test_missing_tree_node_or_time_is_no_verdict(tmp_path, upstream):
     missing = run_tests_job(job, tmp_path / "r", "a", Path.cwd(), sys.executable, tmp_path / "x")
     assert (missing.status, missing.failure_class) == ("error", "tests-missing")
     assert "harness tests fetch" in missing.message
+    hang = planned_job(tmp_path, ["tests/pkg/test_mix.py::test_pass", "tests/test_gpu_hang.py"])
+    result = run_tests_job(hang, tmp_path / "r", "c", Path.cwd(), sys.executable, upstream)
+    assert (result.status, result.failure_class) == ("error", "gpu-hang")  # no JUnit: no nodes
+    assert "pytest died" in result.message
     gone = planned_job(tmp_path, ["tests/pkg/test_gone.py"])
     result = run_tests_job(gone, tmp_path / "r", "b", Path.cwd(), sys.executable, upstream)
     assert (result.status, result.failure_class) == ("error", "collection")

@@ -11,7 +11,9 @@ result's ``tests`` (harness.junitnodes).
 The job's status follows the nodes: failed when a node failed or errored (failure class
 ``check-failed``), passed otherwise; no verdict (status ``error``) when the tree is missing
 (``tests-missing``), a node's file is not in it or pytest collected nothing (``collection``),
-or the deadline passed (``timeout``, with the nodes that finished before it).
+or the deadline passed (``timeout``, with the nodes that finished before it). A pytest that
+dies (a GPU hang's abort, the OOM killer, a segfault in a kernel) is classified from its exit
+and log like an engine (``gpu-hang``, ``oom``: no verdict; ``crash``: failed).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from harness import proc
 from harness.junitnodes import JunitError, parse_junit
-from harness.outcomes import NODE_FAILING
+from harness.outcomes import INFRA_CLASSES, NODE_FAILING, classify_exit
 from harness.plan import Job
 from harness.results import Expect, LogInfo, Result, TestNode, Timings, result_path, tail
 from harness.runinfo import now
@@ -32,6 +34,7 @@ from harness.testtree import TreeMissing, resolve_tree, tree_info
 from harness.worker.fingerprint import fingerprint, version_of
 
 PYTEST_NO_TESTS = 5
+PYTEST_EXITS = (0, 1, 2, 3, 4, PYTEST_NO_TESTS)  # pytest's own exit codes
 STOP_GRACE_S = 30.0  # SIGINT first: pytest still writes the JUnit report of what finished
 
 
@@ -40,6 +43,9 @@ def pytest_command(job: Job, python: str, junit: Path) -> list[str]:
             "-o", "junit_logging=no", f"--junitxml={junit}", "-rs", "--tb=short",
             # one test file that fails to import must not stop the others (it is an error node)
             "--continue-on-collection-errors",
+            # what the GPU runtime writes to fd 2 before it aborts (a hang) reaches the log;
+            # Python-level output is still captured per test
+            "--capture=sys",
             *job.pytest_args]
 
 
@@ -86,6 +92,11 @@ def run_tests_job(job: Job, results_dir: Path, run_id: str, repo: Path, python: 
     if finished.timed_out:
         return _final(path, base, began, "error", "timeout",
                       f"pytest overran the case's {job.case.timeout_s:g} s ({_counts(nodes)})")
+    if finished.returncode not in PYTEST_EXITS:  # pytest itself died: a signal, an abort
+        failure_class = classify_exit(finished.returncode, proc.read_tail(log_path))
+        status = "error" if failure_class in INFRA_CLASSES else "failed"
+        return _final(path, base, began, status, failure_class,
+                      f"pytest died (exit {finished.returncode}) after {_counts(nodes)}")
     if problem or finished.returncode in (3, 4, PYTEST_NO_TESTS) or not nodes:
         why = problem or f"pytest exited {finished.returncode}"
         return _final(path, base, began, "error", "collection",
