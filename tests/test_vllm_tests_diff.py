@@ -94,8 +94,8 @@ def test_compare_lists_nodes_by_verdict_and_skips_by_reason(tmp_path):
     assert str(clean.pairs[0].cases[0].verdict) == "parity" and clean.exit_code == 0
 
 
-def test_history_keeps_changes_not_passing_nodes(tmp_path):
-    conn = open_store(tmp_path / "h.sqlite")
+def test_history_keeps_changes_not_passing_nodes(tmp_path, new_store):
+    conn = open_store(new_store())
     try:
         store_run(conn, read_run(night(tmp_path, "n1", broken=False)))
         store_run(conn, read_run(night(tmp_path, "n2", broken=True)))
