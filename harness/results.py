@@ -57,6 +57,7 @@ class TestNode:
     exception: str = ""  # the exception class of a failure or error ("AssertionError")
     message: str = ""  # its first line
     skip_reason: str = ""  # why it was skipped (or the xfail reason)
+    expected: str = ""  # the case's reason this node may fail on this platform (its `xfail:`)
 
 
 class RequestResult(_Model):

@@ -73,6 +73,9 @@ class TestsOverride(Strict):
     env: dict[str, str] = {}
     expect: Expectation | None = None
     skip: str | None = None
+    # Nodes expected to fail on this platform, with the reason (and a link): their failure does
+    # not fail the case, and compare shows them as `expected-failure`, not as regressions.
+    xfail: dict[NodeId, str] = {}
 
     @field_validator("pytest_args")
     @classmethod
@@ -120,6 +123,10 @@ class TestsCase(Strict):
     @property
     def model(self) -> None:
         return None
+
+    def expected_failures(self, platform: str) -> dict[str, str]:
+        override = self.platforms.get(platform)
+        return dict(override.xfail) if override else {}
 
     def pytest_selection(self, platform: str) -> list[str]:
         """The pytest arguments of this case on ``platform`` (node ids last)."""

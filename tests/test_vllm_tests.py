@@ -318,6 +318,17 @@ def test_missing_tree_node_or_time_is_no_verdict(tmp_path, upstream):
     result = run_tests_job(hang, tmp_path / "r", "c", Path.cwd(), sys.executable, upstream)
     assert (result.status, result.failure_class) == ("error", "gpu-hang")  # no JUnit: no nodes
     assert "pytest died" in result.message
+    excused = load_case(case_file(tmp_path, """\
+        title: t
+        kind: vllm_tests
+        tests: ["tests/pkg/test_mix.py::test_pass", "tests/pkg/test_mix.py::test_assert"]
+        platforms:
+          cpu: {xfail: {"tests/pkg/test_mix.py::test_assert": "VALUE differs here (issue 7)"}}
+        """, "xf.yaml"))
+    job = plan_job(excused, load_platforms(CASES / "platforms.yaml")["cpu"])
+    result = run_tests_job(job, tmp_path / "r", "d", Path.cwd(), sys.executable, upstream)
+    assert result.status == "passed" and "1 of them expected" in result.message
+    assert [n.expected for n in result.tests] == ["", "VALUE differs here (issue 7)"]
     gone = planned_job(tmp_path, ["tests/pkg/test_gone.py"])
     result = run_tests_job(gone, tmp_path / "r", "b", Path.cwd(), sys.executable, upstream)
     assert (result.status, result.failure_class) == ("error", "collection")

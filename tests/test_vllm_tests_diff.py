@@ -44,6 +44,8 @@ def node(nid: str, outcome: str = "passed", exception: str = "", message: str = 
     (None, node("n", "failed", "E"), NodeVerdict.REGRESSION),
     (None, node("n"), NodeVerdict.CANDIDATE_ONLY),
     (node("n"), None, NodeVerdict.BASELINE_ONLY),
+    (node("n"), TestNode("n", "failed", 0.1, "E", "boom", "", "known on ROCm"),
+     NodeVerdict.EXPECTED),
 ])
 def test_node_verdicts(b, c, verdict):
     assert node_verdict(b, c)[0] is verdict

@@ -10,6 +10,8 @@ of keys gives one node verdict. The names read as the candidate being ROCm, as o
 * ``rocm-only-skip``: runs on the baseline, skipped on the candidate, with the skip reason:
   the coverage gap (`harness compare --skips`). ``baseline-only-skip`` is the other way round,
   ``both-skip`` neither side ran it.
+* ``expected-failure``: fails on the candidate, which the case's ``xfail:`` for that platform
+  expects (with its reason): not a regression.
 * ``inconclusive``: the node is missing on a side whose job hit infrastructure (a timeout, the
   tree missing, a collection problem): no verdict on the code.
 * ``candidate-only`` / ``baseline-only``: the node ran on one side only (other trees, other
@@ -29,6 +31,7 @@ class NodeVerdict(str, Enum):
     PARITY = "parity"
     REGRESSION = "rocm-regression"
     FIXED = "rocm-fixed"
+    EXPECTED = "expected-failure"  # fails on the candidate as its case's `xfail` says
     BOTH_FAIL = "both-fail"
     CANDIDATE_SKIP = "rocm-only-skip"
     BASELINE_SKIP = "baseline-only-skip"
@@ -43,7 +46,8 @@ class NodeVerdict(str, Enum):
 
 # How reports order the verdicts: what needs a person first.
 ORDER = (NodeVerdict.REGRESSION, NodeVerdict.BOTH_FAIL, NodeVerdict.CANDIDATE_SKIP,
-         NodeVerdict.INCONCLUSIVE, NodeVerdict.FIXED, NodeVerdict.CANDIDATE_ONLY,
+         NodeVerdict.INCONCLUSIVE, NodeVerdict.FIXED, NodeVerdict.EXPECTED,
+         NodeVerdict.CANDIDATE_ONLY,
          NodeVerdict.BASELINE_ONLY, NodeVerdict.BASELINE_SKIP, NodeVerdict.BOTH_SKIP,
          NodeVerdict.PARITY)
 SKIPPED = frozenset({"skipped"})
@@ -103,11 +107,15 @@ def node_verdict(b, c, baseline_infra: bool = False,
             return NodeVerdict.INCONCLUSIVE, f"not run on the {side} (its job hit infrastructure)"
         present = c if b is None else b
         if b is None:
+            if present.outcome in NODE_FAILING and getattr(present, "expected", ""):
+                return NodeVerdict.EXPECTED, f"{present.expected}; {_failure(present)}"
             if present.outcome in NODE_FAILING:
                 return NodeVerdict.REGRESSION, f"only on the candidate, fails: {_failure(present)}"
             return NodeVerdict.CANDIDATE_ONLY, present.outcome
         return NodeVerdict.BASELINE_ONLY, present.outcome
     b_fail, c_fail = b.outcome in NODE_FAILING, c.outcome in NODE_FAILING
+    if c_fail and getattr(c, "expected", ""):
+        return NodeVerdict.EXPECTED, f"{c.expected}; {_failure(c)}"
     b_skip, c_skip = b.outcome in SKIPPED, c.outcome in SKIPPED
     if b_skip and c_skip:
         return NodeVerdict.BOTH_SKIP, c.skip_reason

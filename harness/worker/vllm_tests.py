@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from harness import proc
@@ -88,6 +89,10 @@ def run_tests_job(job: Job, results_dir: Path, run_id: str, repo: Path, python: 
     log = LogInfo(path=log_path.name, tail=redact(tail(proc.read_tail(log_path))))
     base = base.model_copy(update={"log": log})
     nodes, problem = _nodes(junit, tree)
+    expected = job.case.expected_failures(job.platform.name)
+    if expected:
+        nodes = [replace(n, expected=expected[n.node_id]) if n.node_id in expected else n
+                 for n in nodes]
     base = base.model_copy(update={"tests": nodes})
     if finished.timed_out:
         return _final(path, base, began, "error", "timeout",
@@ -101,13 +106,16 @@ def run_tests_job(job: Job, results_dir: Path, run_id: str, repo: Path, python: 
         why = problem or f"pytest exited {finished.returncode}"
         return _final(path, base, began, "error", "collection",
                       f"{why}; no verdict on the tests ({_counts(nodes)})")
-    failing = [n for n in nodes if n.outcome in NODE_FAILING]
+    failing = [n for n in nodes if n.outcome in NODE_FAILING and not n.expected]
+    excused = sum(1 for n in nodes if n.outcome in NODE_FAILING and n.expected)
+    counts = _counts(nodes) + (f"; {excused} of them expected (the case's xfail)" if excused
+                               else "")
     if failing:
         first = failing[0]
-        message = (f"{len(failing)} of {len(nodes)} upstream test(s) failed ({_counts(nodes)}); "
+        message = (f"{len(failing)} of {len(nodes)} upstream test(s) failed ({counts}); "
                    f"first: {first.node_id}: {first.message or first.exception}")
         return _final(path, base, began, "failed", "check-failed", message)
-    return _final(path, base, began, "passed", None, _counts(nodes))
+    return _final(path, base, began, "passed", None, counts)
 
 
 def _nodes(junit: Path, tree: Path) -> tuple[list[TestNode], str]:
