@@ -333,3 +333,14 @@ def test_missing_tree_node_or_time_is_no_verdict(tmp_path, upstream):
     result = run_tests_job(gone, tmp_path / "r", "b", Path.cwd(), sys.executable, upstream)
     assert (result.status, result.failure_class) == ("error", "collection")
     assert "tests/pkg/test_gone.py" in result.message
+
+
+def test_a_worker_that_died_leaves_a_placeholder_of_a_tests_job(tmp_path):
+    from harness.execute import _base
+    from harness.launch.local import LocalLaunch, WorkerRequest
+
+    job = planned_job(tmp_path, ["tests/a.py"])
+    request = WorkerRequest(job.platform, [Path(job.case.source)], CASES / "platforms.yaml",
+                            tmp_path / "results", "r", None, CASES.parent)
+    result = _base(job, request, LocalLaunch(request), "error", "crash", "worker exited 139")
+    assert result.engine["mode"] == "vllm_tests" and result.compare == {}
