@@ -92,6 +92,14 @@ def test_compare_lists_nodes_by_verdict_and_skips_by_reason(tmp_path):
     text = skips_text(comparison)
     assert "runs on cuda, skipped on rocm:\n  up: needs CUDA (2 tests)" in text
     assert "2 test(s) skipped on rocm only" in text
+    from harness.report.junit import render_junit
+    from harness.report.summary import summary
+
+    assert "rocm-regression (1):\n  tests/t.py::test_1  RuntimeError: boom" in render_junit(comparison)
+    nodes = summary(comparison)["pairs"][0]["cases"][0]["nodes"]
+    assert nodes["counts"]["rocm-only-skip"] == 2
+    assert nodes["nodes"]["rocm-regression"] == [{"node_id": "tests/t.py::test_1",
+                                                  "detail": "RuntimeError: boom"}]
     clean = compare_runs([night(tmp_path, "n2", broken=False)], "cuda", ["rocm"])
     assert str(clean.pairs[0].cases[0].verdict) == "parity" and clean.exit_code == 0
 
