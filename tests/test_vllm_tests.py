@@ -190,6 +190,7 @@ UPSTREAM = {
                 pass
         """),
     "tests/test_broken_import.py": "import not_a_module_anywhere\n",
+    "tests/pkg/test_needs_lib.py": "import lib_the_image_lacks\n\ndef test_a():\n    pass\n",
     "tests/test_gpu_hang.py": textwrap.dedent("""\
         import os, signal, sys
 
@@ -329,6 +330,17 @@ def test_missing_tree_node_or_time_is_no_verdict(tmp_path, upstream):
     result = run_tests_job(job, tmp_path / "r", "d", Path.cwd(), sys.executable, upstream)
     assert result.status == "passed" and "1 of them expected" in result.message
     assert [n.expected for n in result.tests] == ["", "VALUE differs here (issue 7)"]
+    lacking = planned_job(tmp_path, ["tests/pkg/test_needs_lib.py::test_a",
+                                     "tests/pkg/test_mix.py::test_pass"])
+    result = run_tests_job(lacking, tmp_path / "r", "e", Path.cwd(), sys.executable, upstream)
+    assert [(n.node_id, n.outcome, n.exception) for n in result.tests] == [
+        ("tests/pkg/test_needs_lib.py::test_a", "error", "ModuleNotFoundError"),
+        ("tests/pkg/test_mix.py::test_pass", "passed", "")]  # run on its own, after
+    assert result.status == "failed"
+    assert "not collected: tests/pkg/test_needs_lib.py" in result.tests[0].message
+    alone = planned_job(tmp_path, ["tests/pkg/test_needs_lib.py::test_a"])
+    result = run_tests_job(alone, tmp_path / "r", "f", Path.cwd(), sys.executable, upstream)
+    assert (result.status, [n.outcome for n in result.tests]) == ("failed", ["error"])
     gone = planned_job(tmp_path, ["tests/pkg/test_gone.py"])
     result = run_tests_job(gone, tmp_path / "r", "b", Path.cwd(), sys.executable, upstream)
     assert (result.status, result.failure_class) == ("error", "collection")

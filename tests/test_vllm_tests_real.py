@@ -4,9 +4,10 @@ tests/test_container_real.py), diffed node by node.
 
 * Same tree, same vLLM on both sides: every node at parity.
 * The candidate side runs an image carrying a vLLM change (tests/data/vllm_tests/patched_image:
-  a thin layer over the test base image whose sitecustomize edits one vLLM function and hides
-  OpenCV): the node that guards that function is a `rocm-regression`, the others parity, and
-  the node that needs OpenCV is in `harness compare --skips` with its reason.
+  a thin layer over the test base image whose sitecustomize edits one vLLM function and lacks
+  the `cryptography` package): the node that guards that function is a `rocm-regression`, the
+  others parity, and the node that needs `cryptography` is in `harness compare --skips` with
+  its reason.
 
 The sdist is fetched once per session (`harness tests fetch`, from PyPI) into a session cache,
 outside every job's deadline.
@@ -30,7 +31,9 @@ pytestmark = [pytest.mark.container, pytest.mark.vllm]
 VERSION = "0.32.0"
 ATTENTION = "tests/model_executor/test_phi4mm_attention.py"
 BROKEN = f"{ATTENTION}::test_eager_attention_does_not_retain_probability_matrix"
-NEEDS_OPENCV = "tests/multimodal/test_video.py::test_glm5next_backend_decodes_only_sampled_frames"
+VIDEO = "tests/multimodal/test_video.py::test_glm5next_backend_decodes_only_sampled_frames"
+NEEDS_TLS = ("tests/entrypoints/launchers/test_balanced_accepts.py::"
+             "test_tls_handshake_failure_keeps_serving")
 CASE = f"""\
 title: A handful of vLLM's own tests that run offline on CPU
 kind: vllm_tests
@@ -38,7 +41,8 @@ tests:
   - {ATTENTION}
   - tests/test_logprobs.py
   - tests/test_sequence.py
-  - {NEEDS_OPENCV}
+  - {VIDEO}
+  - "{NEEDS_TLS}"
 timeout_s: 600
 """
 RUN_TIMEOUT_S = 900
@@ -103,7 +107,7 @@ def test_same_tree_on_cpu_and_in_docker_is_parity_per_node(tmp_path, docker, tes
     case, listed = node_verdicts(summary)
     assert summary["exit"] == 0, summary["stdout"]
     assert case["verdict"] == "parity" and listed == {}
-    assert case["nodes"]["counts"] == {"parity": 11}
+    assert case["nodes"]["counts"] == {"parity": 12}
     for platform in ("cpu", "cpu-docker"):
         result = json.loads((run_dir / platform / "upstream_offline_cpu.json").read_text())
         assert result["status"] == "passed"
@@ -125,12 +129,12 @@ def test_a_vllm_change_in_the_image_is_a_regression_of_one_node(tmp_path, docker
     assert summary["exit"] == 1, summary["stdout"]
     assert case["verdict"] == "regression"
     assert listed[BROKEN][0] == "rocm-regression" and "AssertionError" in listed[BROKEN][1]
-    assert listed[NEEDS_OPENCV][0] == "rocm-only-skip"
-    assert "cv2" in listed[NEEDS_OPENCV][1]
-    assert set(listed) == {BROKEN, NEEDS_OPENCV}
-    assert case["nodes"]["counts"] == {"rocm-regression": 1, "rocm-only-skip": 1, "parity": 9}
+    assert listed[NEEDS_TLS][0] == "rocm-only-skip"
+    assert "could not import 'cryptography.x509'" in listed[NEEDS_TLS][1]
+    assert set(listed) == {BROKEN, NEEDS_TLS}
+    assert case["nodes"]["counts"] == {"rocm-regression": 1, "rocm-only-skip": 1, "parity": 10}
     skips = summary["stdout"].split("runs on cpu, skipped on cpu-docker:")[1]
-    assert "could not import 'cv2'" in skips and NEEDS_OPENCV in skips
+    assert "could not import 'cryptography.x509'" in skips and NEEDS_TLS in skips
     result = json.loads((run_dir / "cpu-docker/upstream_offline_cpu.json").read_text())
     assert result["fingerprint"]["image"] == PATCHED
     assert os.path.basename(result["log"]["path"]) == "upstream_offline_cpu.log"

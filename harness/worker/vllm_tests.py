@@ -35,11 +35,12 @@ from harness.testtree import TreeMissing, resolve_tree, tree_info
 from harness.worker.fingerprint import fingerprint, version_of
 
 PYTEST_NO_TESTS = 5
-PYTEST_EXITS = (0, 1, 2, 3, 4, PYTEST_NO_TESTS)  # pytest's own exit codes
+PYTEST_USAGE = 4  # also: a node id whose file failed to import ("not found"), nothing run
+PYTEST_EXITS = (0, 1, 2, 3, PYTEST_USAGE, PYTEST_NO_TESTS)  # pytest's own exit codes
 STOP_GRACE_S = 30.0  # SIGINT first: pytest still writes the JUnit report of what finished
 
 
-def pytest_command(job: Job, python: str, junit: Path) -> list[str]:
+def pytest_command(job: Job, python: str, junit: Path, args: list[str] | None = None) -> list[str]:
     return [python, "-m", "pytest", "-p", "no:cacheprovider", "-o", "junit_family=xunit1",
             "-o", "junit_logging=no", f"--junitxml={junit}", "-rs", "--tb=short",
             # one test file that fails to import must not stop the others (it is an error node)
@@ -47,7 +48,7 @@ def pytest_command(job: Job, python: str, junit: Path) -> list[str]:
             # what the GPU runtime writes to fd 2 before it aborts (a hang) reaches the log;
             # Python-level output is still captured per test
             "--capture=sys",
-            *job.pytest_args]
+            *(job.pytest_args if args is None else args)]
 
 
 def missing_paths(tree: Path, job: Job) -> list[str]:
@@ -86,9 +87,24 @@ def run_tests_job(job: Job, results_dir: Path, run_id: str, repo: Path, python: 
                os.environ.get("PYTHONPATH", "")])])}
     finished = proc.run(pytest_command(job, python, junit), log_path, job.case.timeout_s,
                         env=env, cwd=tree, grace_s=STOP_GRACE_S)
+    nodes, problem = _nodes(junit, tree)
+    uncollected = _uncollected(job, nodes) if finished.returncode == PYTEST_USAGE else []
+    if uncollected:  # node ids in files that failed to import: pytest ran nothing at all
+        rest = [t for t in job.case.tests if t.split("::", 1)[0] not in
+                {n.node_id for n in nodes}]
+        nodes = [n for n in nodes if n.node_id in job.case.tests] + uncollected
+        if rest:  # the others run on their own, within what is left of the deadline
+            junit.rename(junit.with_suffix(".uncollected.xml"))
+            args = list(job.pytest_args[:len(job.pytest_args) - len(job.case.tests)]) + rest
+            left = max(1.0, job.case.timeout_s - (time.monotonic() - began))
+            finished = proc.run(pytest_command(job, python, junit, args), log_path, left,
+                                env=env, cwd=tree, grace_s=STOP_GRACE_S)
+            more, problem = _nodes(junit, tree)
+            nodes += more
+        else:  # nothing else to run: the failed imports are the verdict
+            finished = replace(finished, returncode=1)
     log = LogInfo(path=log_path.name, tail=redact(tail(proc.read_tail(log_path))))
     base = base.model_copy(update={"log": log})
-    nodes, problem = _nodes(junit, tree)
     expected = job.case.expected_failures(job.platform.name)
     if expected:
         nodes = [replace(n, expected=expected[n.node_id]) if n.node_id in expected else n
@@ -116,6 +132,20 @@ def run_tests_job(job: Job, results_dir: Path, run_id: str, repo: Path, python: 
                    f"first: {first.node_id}: {first.message or first.exception}")
         return _final(path, base, began, "failed", "check-failed", message)
     return _final(path, base, began, "passed", None, counts)
+
+
+def _uncollected(job: Job, nodes: list[TestNode]) -> list[TestNode]:
+    """The case's node ids inside files whose collection failed (pytest's file error nodes):
+    each an error node with the file's exception, so that it is diffed like any other."""
+    broken = {n.node_id: n for n in nodes if n.outcome == "error" and "::" not in n.node_id}
+    out = []
+    for nid in job.case.tests:
+        file = nid.split("::", 1)[0]
+        if "::" in nid and file in broken:
+            cause = broken[file]
+            out.append(TestNode(nid, "error", 0.0, cause.exception,
+                                f"not collected: {file}: {cause.message}"[:300]))
+    return out
 
 
 def _nodes(junit: Path, tree: Path) -> tuple[list[TestNode], str]:

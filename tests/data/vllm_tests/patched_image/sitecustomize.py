@@ -6,8 +6,10 @@ Two differences from the image it is built on, as a ROCm image can differ from a
   attention probabilities again in eager mode (``self.attn``), the memory leak vLLM fixed and
   ``tests/model_executor/test_phi4mm_attention.py::
   test_eager_attention_does_not_retain_probability_matrix`` guards: that node fails here.
-* The image carries no OpenCV: ``import cv2`` fails, so upstream tests that
-  ``pytest.importorskip("cv2")`` are skipped here and run elsewhere.
+* The image carries no ``cryptography`` package: importing it fails, so upstream tests that
+  ``pytest.importorskip("cryptography.x509")`` (``tests/entrypoints/launchers/
+  test_balanced_accepts.py::test_tls_handshake_failure_keeps_serving``) are skipped here, with
+  that reason, and run elsewhere.
 """
 
 import importlib.abc
@@ -15,7 +17,7 @@ import importlib.util
 import sys
 
 TARGET = "vllm.model_executor.models.phi4mm_utils"
-ABSENT = "cv2"
+ABSENT = "cryptography"
 
 
 def _keep_attention(module) -> None:
