@@ -8,7 +8,7 @@ Every result is derived from the committed real results (tests/data/real_run; se
 harness.history.synthetic): 1% of the cases fail on rocm, 0.5% change their output there.
 
 - baseline ("today"): the reader before the one reader (``json.loads`` then pydantic's
-  ``validate_python``, every field kept);
+  ``validate_python``, every field kept), taken from the commit pinned in benchmarks/pinned.py;
 - pydantic in one step: ``Result.model_validate_json``, traces and check evidence dropped as
   each file is read (the one reader before harness.resultview);
 - the one reader (``harness.resultview.read_result_view``): msgspec decodes and validates each
@@ -33,37 +33,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.results import (SCHEMA_VERSION, Result, ResultFileError,  # noqa: E402
-                             ValidationError, read_result)
+import pinned  # noqa: E402
+from harness.results import Result, read_result  # noqa: E402
 
 DEFAULT_REAL_RUN = REPO / "tests" / "data" / "real_run"
 GOAL_S = 3.0
 
 
-def legacy_read_result(path: Path | str) -> Result:
-    """harness.results.read_result as it was before the one reader (the baseline)."""
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultFileError(path, "missing") from None
-    except OSError as exc:
-        raise ResultFileError(path, f"unreadable: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ResultFileError(path, f"corrupt JSON at line {exc.lineno}: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ResultFileError(path, "not a JSON object")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultFileError(path, f"schema_version {version!r} is not {SCHEMA_VERSION}")
-    try:
-        return Result.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ResultFileError(path, f"invalid result: {where}: {first['msg']}") from None
+def baseline_reader(tree: Path):
+    """harness.results.read_result as it was at pinned.COMMIT, read from a worktree of that
+    commit (the baseline: json.loads, then pydantic's validate_python), on today's models."""
+    import harness.results
+
+    return pinned.function(tree, "harness/results.py", "read_result", harness.results)
 
 
 def pydantic_read_for_compare(path: Path | str) -> Result:
@@ -73,7 +55,7 @@ def pydantic_read_for_compare(path: Path | str) -> Result:
     return result.model_copy(update={"traces": {}, "checks": checks})
 
 
-READERS = {"today": legacy_read_result, "pydantic": pydantic_read_for_compare}
+READERS = {"today": baseline_reader, "pydantic": lambda tree: pydantic_read_for_compare}
 LABELS = {"today": "baseline: today's reader", "pydantic": "pydantic in one step",
           "one-reader": "the one reader (msgspec view)"}
 
@@ -99,14 +81,15 @@ def generate(root: Path, cases: int, real_run: Path) -> Path:
     return run_dir
 
 
-def measure(variant: str, run_dir: Path, out: Path) -> dict:
+def measure(variant: str, run_dir: Path, out: Path, tree: Path) -> dict:
     """One variant, in this process: the whole `harness compare` command."""
     import harness.compare as compare
     from harness.cli import main
     from harness.compare import load
 
     if variant in READERS:
-        compare.load_sides = lambda sides: [load.load_side(d, p, reader=READERS[variant])
+        reader = READERS[variant](tree)
+        compare.load_sides = lambda sides: [load.load_side(d, p, reader=reader)
                                             for d, p in sides]
     began, cpu = time.perf_counter(), time.process_time()
     comparison = compare.compare_runs([run_dir], "cuda", ["rocm"], None)
@@ -127,10 +110,10 @@ def measure(variant: str, run_dir: Path, out: Path) -> dict:
             "summary": summary}
 
 
-def run_variant(variant: str, run_dir: Path, out: Path) -> dict:
+def run_variant(variant: str, run_dir: Path, out: Path, tree: Path) -> dict:
     done = subprocess.run([sys.executable, __file__, "--variant", variant, "--run-dir",
-                           str(run_dir), "--out", str(out)], capture_output=True, text=True,
-                          timeout=900)
+                           str(run_dir), "--out", str(out), "--baseline-tree", str(tree)],
+                          capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         sys.exit(f"error: variant {variant} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.splitlines()[-1])
@@ -144,15 +127,17 @@ def main() -> int:
     parser.add_argument("--variant", choices=tuple(LABELS), help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-tree", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
-        print(json.dumps(measure(args.variant, args.run_dir, args.out)))
+        print(json.dumps(measure(args.variant, args.run_dir, args.out, args.baseline_tree)))
         return 0
+    pinned.require()
 
     from bench_history import find_real_run
 
     real = find_real_run(args.real_run or DEFAULT_REAL_RUN)
-    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+    with pinned.checkout() as tree, tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         root = args.keep or Path(tmp)
         run_dir = root / "build-4000"
         n_files = len(list(run_dir.glob("*/*.json"))) if run_dir.is_dir() else 0
@@ -168,7 +153,7 @@ def main() -> int:
         out.mkdir(exist_ok=True)
         for path in run_dir.glob("*/*.json"):  # warm the page cache for both alike
             path.read_bytes()
-        figures = {variant: run_variant(variant, run_dir, out) for variant in LABELS}
+        figures = {variant: run_variant(variant, run_dir, out, tree) for variant in LABELS}
         for variant in LABELS:  # the reports of every variant, byte for byte
             for suffix in ("md", "xml"):
                 same = (out / f"{variant}.{suffix}").read_bytes() == \

@@ -5,8 +5,8 @@
 
 Every result is derived from the committed real results (tests/data/real_run; see
 harness.history.synthetic). Figures, each against its goal, and ratios against the baseline,
-today's implementation before issue 14 (benchmarks/legacy_history: the v1 store, page and
-dashboard, kept callable), measured in this same process on the same histories:
+the implementation before issue 14 (the v1 store, page and dashboard, loaded from a worktree of
+the commit pinned in benchmarks/pinned.py), measured in this same process on the same histories:
 
 - storing the year (a transaction a night): v1 on SQLite, this store on SQLite (goal <= 10 s),
   and on PostgreSQL (a real server started here, tests/pgserver.py);
@@ -34,10 +34,11 @@ from harness.history.publish import page_from_store  # noqa: E402
 from harness.history.runread import RunBatch, read_run  # noqa: E402
 from harness.history.synthetic import (PLATFORMS, Outcome, Place, RowFactory, case_ids,  # noqa
                                        load_templates, write_night)
-from legacy_history import publish_v1, store_v1  # noqa: E402
+import pinned  # noqa: E402
 
 STORE_GOAL_S, PAGE_GOAL_S, PAGE_GOAL_MIB = 10.0, 3.0, 2.0
 DEFAULT_REAL_RUN = REPO / "tests" / "data" / "real_run"
+V1_MODULES = ("store", "dashboard", "publish")  # the baseline, from pinned.COMMIT, in import order
 
 
 def find_real_run(path: Path) -> Path:
@@ -151,6 +152,7 @@ def main() -> int:
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--real-run", type=Path, default=DEFAULT_REAL_RUN)
     args = parser.parse_args()
+    pinned.require()
 
     real = find_real_run(args.real_run)
     templates = load_templates(real)
@@ -169,16 +171,19 @@ def main() -> int:
         postgres = running_postgres()
         server = postgres.__enter__()
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+        with pinned.checkout() as tree, \
+                tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+            v1 = pinned.load(tree, [f"harness.history.{name}" for name in V1_MODULES])
             run(Path(tmp), args, batches, n_results, names, templates, scenario,
-                server if postgres else None)
+                server if postgres else None, v1)
     finally:
         if postgres is not None:
             postgres.__exit__(None, None, None)
     return 0
 
 
-def run(tmp: Path, args, batches, n_results, names, templates, scenario, server) -> None:
+def run(tmp: Path, args, batches, n_results, names, templates, scenario, server, v1) -> None:
+    store_v1, publish_v1 = v1["harness.history.store"], v1["harness.history.publish"]
     # --- storing -----------------------------------------------------------------------------
     old = store_v1.open_store(tmp / "v1.sqlite")
     v1_s, _ = timed(lambda: [store_v1.store_run(old, b) for b in batches], "v1")

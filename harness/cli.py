@@ -60,6 +60,15 @@ def _platform_list(text: str) -> list[str]:
     return names
 
 
+def choose_mode(requested: str | None, environ: dict[str, str], isatty: bool) -> str:
+    """``--progress`` if given, else Buildkite when BUILDKITE=true, a terminal, or plain CI."""
+    if requested and requested != "auto":
+        return requested
+    if environ.get("BUILDKITE") == "true":
+        return "buildkite"
+    return "tty" if isatty else "ci"
+
+
 def _usable_output_dir(path: Path) -> str | None:
     """Why ``path`` cannot hold results (None when it can): checked before anything runs or
     is printed, so a bad --results leaves no partial output."""
@@ -123,12 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Later stages live in their own modules (harness/cmd_<name>.py: add_arguments + run).
     for name, text in EXTRA_COMMANDS.items():
-        extra = sub.add_parser(name, help=text)
-        module = _command_module(name)
-        if module is None:
-            extra.add_argument("rest", nargs=argparse.REMAINDER)
-        else:
-            module.add_arguments(extra)
+        _command_module(name).add_arguments(sub.add_parser(name, help=text))
     return parser
 
 
@@ -150,12 +154,7 @@ EXTRA_COMMANDS = {
 def _command_module(name: str):
     import importlib
 
-    try:
-        return importlib.import_module(f"harness.cmd_{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"harness.cmd_{name}":
-            raise
-        return None
+    return importlib.import_module(f"harness.cmd_{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run}.get(args.command)
     if handler is None:
-        module = _command_module(args.command)
-        handler = module.run if module is not None else cmd_not_available
+        handler = _command_module(args.command).run
     try:
         return handler(args)
     except SpecError as exc:
@@ -263,8 +261,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unusable:
         print(f"error: --results {args.results}: {unusable}", file=sys.stderr)
         return EXIT_USAGE
-    from harness.worker.progress import choose_mode
-
     progress = choose_mode(args.progress, dict(os.environ), sys.stdout.isatty())
     worst = EXIT_OK
     for name in args.platform:
@@ -353,8 +349,3 @@ def select_shard_jobs(jobs, index: int | None, count: int | None):
     platforms = list(dict.fromkeys(job.platform.name for job in jobs))
     return [job for name in platforms
             for job in select_shard([j for j in jobs if j.platform.name == name], index, count)]
-
-
-def cmd_not_available(args: argparse.Namespace) -> int:
-    print(f"harness {args.command}: not available yet in this version", file=sys.stderr)
-    return EXIT_INFRA if args.command else EXIT_USAGE

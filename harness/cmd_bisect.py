@@ -108,7 +108,7 @@ def _set_up(args: argparse.Namespace):
                                       save_state, state_path)
     from harness.runid import is_valid_run_id
     from harness.spec import load_cases, load_platforms
-    from harness.worker.job import now
+    from harness.runinfo import now
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
     platforms_file = args.platforms_file or case_dir / PLATFORMS_FILE
@@ -162,7 +162,7 @@ def _search(args, state, bisect_dir: Path, case, platform, platforms_file: Path)
     from harness.bisect.search import Done, decide
     from harness.bisect.state import Step, save_state
     from harness.bisect.step import STEP_MARGIN_S, StepRequest, run_step
-    from harness.worker.job import now
+    from harness.runinfo import now
 
     env = dict(os.environ)
     if env.get("HARNESS_MUTATIONS"):

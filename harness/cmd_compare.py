@@ -13,12 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli import output_file
+from harness.cli import _platform_list, output_file
 from harness.outcomes import EXIT_USAGE
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", default=None,
                         help="baseline platform (default: cuda, else the hf reference; with two "
                              "runs and no platform named: each shared platform with itself)")
-    parser.add_argument("--candidate", type=_names, default=None,
+    parser.add_argument("--candidate", type=_platform_list, default=None,
                         help="candidate platform(s), comma-separated (default: every other "
                              "platform of the run)")
     parser.add_argument("--baseline-run", type=Path, default=None, metavar="DIR",
@@ -45,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=output_file, default=None,
                         help="write the JSON summary")
     parser.add_argument("--quiet", action="store_true", help="no terminal table")
+    parser.add_argument("--quarantine", type=Path, default=None, metavar="FILE",
+                        help="the quarantine list (default: cases/quarantine.yaml when present): "
+                             "a listed candidate failure is shown, counted and linked as "
+                             "'quarantined' and does not fail the build until its date")
     parser.add_argument("--skips", action="store_true",
                         help="vllm_tests cases: list every upstream test that runs on the "
                              "baseline and is skipped on the candidate, grouped by reason")
@@ -85,10 +85,18 @@ def _run(args: argparse.Namespace) -> int:
     if len(args.run_dirs) > 2:
         print("error: give one or two run directories", file=sys.stderr)
         return EXIT_USAGE
+    from harness.quarantine import default_quarantine, load_quarantine
+    from harness.spec import SpecError
+
     reference = None if args.reference in ("", "none") else args.reference
     run_dirs, baseline, candidates = _with_baseline_run(args)
     try:
-        comparison = compare_runs(run_dirs, baseline, candidates, reference)
+        quarantine = (load_quarantine(args.quarantine) if args.quarantine is not None
+                      else default_quarantine())
+        comparison = compare_runs(run_dirs, baseline, candidates, reference, quarantine)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (SelectionError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

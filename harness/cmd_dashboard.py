@@ -26,16 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"nights shown in the grid (default: {DEFAULT_NIGHTS}); flakiness "
                              "and drift look at a window before them, first-bad builds as far "
                              "back as the store goes")
+    parser.add_argument("--quarantine", type=Path, default=None, metavar="FILE",
+                        help="the quarantine list shown on the page (default: "
+                             "cases/quarantine.yaml when present)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.quarantine import default_quarantine, load_quarantine
+    from harness.spec import SpecError
+
     try:
+        quarantine = (load_quarantine(args.quarantine) if args.quarantine is not None
+                      else default_quarantine())
         conn = open_store(store_target(args), create=False)
-    except StoreError as exc:
+    except (StoreError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        text, board = page_from_store(conn, args.out, args.nights)
+        text, board = page_from_store(conn, args.out, args.nights, quarantine=quarantine)
     except conn.errors as exc:
         print(f"error: {conn.label}: {str(exc).strip()}", file=sys.stderr)
         return EXIT_INFRA

@@ -1,8 +1,9 @@
 """`harness doctor [--platform P]`: preflight checks, one line each, with the fix.
 
 Engine answers, image present and its age, /dev/kfd and render nodes (and the render gid), GPUs
-clean (free memory near total), HF_TOKEN set (by name), disk space for models, results and
-images. Exit 0 when nothing failed (warnings allowed), 3 when a check failed, 2 on bad input.
+clean (free memory near total), HF_TOKEN set (by name), the pinned hub snapshots present and,
+for models that run their repository's code (Phi-4-multimodal), that code loading under the
+image's transformers, disk space for models, results and images. Exit 0 when nothing failed (warnings allowed), 3 when a check failed, 2 on bad input.
 `harness run` runs the cheap part of this itself and stops early on a failure.
 """
 
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.doctor import Host, failed, platform_checks
     from harness.models.fetch import wanted_snapshots
     from harness.plan import plan
+    from harness.remote_code import remote_code_snapshots
     from harness.spec import load_cases, load_platforms
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
@@ -47,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan(load_cases([args.cases]), platforms, names)
     host, worst = Host(), EXIT_OK
     for name in names:
-        pairs = wanted_snapshots([job for job in jobs if job.platform.name == name])
+        mine = [job for job in jobs if job.platform.name == name]
         checks = platform_checks(platforms[name], host, engine=args.engine,
-                                 in_place=args.in_place, results=args.results, snapshots=pairs)
+                                 in_place=args.in_place, results=args.results,
+                                 snapshots=wanted_snapshots(mine),
+                                 remote_code=remote_code_snapshots(mine))
         print(f"{name}:")
         for check in checks:
             print(f"  {check.line()}")

@@ -50,6 +50,8 @@ class Host:
     runner: Callable[[list[str]], tuple[int, str]] = gpuinfo.run_command
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # Runs the remote-code probe (harness.remote_code): the platform's Python or its image.
+    probe_runner: Callable[[list[str]], tuple[int, str]] | None = None
 
 
 def engine_prefix(platform: Platform, host: Host,
@@ -211,7 +213,8 @@ def check_snapshots(pairs: list[tuple[str, str | None]], cache: Path,
 def platform_checks(platform: Platform, host: Host, *, engine: str | None = None,
                     in_place: bool = False, cheap: bool = False,
                     results: Path = Path("results"),
-                    snapshots: list[tuple[str, str | None]] | None = None) -> list[Check]:
+                    snapshots: list[tuple[str, str | None]] | None = None,
+                    remote_code: list[tuple[str, str | None]] | None = None) -> list[Check]:
     """The checks for one platform. ``cheap``: only what can stop a run for certain (what
     `harness run` does first); ``in_place``: no container engine or image is involved."""
     from harness.models import default_cache_root
@@ -235,6 +238,9 @@ def platform_checks(platform: Platform, host: Host, *, engine: str | None = None
              if platform.model_source == "hub" else default_cache_root(host.environ))
     if platform.model_source == "hub" and snapshots is not None:
         checks.append(check_snapshots(snapshots, cache, platform.name))
+        if checks[-1].status == "pass" and remote_code:
+            checks += check_remote_code(platform, host, remote_code, cache, engine,
+                                        containerised)
     checks.append(check_disk("disk: models", cache, FREE_GIB_NEEDED[platform.model_source]))
     checks.append(check_disk("disk: results", results.resolve(), 1))
     if containerised and checks[0].status == "pass":
@@ -243,6 +249,33 @@ def platform_checks(platform: Platform, host: Host, *, engine: str | None = None
             checks.append(check_disk("disk: images", root,
                                      30 if platform.accelerator != "cpu" else 10))
     return checks
+
+
+def check_remote_code(platform: Platform, host: Host, pairs: list[tuple[str, str | None]],
+                      cache: Path, engine: str | None, containerised: bool) -> list[Check]:
+    """Each snapshot whose engine runs the repository's own code: does that code load under
+    the platform's transformers (in its image), in seconds rather than 15 minutes into a start?"""
+    from harness import remote_code
+    from harness.images import platform_image
+    from harness.models.hub import resolve_snapshot
+
+    import sys
+
+    container, python = None, sys.executable  # local and in-place: the harness's own Python
+    where = "this environment"
+    if containerised:
+        python = platform.python
+        image = platform_image(platform, host.environ)
+        ulimits = [f for k, v in platform.ulimits.items() for f in ("--ulimit", f"{k}={v}")]
+        container = [*engine_prefix(platform, host, engine)[1], "run", *ulimits, image]
+        where = f"image {image}"
+    runner = host.probe_runner or remote_code.run_probe
+    out = []
+    for repo_id, revision in pairs:
+        snapshot = resolve_snapshot(repo_id, revision, cache, platform.name).path
+        argv = remote_code.probe_argv(python, snapshot, container=container, cache=cache)
+        out.append(remote_code.check(repo_id, revision, snapshot, argv, runner, where))
+    return out
 
 
 def failed(checks: list[Check]) -> list[Check]:

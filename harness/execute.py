@@ -8,10 +8,13 @@ gpu-hang, a lost container...) run once more, in a second worker on the same pla
 image, within what is left of the platform's deadline. The first attempt's files are kept
 beside the result (``<case>.attempt1.json`` / ``.attempt1.log``). The same class again is the
 case's failure (``failed``, red) with both attempts in ``attempts``; anything else keeps the
-retry's own verdict, with the first attempt on record. This in-process retry is the rule
-because it keeps both attempts' evidence in one result on one machine and image; Buildkite's
-automatic retry (exit 3, lost agents) is for a broken agent, and the retry count it sets
-(``BUILDKITE_RETRY_COUNT``) is recorded in each result's fingerprint.
+retry's own verdict, with the first attempt on record. Whether the same class twice is the
+case's failure or stays the node's is ``harness.repeats``: a node-caused class (GPU hang, a
+refused device flag, a lost container) twice on one node stays an infrastructure error naming
+the node, and Buildkite's retry (exit 3) runs the step again, possibly on another agent. That
+retry's step downloads the earlier job's results first (harness.buildkite.retry_results): an
+earlier node-caused error from *another* node is kept as ``<case>.attempt0.json`` and judged
+with this run's result, so the same class on two nodes is the case's failure.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from harness.launch.local import LocalLaunch, WorkerRequest
 from harness.launch.worker import WorkerOutcome, run_worker
 from harness.plan import Job
 from harness.outcomes import (EXIT_FAILED, EXIT_INFRA, EXIT_OK, SIGABRT_EXITS, classify_exit,
-                              is_retried)
+                              is_node_caused, is_retried)
+from harness.repeats import Node, node_of, repeat_update
 from harness.proc import read_tail
 from harness.results import (Attempt, DiskFull, Expect, LogInfo, Result, ResultFileError,
                              read_result, result_path, tail, write_result)
 from harness.secrets import redact
-from harness.runinfo import now
+from harness.runinfo import buildkite_fields, hostname, now
 
 PYTEST_NO_TESTS = 5
 MIN_RETRY_S = 60  # a retry with less of the deadline left than this would only time out
@@ -61,10 +65,15 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
     """Run the jobs; ``relaunch`` makes the launcher for the retry (None: no retry)."""
     platform_dir = request.results_dir / request.run_id / request.platform.name
     platform_dir.mkdir(parents=True, exist_ok=True)
+    priors = {}
     for job in jobs:  # a retried build must not pick up the previous attempt's verdicts
         path = result_path(request.results_dir, request.run_id, job.platform.name, job.case.id)
+        prior = _other_nodes_error(path)
         for stale in (path, *path.parent.glob(f"{job.case.id}.attempt*")):
             stale.unlink(missing_ok=True)
+        if prior is not None:  # ...but an earlier node's infrastructure error is evidence
+            write_result(path.with_name(f"{job.case.id}.attempt0.json"), prior)
+            priors[job.id] = prior
     began = time.monotonic()
     deadline_s = request.platform.timeout_minutes * 60
     outcome, results, problem = _attempt(jobs, request, launch, deadline_s)
@@ -76,6 +85,9 @@ def execute(jobs: list[Job], request: WorkerRequest, launch,
         results, again = _retry(jobs, results, retry, request, relaunch, left)
         if len(retry) == len(jobs):  # every job ran again: the retry's worker is the run's
             outcome = again
+    if priors:
+        results = [_judge_with_prior(job, request, priors[job.id], r) if job.id in priors else r
+                   for job, r in zip(jobs, results)]
     if problem:
         results = [_disk_full(r, problem) for r in results]
     return PlatformRun(request.platform.name, platform_dir, results, outcome,
@@ -145,7 +157,35 @@ def _as_attempt(result: Result, number: int, result_file: str) -> Attempt:
     return Attempt(attempt=number, status=result.status, failure_class=result.failure_class,
                    message=result.message, result_path=result_file, log=result.log,
                    image_digest=result.fingerprint.get("image_digest"),
-                   finished_at=result.finished_at)
+                   finished_at=result.finished_at, node=str(node_of(result.fingerprint)))
+
+
+def this_node() -> Node:
+    return Node(hostname(), buildkite_fields().get("agent_name"))
+
+
+def _other_nodes_error(path: Path) -> Result | None:
+    """The result an earlier Buildkite job of this step left here (downloaded by the retried
+    step), when it is a node-caused error from another node; None otherwise."""
+    try:
+        prior = read_result(path)
+    except ResultFileError:
+        return None
+    if prior.status != "error" or not is_node_caused(prior.failure_class):
+        return None
+    return None if node_of(prior.fingerprint).same_as(this_node()) else prior
+
+
+def _judge_with_prior(job: Job, request: WorkerRequest, prior: Result, result: Result) -> Result:
+    """This run's result judged with another node's earlier error of the same job."""
+    earlier = [_as_attempt(prior, 0, f"{job.case.id}.attempt0.json")]
+    update: dict = {"attempts": earlier + list(result.attempts or [_as_attempt(
+        result, 1, f"{job.case.id}.json")])}
+    update.update(repeat_update(prior, result))
+    judged = result.model_copy(update=update)
+    write_result(result_path(request.results_dir, request.run_id, job.platform.name,
+                             job.case.id), judged)
+    return judged
 
 
 def _merge(job: Job, request: WorkerRequest, first: Result, second: Result) -> Result:
@@ -156,12 +196,8 @@ def _merge(job: Job, request: WorkerRequest, first: Result, second: Result) -> R
     attempts = [_as_attempt(first.model_copy(update={"log": log1}), 1,
                             f"{job.case.id}.attempt1.json"),
                 _as_attempt(second, 2, path.name)]
-    update: dict = {"attempts": attempts}
-    if second.failure_class == first.failure_class and is_retried(second.failure_class):
-        # The same infrastructure-like failure twice, same job, same image: the case's own.
-        update["status"] = "xfailed" if second.expect.outcome == "xfail" else "failed"
-        update["message"] = (f"{second.failure_class} on both attempts (retried once): "
-                             f"{second.message}")
+    # The same class twice, same job, same image: the case's own, or the node's (repeats).
+    update: dict = {"attempts": attempts, **repeat_update(first, second)}
     result = second.model_copy(update=update)
     write_result(path, result)
     return result
@@ -217,12 +253,14 @@ def _result_or_placeholder(job: Job, request: WorkerRequest, outcome: WorkerOutc
         failure_class = classify_exit(outcome.returncode, read_tail(outcome.log_path))
         message = f"worker aborted (exit {outcome.returncode})" + (
             ": GPU hang" if failure_class == "gpu-hang" else "")
+        if failure_class == "crash":  # `crash` is the engine's; the worker dying is no verdict
+            failure_class = "worker-died"
     elif outcome.returncode == PYTEST_NO_TESTS:
         failure_class, message = "collection", "pytest collected no test for this job"
     elif outcome.returncode in (2, 3, 4):
         failure_class, message = "collection", f"pytest exited {outcome.returncode} (usage/collection)"
     else:
-        failure_class, message = "crash", f"worker exited {outcome.returncode}"
+        failure_class, message = "worker-died", f"worker exited {outcome.returncode}"
     result = _base(job, request, launch, "error", failure_class,
                    f"{message}; no result written ({missing_why})",
                    log=LogInfo(path=outcome.log_path.name,
@@ -243,6 +281,7 @@ def _base(job: Job, request: WorkerRequest, launch, status: str, failure_class: 
                 "model": job.model, "args": job.engine_args},
         log=log or LogInfo(),
         fingerprint={"platform": job.platform.name, "accelerator": job.platform.accelerator,
+                     "hostname": hostname(), "buildkite": buildkite_fields(),
                      **(fingerprint or {})},
         reproduce=launch.reproduce(), finished_at=now())
 

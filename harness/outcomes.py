@@ -4,11 +4,16 @@ Statuses, failure classes (and which of them say "the code under test was not ju
 outcomes, exit codes and their severity. Every other module imports these names; none keeps a
 copy.
 
-The retry rule (see ``harness.execute``): a job that ends in a RETRIED class gets one more
-attempt, on the same machine with the same image. If the retry ends in the same class, that is
-a verdict on the case: status ``failed`` (red), with both attempts' evidence in ``attempts``.
-A warm-up hang or an OOM during encoder-cudagraph capture that happens twice is a regression,
-not bad luck.
+The retry rule (see ``harness.execute`` and ``harness.repeats``): a job that ends in a RETRIED
+class gets one more attempt, on the same machine with the same image. Who is to blame for the
+same class twice depends on the class:
+
+- CODE_CAUSED classes (a warm-up hang, an OOM during encoder-cudagraph capture): the same class
+  again is a verdict on the case, status ``failed`` (red), both attempts in ``attempts``.
+- NODE_CAUSED classes (a GPU hang, a device flag the engine refuses, a container removed under
+  the run, a broken runtime): twice on the same node is still the node's fault: status
+  ``error`` (exit 3), the node named, and Buildkite's retry (which can land elsewhere) decides.
+  The same class on two *different* nodes is the case's failure.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ STATUSES: tuple[str, ...] = get_args(Status)
 
 FailureClass = Literal[
     "startup-timeout",  # engine not ready within the deadline (a warm-up hang)
-    "crash",  # engine or worker process died
+    "crash",  # the engine process died: a verdict on vLLM (never used for the worker)
     "oom",  # killed for memory (container OOM-killed, SIGKILL we did not send, OOM in the log)
     "gpu-hang",  # ROCm GPU hang: SIGABRT and/or "HW Exception by GPU node", "GPU Hang", HSA error
     "request-error",  # a request failed (HTTP error, engine error)
@@ -42,6 +47,7 @@ FailureClass = Literal[
     "container-lost",  # the container vanished while the worker ran
     "model-missing",  # the hub snapshot (or a LoRA adapter) is not in the cache: fetch it first
     "registry",  # the image registry failed or stopped answering during a pull
+    "worker-died",  # the harness's worker process died before writing the job's result
     "tests-missing",  # vLLM's tests tree for the vLLM that runs is not fetched: `harness tests fetch`
 ]
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
@@ -52,6 +58,10 @@ FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 RETRIED_CLASSES = frozenset({
     "startup-timeout", "oom", "gpu-hang", "infra", "container-lost", "container-start",
 })
+# Who caused a failure that repeats (the module docstring): the node it ran on, or the code under
+# test. Every RETRIED class is exactly one of the two.
+NODE_CAUSED_CLASSES = frozenset({"gpu-hang", "infra", "container-start", "container-lost"})
+CODE_CAUSED_CLASSES = RETRIED_CLASSES - NODE_CAUSED_CLASSES  # startup-timeout, oom
 # Classes that give no verdict on the code under test: status "error" (unless repeated on the
 # retry, for the RETRIED ones). `harness-error` is here but not retried: a bug repeats.
 INFRA_CLASSES = RETRIED_CLASSES | frozenset({
@@ -60,6 +70,9 @@ INFRA_CLASSES = RETRIED_CLASSES | frozenset({
     # Not retried in-process: a registry that is down is down for the retry too, and twice is
     # still not a verdict on the case; the step's retry (exit 3) tries again later.
     "registry",
+    # The worker (pytest + the harness plugin, not the engine) died without a result: `crash`
+    # is kept for the engine dying, a verdict; this is none.
+    "worker-died",
     # The vllm_tests tree is fetched before the job (`harness tests fetch`), never inside it.
     "tests-missing",
 })
@@ -105,6 +118,10 @@ def is_infra(failure_class: str | None) -> bool:
 
 def is_retried(failure_class: str | None) -> bool:
     return failure_class in RETRIED_CLASSES
+
+
+def is_node_caused(failure_class: str | None) -> bool:
+    return failure_class in NODE_CAUSED_CLASSES
 
 
 # ---------------------------------------------------------------- how a process ended

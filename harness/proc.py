@@ -134,6 +134,11 @@ def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", errors="replace")
 
 
+def raise_interrupt(signum, frame):
+    """Signal handler: unwind like Ctrl-C (SIGTERM from a Buildkite cancel or `docker stop`)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def stop_all() -> None:
     """Last-resort cleanup (atexit, signal handlers)."""
     for child in list(_live):

@@ -114,6 +114,7 @@ class Attempt(_Model):
     log: LogInfo = LogInfo()
     image_digest: str | None = None
     finished_at: str = ""
+    node: str = ""  # where it ran: "host H (agent A)" (harness.repeats)
 
 
 class Result(_Model):
@@ -292,7 +293,9 @@ def cycle_collection_paused() -> Iterator[None]:
 
 
 def _is_result_file(path: Path) -> bool:
-    return not path.name.startswith(".")  # ".<name>.json.*.tmp": an atomic write in progress
+    # ".<name>.json.*.tmp": an atomic write in progress; "<case>.attempt1.json": an earlier
+    # attempt kept beside its job's result (a case id never holds a dot: harness.spec.ID_RE).
+    return not path.name.startswith(".") and "." not in path.stem
 
 
 def iter_result_files(run_dir: Path) -> list[Path]:

@@ -24,7 +24,10 @@ BUILDKITE_FIELDS = {
     "pipeline": "BUILDKITE_PIPELINE_SLUG",
     "branch": "BUILDKITE_BRANCH",
     "retry_count": "BUILDKITE_RETRY_COUNT",
+    "agent_name": "BUILDKITE_AGENT_NAME",  # the node, with the hostname (harness.repeats)
 }
+# The host's name, handed to a worker in a container: a container's own hostname may be its id.
+HOSTNAME_ENV = "HARNESS_HOSTNAME"
 GIT_COMMIT_ENV = "HARNESS_GIT_COMMIT"
 GIT_DIRTY_ENV = "HARNESS_GIT_DIRTY"
 GIT_TIMEOUT_S = 10
@@ -36,7 +39,12 @@ def now() -> str:
 
 
 def hostname() -> str:
-    return platform.node()
+    return os.environ.get(HOSTNAME_ENV) or platform.node()
+
+
+def buildkite_fields(environ: dict[str, str] | None = None) -> dict[str, str]:
+    environ = os.environ if environ is None else environ
+    return {key: environ[var] for key, var in BUILDKITE_FIELDS.items() if var in environ}
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess | None:

@@ -14,11 +14,14 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from harness.platform_spec import CAPABILITIES, Platform, PlatformsFile, Strict
+from harness.results import TRACEBACK
+# Expectation and ID_RE live with the platforms (harness.spec_tests uses them without this module)
+from harness.platform_spec import (CAPABILITIES, ID_RE, Expectation, Platform,  # noqa: F401
+                                   PlatformsFile, Strict)
 from harness.yamlsource import Located, SpecError, load_located
 
 PLATFORMS_FILE = "platforms.yaml"
-ID_RE = r"^[a-z0-9][a-z0-9_\-]*$"
+QUARANTINE_FILE = "quarantine.yaml"  # harness.quarantine: known failures, until a date
 
 
 # ---------------------------------------------------------------- cases
@@ -75,15 +78,32 @@ class ImageInput(Strict):
     name: str = Field(pattern=ID_RE)
     width: int = Field(default=0, ge=0, le=8192)
     height: int = Field(default=0, ge=0, le=8192)
-    pattern: Literal["noise", "gradient", "checker", "stripes"] = "noise"
+    pattern: Literal["noise", "gradient", "checker", "stripes", "scene"] = "noise"
     seed: int = 0
     file: str | None = None  # relative to the case file
+    # `scene` (harness.worker.scenes): a shape in a colour and a word, on a background: images
+    # a real model must describe differently, where two noise images may read alike.
+    shape: Literal["circle", "square", "triangle", "none"] = "none"
+    color: str = "red"
+    background: str = "white"
+    text: str = Field(default="", max_length=24)
 
     @model_validator(mode="after")
     def _size_or_file(self) -> "ImageInput":
         if self.file is None and (self.width < 28 or self.height < 28):
             raise ValueError("give `file`, or `width` and `height` of at least 28 px")
+        from harness.worker.scenes import scene_problem
+
+        problem = scene_problem(self.pattern, self.shape, self.color, self.background, self.text)
+        if problem:
+            raise ValueError(problem)
         return self
+
+    def content(self) -> tuple:
+        """What makes two images' pixels differ (sizes aside)."""
+        if self.pattern == "scene":
+            return (self.pattern, self.shape, self.color, self.background, self.text)
+        return (self.pattern, self.seed)
 
 
 class Inputs(Strict):
@@ -128,6 +148,20 @@ class LogCheck(_CheckBase):
             except re.error as exc:
                 raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
         return patterns
+
+    @model_validator(mode="after")
+    def _no_bare_traceback(self) -> "LogCheck":
+        # vLLM prints and survives tracebacks (optional-import fallbacks, autotune retries): a
+        # pattern any traceback matches fails a healthy engine. Tracebacks are evidence in the
+        # result (harness.worker.checks); a failure needs the regression's own signature.
+        if self.kind == "log_absent":
+            for pattern in self.patterns:
+                if re.search(pattern, TRACEBACK + ":"):
+                    raise ValueError(
+                        f"{pattern!r} matches any traceback, and vLLM prints tracebacks it "
+                        "survives; name the regression's own signature (tracebacks are kept "
+                        "as evidence in the result)")
+        return self
 
 
 class TokenCountsCheck(_CheckBase):
@@ -176,13 +210,6 @@ class CompareSpec(Strict):
     policy: Literal["exact", "logprobs_close", "text"] = "logprobs_close"
     top_k: int = Field(default=5, gt=0, le=20)
     all_positions: bool = False
-
-
-class Expectation(Strict):
-    outcome: Literal["pass", "xfail"] = "pass"
-    reason: str = ""
-    link: str = ""
-    strict: bool = True  # an unexpected pass of a strict xfail is a failure
 
 
 class PlatformOverride(Strict):
@@ -241,13 +268,19 @@ def _same_shape_other_content(check: "OutputsDifferCheck", requests: dict,
                 f"(different sizes alone change the output); got {sorted(shapes)}")
     if any(images[i].file for r in compared for i in r.images):
         return ""  # files: sizes are known only when read; content is the file's
-    contents = {tuple((images[i].pattern, images[i].seed) for i in r.images) for r in compared}
+    contents = {tuple(images[i].content() for i in r.images) for r in compared}
     if len(contents) != len(compared):
         return "compared requests have images of the same content"
     return ""
 
 
 # ---------------------------------------------------------------- loading
+
+
+def validate_located(located: Located, model: type[BaseModel]):
+    """Validate YAML data against a model, errors located at file:line: key (one definition
+    for every YAML input: cases, platforms, the quarantine list)."""
+    return _validate(located, model)
 
 
 def _validate(located: Located, model: type[BaseModel], extra: dict[str, Any] | None = None):
@@ -294,13 +327,17 @@ def load_case(path: Path | str) -> Case:
     """An engine case, or (``kind: vllm_tests``) a harness.spec_tests.TestsCase."""
     from harness.spec_tests import KIND, TestsCase
 
+    stem = Path(path).stem
+    if not re.fullmatch(ID_RE.strip("^$"), stem, flags=re.ASCII):
+        # The file name is the case id: it becomes job keys, result paths, step keys, page ids.
+        raise SpecError(path, None, "id", f"file name {stem!r} is not a case id: rename the file "
+                                          f"to match {ID_RE} (lower-case ASCII, digits, _ and -)")
     located = load_located(path)
     kind = located.data.get("kind") if isinstance(located.data, dict) else None
     if kind is not None and kind != KIND:
         raise located.error(("kind",), f"unknown case kind {kind!r}; known: {KIND} "
                                        "(or no `kind`: an engine case)")
     case = _validate(located, TestsCase if kind == KIND else Case)
-    stem = Path(path).stem
     if case.id and case.id != stem:
         raise located.error(("id",), f"id {case.id!r} must match the file name {stem!r}")
     return case.model_copy(update={"id": stem, "source": str(path)})
@@ -317,7 +354,8 @@ def case_files(paths: list[Path | str]) -> list[Path]:
     out: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            out.extend(p for p in sorted(path.glob("*.yaml")) if p.name != PLATFORMS_FILE)
+            out.extend(p for p in sorted(path.glob("*.yaml"))
+                       if p.name not in (PLATFORMS_FILE, QUARANTINE_FILE))
         else:
             out.append(path)
     return out
@@ -405,6 +443,10 @@ def validate_paths(paths: list[Path | str]) -> list[SpecError]:
         try:
             if file.name == PLATFORMS_FILE:
                 platforms = load_platforms(file)
+            elif file.name == QUARANTINE_FILE:
+                from harness.quarantine import load_quarantine
+
+                load_quarantine(file)
             else:
                 case = load_case(file)
                 check_registries(case)

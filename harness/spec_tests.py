@@ -21,8 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from harness.platform_spec import Strict
-from harness.spec import ID_RE, Expectation
+from harness.platform_spec import ID_RE, Expectation, Strict
 
 KIND = "vllm_tests"
 # The one "model" a tests job shows where engine jobs show theirs (plan, results).

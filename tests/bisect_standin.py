@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from harness.results import Expect, LogInfo, Result, result_path, write_result
-from harness.worker.job import now
+from harness.runinfo import now
 
 SLEEP_S = 2.0  # long enough for a test to interrupt a step in progress
 

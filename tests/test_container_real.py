@@ -365,3 +365,45 @@ def test_container_removed_by_someone_else_is_classified_lost(tmp_path, engine, 
     assert (result.status, result.failure_class) == ("error", "container-lost"), result.message
     assert launch.name in result.message and run.exit_code == 3
     assert our_containers(engine, run_id) == []
+
+
+# ---------------------------------------------------------------- node-caused classes
+
+
+def test_a_refused_container_flag_twice_is_the_nodes_error_and_on_two_nodes_the_cases_failure(
+        tmp_path, engine):
+    """A run flag the engine refuses before the container starts (exit 125, as a device flag a
+    node lacks is refused): `container-start`, a node-caused class. Retried once on this host:
+    the same class again stays infrastructure naming the host, exit 3. Then the same run
+    directory as a Buildkite retry on another agent leaves it (the earlier job's result, from
+    another host, downloaded before the step runs): the same class on two nodes is the case's
+    failure, exit 1."""
+    import platform as host_platform
+
+    platforms = platforms_file(tmp_path, engine, memory="1m")  # below every engine's minimum
+    run_id = f"ctr-node-{engine.name}-{UNIQUE}"
+    results = tmp_path / "results"
+    argv = [sys.executable, "-m", "harness", "run", "--platform", engine.platform, "--cases",
+            str(CASES), "--platforms-file", str(platforms), "--results", str(results),
+            "--run-id", run_id, "-k", "phi4mm", "--skip-preflight"]
+    env = {**engine.environ(), "BUILDKITE_AGENT_NAME": "agent-here"}
+    first = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    path = results / run_id / engine.platform / "phi4mm_variable_crop.json"
+    result = read_result(path)
+    assert first.returncode == 3, first.stdout[-3000:] + first.stderr[-2000:]
+    assert (result.status, result.failure_class) == ("error", "container-start"), result.message
+    here = f"host {host_platform.node()} (agent agent-here)"
+    assert here in result.message and "node's fault" in result.message
+    assert [(a.failure_class, a.node) for a in result.attempts] == [("container-start", here)] * 2
+
+    data = json.loads(path.read_text())  # the earlier Buildkite job's result, from elsewhere
+    data["fingerprint"].update(hostname="mi300-elsewhere", buildkite={"agent_name": "agent-b"})
+    path.write_text(json.dumps(data))
+    second = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env=env)
+    result = read_result(path)
+    assert second.returncode == 1, second.stdout[-3000:] + second.stderr[-2000:]
+    assert (result.status, result.failure_class) == ("failed", "container-start")
+    assert "two nodes" in result.message and "mi300-elsewhere" in result.message
+    assert here in result.message
+    assert our_containers(engine, run_id) == []

@@ -36,13 +36,24 @@ def small_repo(tmp_path: Path) -> Path:
 
 def test_snapshot_resolves_by_commit_and_by_main(tmp_path, small_repo):
     cache = tmp_path / "hub"
-    path = add_snapshot(cache, "org/name", REV_A, small_repo)
+    path = add_snapshot(cache, "org/name", REV_A, small_repo, ref="main")
     assert (cache / "models--org--name" / "refs" / "main").read_text() == REV_A
     assert os.readlink(path / "config.json").startswith("../../blobs/")
     assert (path / "vision-lora" / "adapter_config.json").read_text() == "{}"
     for revision in (REV_A, None):
         snap = resolve_snapshot("org/name", revision, cache)
         assert snap.commit == REV_A and snap.path == path
+
+
+def test_a_pinned_commit_writes_no_branch_ref_and_needs_its_revision(tmp_path, small_repo):
+    """As `snapshot_download(revision=<commit>)` leaves it: no refs/main, so a caller that
+    omits the revision fails here as it would on an agent."""
+    cache = tmp_path / "hub"
+    path = add_snapshot(cache, "org/name", REV_A, small_repo)
+    assert not (cache / "models--org--name" / "refs").exists()
+    assert resolve_snapshot("org/name", REV_A, cache).path == path
+    with pytest.raises(SnapshotMissing, match="org/name at revision main"):
+        resolve_snapshot("org/name", None, cache)
 
 
 def test_missing_snapshot_names_id_and_revision(tmp_path, small_repo):

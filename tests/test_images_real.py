@@ -127,7 +127,7 @@ def test_build_push_remove_then_run_pulls_and_records_the_digest(
     print(f"harness run (pull + stand-in worker): {time.monotonic() - began:.1f} s")
     assert f"pulling {versioned}" in ran.stdout, ran.stdout + ran.stderr
     result = read_result(results / run_id / PLATFORM / "phi4mm_variable_crop.json")
-    assert (result.status, result.failure_class) == ("error", "crash")  # the stand-in's exit 1
+    assert (result.status, result.failure_class) == ("error", "worker-died")  # the stand-in's exit 1
     assert "stand-in worker: ran" in result.log.tail
     inspected = docker_engine("image", "inspect", "--format", "{{index .RepoDigests 0}}",
                               versioned)

@@ -33,7 +33,9 @@ class FakeHubDownload:
         from harness.models.hubcache import add_snapshot
 
         self.calls.append((repo_id, revision))
-        return str(add_snapshot(Path(cache_dir), repo_id, self.commit, self.source))
+        # As the real one: a branch asked for is written as refs/<branch>; a commit is not.
+        ref = None if revision == self.commit else revision
+        return str(add_snapshot(Path(cache_dir), repo_id, self.commit, self.source, ref=ref))
 
 
 @pytest.fixture(scope="module")

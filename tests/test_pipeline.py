@@ -64,6 +64,12 @@ def assert_valid(schema: jsonschema.Draft7Validator, text: str) -> dict:
     return document
 
 
+def own(commands: list[str]) -> list[str]:
+    """A run step's commands without the retried job's download of the earlier job's results
+    (harness.buildkite.retry_results; tests/test_retry_results.py)."""
+    return [c for c in commands if "--include-retried-jobs" not in c]
+
+
 def steps_by_key(document: dict) -> dict[str, dict]:
     return {step["key"]: step for step in document["steps"]}
 
@@ -103,7 +109,8 @@ def test_every_variant_validates_against_buildkites_schema(capsys, schema, argv)
 
 
 def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, schema, tmp_path):
-    cases = many_cases(tmp_path, 170)  # 3 platforms x 170 shards = 510 jobs, + compare, nightly
+    # 3 platforms x 170 shards = 510 jobs, + the GPU reference, compare, nightly
+    cases = many_cases(tmp_path, 170)
     assert main(["pipeline", "--cases", str(cases), "--platform", "rocm,cuda,cpu",
                  "--parallelism", "170", "--nightly", "--history-db", "/var/lib/h.sqlite"]) == 0
     part1, err = capsys.readouterr()
@@ -119,7 +126,7 @@ def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, sc
     part2 = capsys.readouterr().out
     documents = [assert_valid(schema, part1), assert_valid(schema, part2)]
     jobs = [sum(step.get("parallelism", 1) for step in d["steps"]) for d in documents]
-    assert all(count <= 500 for count in jobs) and sum(jobs) == 510 + 1 + 1 + 1
+    assert all(count <= 500 for count in jobs) and sum(jobs) == 510 + 1 + 1 + 1 + 1
     # Every dependency is uploaded before or with the step that needs it.
     keys = set(steps_by_key(documents[0])) | set(steps_by_key(documents[1]))
     for step in documents[1]["steps"]:
@@ -129,7 +136,8 @@ def test_a_pipeline_over_500_jobs_is_split_into_valid_chained_uploads(capsys, sc
 def test_a_small_upload_limit_chains_every_part(capsys, schema):
     texts = generate(capsys, "--max-jobs-per-upload", "2", "--nightly", "--history-db-env", "H")
     documents = [assert_valid(schema, text) for text in texts]
-    assert len(documents) == len(PLATFORMS) + 2  # each run, compare, nightly: one per part
+    # each run, the GPU reference, compare, nightly: one per part
+    assert len(documents) == len(PLATFORMS) + 3
     for number, document in enumerate(documents[:-1], 1):
         assert document["steps"][-1]["key"] == f"pipeline-part-{number + 1}"
         assert f"--max-jobs-per-upload 2 --part {number + 1} |" in \
@@ -165,10 +173,11 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
     rocm, cuda, cpu = steps["run-rocm"], steps["run-cuda"], steps["run-cpu"]
     assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
         {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
-    assert rocm["commands"] == [  # hub snapshots first, outside the run's startup deadline
+    assert own(rocm["commands"]) == [  # hub snapshots first, outside the run's startup deadline
         "harness models fetch --platform rocm",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER --pull always"]
-    assert cpu["commands"] == ["harness run --platform cpu --run-id build-$BUILDKITE_BUILD_NUMBER"]
+    assert own(cpu["commands"]) == ["harness run --platform cpu --run-id "
+                                    "build-$BUILDKITE_BUILD_NUMBER"]
     assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
     assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
     # Retried for infrastructure only: agent lost, the harness's infra exit (a GPU hang is
@@ -214,7 +223,7 @@ def test_a_baseline_without_a_candidate_has_no_compare_step(capsys):
 def test_keyword_selection_reaches_the_run_command_quoted(capsys):
     steps = steps_by_key(yaml.safe_load(generate(capsys, "-k", "cudagraph[rocm] or phi4mm")[0]))
     assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
-    assert steps["run-rocm"]["commands"] == [
+    assert own(steps["run-rocm"]["commands"]) == [
         "harness models fetch --platform rocm -k 'cudagraph[rocm] or phi4mm'",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER"
         " -k 'cudagraph[rocm] or phi4mm' --pull always"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.worker.progress import PhaseClock, Progress, choose_mode, last_line
+from harness.cli import choose_mode
+from harness.worker.progress import PhaseClock, Progress, last_line
 
 
 def wait_for(predicate, timeout_s: float = 20.0) -> bool:

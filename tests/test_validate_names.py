@@ -45,7 +45,9 @@ def _validate_error(capsys, path, *more) -> str:
      "checks[0].within_s: 900 is not below engine.startup_timeout_s 900: it could never fail"),
     (QWEN, "requests: [wide, wide_other]", "requests: [wide, tall]",
      "checks[4].requests: compare requests with the same prompt and images of identical sizes"),
-    (QWEN, "seed: 4}", "seed: 1}", "compared requests have images of the same content"),
+    (QWEN, "shape: square, color: blue,\n       background: yellow, text: DOG",
+     "shape: circle, color: red,\n       background: white, text: CAT",
+     "compared requests have images of the same content"),
 ])
 def test_a_typo_or_vacuous_check_fails_validate_at_its_line(cases_copy, capsys, case, old, new,
                                                            message):

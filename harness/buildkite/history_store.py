@@ -7,12 +7,9 @@ flakiness, first-bad-build and drift a one-night computation.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from harness.buildkite.uploads import PipelineError
-
-if TYPE_CHECKING:
-    from harness.buildkite.pipeline import PipelineOptions
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -25,7 +22,15 @@ HISTORY_STORE_HELP = (
     "the URL is never written into the pipeline)")
 
 
-def check_history_store(options: "PipelineOptions") -> None:
+class StoreOptions(Protocol):
+    """What this check reads of the pipeline's options (pipeline.PipelineOptions)."""
+
+    nightly: bool
+    history_db: str | None
+    history_db_env: str | None
+
+
+def check_history_store(options: StoreOptions) -> None:
     """A nightly without a lasting store would compute flakiness and first-bad over one night."""
     if options.history_db and options.history_db_env:
         raise PipelineError("give --history-db or --history-db-env, not both")

@@ -3,7 +3,8 @@
 Shape of a build (every arrow is a ``depends_on``):
 
     image-<p> (--build-images) -> run-<p> (one per platform, on its queue; maybe parallel)
-    run-<baseline>, run-<candidate> -> compare-<baseline>-vs-<candidate>   (allow_failure)
+    run-* -> reference-hf (--nightly: transformers on a GPU agent, hub weights; reference_step)
+    run-<baseline>, run-<candidate>, reference-hf -> compare-<baseline>-vs-<candidate>
     run-*, compare-* -> nightly-history (--nightly)                          (allow_failure)
 
 The build rule (harness.compare.verdicts): a case that fails on a candidate (ROCm) makes the
@@ -32,6 +33,10 @@ from typing import Any, Mapping, Sequence
 
 from harness import images
 from harness.buildkite.history_store import check_history_store
+from harness.buildkite.reference_step import KEY as REFERENCE_KEY
+from harness.buildkite.reference_step import PLATFORM as REFERENCE_PLATFORM
+from harness.buildkite.reference_step import reference_platform, reference_step
+from harness.buildkite.retry_results import earlier_results_command
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
@@ -247,8 +252,9 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     step: dict[str, Any] = {
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
-        "commands": [*_fetch_commands(platform, options), *_tests_fetch(platform, jobs, image,
-                                                                      options), sh(*argv)],
+        "commands": [*_fetch_commands(platform, options),
+                     *_tests_fetch(platform, jobs, image, options),
+                     earlier_results_command(platform.name), sh(*argv)],
         **_agents(platform.queue),
         "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
         "retry": {"automatic": retry},
@@ -290,7 +296,7 @@ def _download(platform: str) -> str:
 
 
 def compare_step(comparison: Comparison, options: PipelineOptions,
-                 in_pipeline: Sequence[str] = ()) -> dict[str, Any]:
+                 in_pipeline: Sequence[str] = (), reference: str | None = None) -> dict[str, Any]:
     """Download the platforms' results, compare, annotate, and exit with compare's status.
 
     Depends only on the run steps of ``in_pipeline``: a baseline without a step comes from
@@ -300,6 +306,8 @@ def compare_step(comparison: Comparison, options: PipelineOptions,
     present = [p for p in (c.baseline, c.candidate) if p in in_pipeline] if in_pipeline \
         else [c.baseline, c.candidate]
     extra = ["--baseline-run", options.baseline_run] if options.baseline_run else []
+    # The nightly GPU reference (harness.buildkite.reference_step), when there is one.
+    extra += ["--reference", reference] if reference else []
     compare = sh(*_harness(options), "compare", _run_dir(), "--baseline", c.baseline,
                  "--candidate", c.candidate, *extra, "--markdown", f"{out}.md",
                  "--junit", f"{out}.xml", "--json", f"{out}.json")
@@ -310,12 +318,13 @@ def compare_step(comparison: Comparison, options: PipelineOptions,
     return {
         "label": f"compare {c.baseline} vs {c.candidate}",
         "key": c.key,
-        "depends_on": [{"step": f"run-{p}", "allow_failure": True} for p in present],
+        "depends_on": [{"step": f"run-{p}", "allow_failure": True} for p in present]
+        + ([{"step": REFERENCE_KEY, "allow_failure": True}] if reference else []),
         "commands": [
             # The run directory exists even when no platform left results, so compare reports
             # them missing (infrastructure, exit 3) rather than a usage error.
             sh("mkdir", "-p", "compare", _run_dir()),
-            *(_download(p) for p in present),
+            *(_download(p) for p in [*present, *([reference] if reference else [])]),
             f"harness_status=0; {compare} || harness_status=$$?",
             'case "$$harness_status" in 0) harness_style=success ;; '
             f"{EXIT_INFRA}) harness_style=warning ;; *) harness_style=error ;; esac",
@@ -409,7 +418,12 @@ def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
     steps += [run_step(platforms[name], platform_jobs, options,
                        name in baselines and name not in candidates)
               for name, platform_jobs in by_platform.items()]
-    steps += [compare_step(c, options, list(by_platform)) for c in comparisons]
+    gpu = reference_platform(comparisons, platforms, list(by_platform)) \
+        if options.nightly else None
+    if gpu is not None:  # the nightly GPU reference, after the run steps
+        steps.append(reference_step(gpu, [f"run-{name}" for name in by_platform], options))
+    steps += [compare_step(c, options, list(by_platform), REFERENCE_PLATFORM if gpu else None)
+              for c in comparisons]
     if options.nightly:
         after = [f"run-{name}" for name in by_platform] + [c.key for c in comparisons]
         steps.append(nightly_step(list(by_platform), after, options))

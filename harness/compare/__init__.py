@@ -6,6 +6,7 @@ functions in ``core``; the reports in ``harness.report`` render the ``Comparison
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from harness.compare.core import compare_pair
@@ -25,8 +26,10 @@ __all__ = ["CaseComparison", "Comparison", "EnvDifference", "OutputComparison", 
 
 def compare_runs(run_dirs: list[Path], baseline: str | None = None,
                  candidates: list[str] | None = None,
-                 reference: str | None = REFERENCE) -> Comparison:
-    """Compare one run directory's platforms, or two run directories (first = baseline)."""
+                 reference: str | None = REFERENCE, quarantine: list | None = None,
+                 today: dt.date | None = None) -> Comparison:
+    """Compare one run directory's platforms, or two run directories (first = baseline);
+    ``quarantine``: the entries of harness.quarantine, judged on ``today`` (UTC by default)."""
     if not 1 <= len(run_dirs) <= 2:
         raise SelectionError("give one or two run directories")
     for run_dir in run_dirs:
@@ -49,4 +52,10 @@ def compare_runs(run_dirs: list[Path], baseline: str | None = None,
         pairs = tuple(compare_pair(sides[i], sides[n + i], ref_side) for i in range(n))
     notes = tuple(side.note for pair in pairs for side in (pair.baseline, pair.candidate)
                   if side.note)
-    return Comparison(pairs, tuple(dict.fromkeys(notes)))
+    comparison = Comparison(pairs, tuple(dict.fromkeys(notes)))
+    if quarantine:
+        from harness.compare.quarantined import apply_quarantine
+        from harness.quarantine import today as utc_today
+
+        comparison = apply_quarantine(comparison, quarantine, today or utc_today())
+    return comparison

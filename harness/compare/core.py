@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from harness.compare.envdiff import environment_diff
 from harness.compare.nodes import diff_nodes
 from harness.compare.model import (CaseComparison, PairComparison, ReferenceCheck, ResultProblem,
@@ -70,6 +72,7 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
 IDENTITY = (("fingerprint", "vllm_commit", "vLLM commits"), ("fingerprint", "vllm", "vLLM versions"),
             ("engine", "model", "models"), ("engine", "recipe_digest", "model builds"),
             ("engine", "revision", "model revisions"), ("engine", "args", "engine args"),
+            ("engine", "inputs_digest", "inputs (prompts or images)"),
             ("engine", "tests_tree", "vLLM tests trees"))
 
 
@@ -85,6 +88,9 @@ def not_comparable(baseline: Result, candidate: Result) -> str:
     for where, key, what in IDENTITY:
         value_b = getattr(baseline, where).get(key)
         value_c = getattr(candidate, where).get(key)
+        if key in ("vllm_commit", "vllm") and value_b and value_c \
+                and same_commit_spelling(value_b, value_c):
+            continue
         if value_b and value_c and value_b != value_c:
             if key == "vllm" and any("vLLM commits" in r for r in reasons):
                 continue
@@ -96,6 +102,24 @@ def not_comparable(baseline: Result, candidate: Result) -> str:
                 for side, ids in (("baseline", ids_b - ids_c), ("candidate", ids_c - ids_b)) if ids]
         reasons.append(f"different requests ({'; '.join(only)})")
     return "; ".join(reasons)
+
+
+_COMMIT = re.compile(r"[0-9a-f]{7,40}")
+_VERSION_COMMIT = re.compile(r"\+g([0-9a-f]{7,40})")
+
+
+def same_commit_spelling(a: str, b: str) -> bool:
+    """One commit written at two abbreviation lengths ('1a2b3c4' and '1a2b3c4d5e6f'), alone or
+    as a version's ``+g<commit>`` local part: the shorter is a prefix of the longer (at least 7
+    hex digits) and, for versions, everything around the commit is the same."""
+    a, b = a.lower(), b.lower()
+    if _COMMIT.fullmatch(a) and _COMMIT.fullmatch(b):
+        short, long = sorted((a, b), key=len)
+        return long.startswith(short)
+    ca, cb = _VERSION_COMMIT.search(a), _VERSION_COMMIT.search(b)
+    if not (ca and cb) or _VERSION_COMMIT.sub("+g", a) != _VERSION_COMMIT.sub("+g", b):
+        return False
+    return same_commit_spelling(ca.group(1), cb.group(1))
 
 
 def _short(value) -> str:
@@ -207,6 +231,12 @@ def describe(case: CaseComparison, baseline: Side, candidate: Side) -> str:
     if v is Verdict.ALONE_FAILING:
         return (f"fails on {cn}: {_message(case.candidate)}; no {bn} baseline "
                 f"({baseline.note or 'not run'})")
+    if v is Verdict.FAILS_UNTESTED_BASELINE:
+        why = (_message(case.baseline) if case.baseline is not None else
+               f"{case.baseline_problem.path}: {case.baseline_problem.problem}"
+               if case.baseline_problem else "")
+        return (f"fails on {cn}: {_message(case.candidate)}; {bn} not tested "
+                f"({case.baseline_outcome}: {why})")
     if v is Verdict.BOTH_FAIL:
         return f"fails on both: {bn}: {_message(case.baseline)}; {cn}: {_message(case.candidate)}"
     if v is Verdict.XFAIL:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 from harness.compare.nodes import NodeDiff
@@ -71,6 +72,11 @@ class CaseComparison:
     candidate_problem: ResultProblem | None = None
     outputs: OutputComparison | None = None
     reference: ReferenceCheck | None = None
+    # harness.quarantine: the entry that made a candidate failure `quarantined`, or an expired
+    # one that no longer does (then the verdict is the failure's own, red).
+    quarantine: Any = None
+    quarantine_expired: bool = False
+    verdict_unquarantined: Verdict | None = None  # what it would be without the quarantine
     nodes: NodeDiff | None = None  # a vllm_tests case: the per-node diff (harness.compare.nodes)
 
 

@@ -43,7 +43,11 @@ class Verdict(str, Enum):
     NEW_FAILING = "new-failing"  # ... and fails there
     ALONE = "no-baseline"  # the whole baseline side is absent (AMD-only org): candidate passes
     ALONE_FAILING = "fails-no-baseline"  # ... and the candidate fails: red, nothing hides it
+    # The candidate fails while the baseline was not tested (infra, skipped, corrupt): red, and
+    # named as the candidate's failure (the baseline's state hides nothing).
+    FAILS_UNTESTED_BASELINE = "fails-baseline-untested"
     NOT_COMPARABLE = "not-comparable"  # both pass, but different vLLM/model/engine args
+    QUARANTINED = "quarantined"  # a candidate failure listed in the quarantine (harness.quarantine)
 
     def __str__(self) -> str:
         return self.value
@@ -54,12 +58,16 @@ class Verdict(str, Enum):
 VERDICT_EXIT = {
     Verdict.PARITY: EXIT_OK, Verdict.FIXED: EXIT_OK, Verdict.BOTH_FAIL: EXIT_FAILED,
     Verdict.XFAIL: EXIT_OK, Verdict.SKIPPED: EXIT_OK, Verdict.NEW: EXIT_OK,
-    Verdict.ALONE: EXIT_OK, Verdict.NOT_COMPARABLE: EXIT_OK,
+    Verdict.ALONE: EXIT_OK, Verdict.NOT_COMPARABLE: EXIT_OK, Verdict.QUARANTINED: EXIT_OK,
     Verdict.DIVERGENCE: EXIT_FAILED, Verdict.REGRESSION: EXIT_FAILED,
     Verdict.XPASS: EXIT_FAILED, Verdict.NEW_FAILING: EXIT_FAILED,
-    Verdict.ALONE_FAILING: EXIT_FAILED,
+    Verdict.ALONE_FAILING: EXIT_FAILED, Verdict.FAILS_UNTESTED_BASELINE: EXIT_FAILED,
     Verdict.INFRA: EXIT_INFRA, Verdict.MISSING: EXIT_INFRA, Verdict.CORRUPT: EXIT_INFRA,
 }
+
+
+# A baseline that says nothing about the code: it must not hide the candidate's own verdict.
+UNTESTED = (Outcome.INFRA, Outcome.SKIPPED, Outcome.CORRUPT)
 
 
 def outcome_of(result: Result | None, problem: str | None = None) -> Outcome:
@@ -90,6 +98,10 @@ def parity_verdict(baseline: Outcome, candidate: Outcome) -> Verdict:
             return Verdict.INFRA
         return Verdict.NEW_FAILING if candidate in (Outcome.FAIL, Outcome.XPASS_STRICT) \
             else Verdict.NEW
+    if baseline in UNTESTED and candidate is Outcome.FAIL:
+        return Verdict.FAILS_UNTESTED_BASELINE  # the candidate's own failure shows
+    if baseline in UNTESTED and candidate is Outcome.XPASS_STRICT:
+        return Verdict.XPASS
     if Outcome.CORRUPT in (baseline, candidate):
         return Verdict.CORRUPT
     if candidate is Outcome.MISSING:

@@ -110,8 +110,9 @@ def sparkline(values: list[float | None], width: int = 90, height: int = 18) -> 
 class Renderer:
     def __init__(self, board: Board, details: dict[int, Detail], out_path: Path,
                  drift_requests: dict[tuple[int, int], list[str]] | None = None,
-                 generated_at: str | None = None):
+                 generated_at: str | None = None, quarantine: list | None = None):
         self.board, self.details = board, details
+        self.quarantine = quarantine or []  # harness.quarantine entries
         self.drift_requests = drift_requests or {}  # (before, after) result ids -> request ids
         self.links = Links(out_path.parent)
         self.generated_at = generated_at or datetime.now(timezone.utc).isoformat(
@@ -206,6 +207,7 @@ class Renderer:
                               n=line.flaky.runs))
         if line.newly_broken:
             flags.append(Markup('<span class="flag new">new</span>'))
+        flags.append(self.quarantine_flag(line))
         if line.broken_now:
             flags.append(self.first_bad_text(line, full=False))
         if line.drift_nights:
@@ -220,6 +222,18 @@ class Renderer:
         return html('<tr class="{cls}" data-case="{case}" data-t="{times}"><th class="case">'
                     '{case}{flags}</th><td class=t></td>{cells}</tr>\n', cls=classes,
                     case=line.case_id, times=times, flags=join(flags), cells=cells)
+
+    def quarantine_flag(self, line: CaseLine) -> Markup:
+        """A quarantined case (harness.quarantine) says so, with its link and date."""
+        from harness.quarantine import find, today
+
+        entry = find(self.quarantine, line.case_id, line.platform)
+        if entry is None:
+            return Markup("")
+        state = "quarantined" if entry.holds_on(today()) else "quarantine expired"
+        return html('<a class="flag quarantined" href="{link}" title="{title}">{state} '
+                    '{until}</a>', link=href(entry.link), state=state, until=entry.until.isoformat(),
+                    title=entry.reason or entry.link)
 
     def grid(self, p_index: int, platform: PlatformBoard) -> Markup:
         heads = []
@@ -385,7 +399,8 @@ class Renderer:
 
 def render(board: Board, details: dict[int, Detail], out_path: Path,
            drift_requests: dict[tuple[int, int], list[str]] | None = None,
-           generated_at: str | None = None, node_lines: list | None = None) -> str:
-    renderer = Renderer(board, details, out_path, drift_requests, generated_at)
+           generated_at: str | None = None, quarantine: list | None = None,
+           node_lines: list | None = None) -> str:
+    renderer = Renderer(board, details, out_path, drift_requests, generated_at, quarantine)
     renderer.node_lines = node_lines or []  # vllm_tests nodes not passing (history.nodes)
     return renderer.page()

@@ -26,7 +26,7 @@ td a{display:block;color:inherit;text-decoration:none}
 .xp{background:#d4a72c}.nd{background:#a6d8b4;color:#1f2328}.s{background:#d0d7de}.n{background:#fff}
 td.fb{outline:3px solid #000;outline-offset:-3px}
 .flag{font-size:11px;border-radius:3px;padding:0 4px;margin-left:4px}
-.flaky{background:#fff8c5;border:1px solid #d4a72c}.new{background:#ffebe9;border:1px solid #cf222e}
+.flaky{background:#fff8c5;border:1px solid #d4a72c}.quarantined{background:#ddf4ff;border:1px solid #54aeff}.new{background:#ffebe9;border:1px solid #cf222e}
 .drift{background:#ddf4ff;border:1px solid #54aeff}
 ul.items{margin:4px 0 8px;padding-left:18px}ul.items li{margin:2px 0}
 pre{background:#f6f8fa;padding:6px;margin:4px 0;max-width:100ch;overflow:auto;font-size:11px}

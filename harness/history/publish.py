@@ -49,8 +49,8 @@ def detail_ids(board: Board) -> list[int]:
 
 
 def page_from_store(conn: Connection, out_path: Path,
-                    shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None
-                    ) -> tuple[str, Board]:
+                    shown_nights: int = DEFAULT_NIGHTS, generated_at: str | None = None,
+                    quarantine: list | None = None) -> tuple[str, Board]:
     # one snapshot: an ingest committing meanwhile is not seen; a hundred thousand rows of
     # small objects: no cycle collection while they are built (harness.results)
     with conn.read(), cycle_collection_paused():
@@ -66,4 +66,4 @@ def page_from_store(conn: Connection, out_path: Path,
                         drift_requests[key] = changed_requests(conn, *key)
         node_lines = load_node_lines(conn)
     return render(board, details, Path(out_path), drift_requests, generated_at,
-                  node_lines), board
+                  quarantine, node_lines), board

@@ -46,7 +46,7 @@ from harness.launch.worker import WorkerOutcome, pytest_argv
 from harness import proc
 from harness.secrets import redact
 from harness.spec import SpecError
-from harness.runinfo import BUILDKITE_FIELDS, git_env
+from harness.runinfo import BUILDKITE_FIELDS, HOSTNAME_ENV, git_env, hostname
 
 REPO_DIR = "/workspace"
 RESULTS_DIR = "/results"
@@ -167,7 +167,8 @@ class ContainerLaunch:
                  "PYTHONPATH": self._pythonpath(), "PYTHONDONTWRITEBYTECODE": "1",
                  "PYTHONUNBUFFERED": "1", "HF_HOME": HF_CACHE_DIR,
                  # Any uid: a writable HOME, and a user name for tools that ask (inductor).
-                 "HOME": CONTAINER_HOME, "USER": f"uid{self.user[0]}"}
+                 "HOME": CONTAINER_HOME, "USER": f"uid{self.user[0]}",
+                 HOSTNAME_ENV: hostname()}  # the node's name, not the container's
         fixed.update({name: f"{COMPILE_CACHE_DIR}/{sub}" for name, sub in self._compile_caches()})
         fixed.update(self.git)
         if p.model_source == "tiny":

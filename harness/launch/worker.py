@@ -67,7 +67,7 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
                               daemon=True)
     copier.start()
     timed_out = interrupted = False
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) \
+    previous = signal.signal(signal.SIGTERM, proc.raise_interrupt) \
         if threading.current_thread() is threading.main_thread() else None
     try:
         child.wait(timeout=timeout_s)
@@ -86,10 +86,6 @@ def run_worker(argv: Sequence[str], log_path: Path, timeout_s: float,
             signal.signal(signal.SIGTERM, previous)
     return WorkerOutcome(None if timed_out else child.returncode, timed_out, interrupted,
                          time.monotonic() - began, log_path, disk_full="; ".join(seen))
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _copy_output(child: subprocess.Popen, log_path: Path, echo: bool, disk_full: list[str]) -> None:

@@ -2,9 +2,11 @@
 
     <cache>/models--org--name/blobs/<sha256>
     <cache>/models--org--name/snapshots/<revision>/<file> -> ../../blobs/<sha256>
-    <cache>/models--org--name/refs/main = <revision>
+    <cache>/models--org--name/refs/<branch> = <revision>   (only when a branch is named)
 
-This is what ``snapshot_download`` leaves behind, so huggingface_hub, transformers and vLLM
+This is what ``snapshot_download(revision=<commit>)`` leaves behind: for a pinned commit it
+writes no ``refs/main`` (a branch ref is written only when a branch or tag was asked for), so
+a caller that omits the revision finds nothing here, as on a real agent, so huggingface_hub, transformers and vLLM
 resolve ``org/name`` at that revision from it with ``HF_HUB_OFFLINE=1``. The tests use it to
 put the tiny models under the cases' real hub ids (the weights are the tiny recipe's, the
 names are the hub's: a stand-in for the download, named as such by the caller). It also
@@ -33,8 +35,9 @@ def _sha256(path: Path) -> str:
 
 
 def add_snapshot(cache: Path, repo_id: str, revision: str, source: Path,
-                 ref: str | None = "main") -> Path:
-    """Add ``source``'s files as ``repo_id``@``revision``; returns the snapshot directory."""
+                 ref: str | None = None) -> Path:
+    """Add ``source``'s files as ``repo_id``@``revision``; returns the snapshot directory.
+    ``ref``: the branch this commit was fetched as (``main``), None for a pinned commit."""
     if not COMMIT_RE.match(revision):
         raise ValueError(f"revision must be a 40-hex commit, not {revision!r}")
     folder = repo_folder(cache, repo_id)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.models import default_cache_root
 from harness.plan import job_id
 from harness.results import LogInfo, Result, Timings, result_path, tail, write_atomic, write_result
+from harness.runinfo import now
 from harness.secrets import redact
 from harness.spec import Case
 
@@ -28,10 +28,6 @@ def platform_name(device: str = "cpu") -> str:
     """'hf' on CPU, 'hf-cuda' on a GPU (any index): the results directory of the reference."""
     kind = device.split(":", 1)[0]
     return PLATFORM if kind == "cpu" else f"{PLATFORM}-{kind}"
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def model_name(case: Case, source: str) -> str:
@@ -53,7 +49,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
     """Generate the case's requests with transformers and write the result. Never raises for a
     failure of the reference itself: the result says what happened (status ``error``)."""
     from harness.worker.fingerprint import fingerprint
-    from harness.worker.inputs import prepare_requests
+    from harness.worker.inputs import inputs_digest, prepare_requests
 
     platform = platform_name(device)
     path = result_path(results_dir, run_id, platform, case.id)
@@ -68,7 +64,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
         run_id=run_id, job_id=job_id(case.id, platform), case_id=case.id, platform=platform,
         status="error", compare=case.compare.model_dump(),
         engine={"mode": "hf-reference", "model": model_name(case, source), "source": source,
-                "dtype": "float32", "device": device},
+                "dtype": "float32", "device": device, "inputs_digest": inputs_digest(case)},
         fingerprint=fingerprint(platform, "cpu" if device == "cpu" else "cuda",
                                 repo or Path.cwd()),
         reproduce=reproduce_command(case, results_dir, run_id, source, device),
@@ -103,7 +99,13 @@ def _generate(case: Case, model_cache: Path, source: str, log, prepared, engine:
 
     hf.device_name(engine["device"])  # no such GPU: say so before building a model for it
     if source == "hub":
-        model = case.model.hub
+        # The pinned snapshot, resolved in the cache as the engine's is: a hub id without the
+        # revision would read refs/main, which a pinned `harness models fetch` never writes.
+        from harness.models.hub import hub_cache_dir, resolve_snapshot
+
+        snap = resolve_snapshot(case.model.hub, case.model.revision, hub_cache_dir())
+        model = str(snap.path)
+        engine = {**engine, "revision": snap.commit}
     else:
         from harness.models import build_model, recipe_digest
 

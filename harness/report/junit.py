@@ -14,17 +14,18 @@ import xml.etree.ElementTree as ET
 
 from harness.compare.explain import output_lines, reference_line, strip_ansi
 from harness.compare.model import CaseComparison, Comparison, PairComparison
-from harness.compare.verdicts import Outcome, Verdict
+from harness.compare.verdicts import VERDICT_EXIT, Outcome, Verdict
+from harness.outcomes import EXIT_FAILED
 from harness.results import Result, not_applicable, not_decisive, status_label
 
 # Characters XML 1.0 cannot hold at all (ANSI escapes in logs, NUL): dropped, or the file breaks.
 _NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TEXT_LIMIT = 64_000
 
-_FAILURE = {Verdict.REGRESSION, Verdict.DIVERGENCE, Verdict.XPASS, Verdict.BOTH_FAIL,
-            Verdict.NEW_FAILING, Verdict.ALONE_FAILING}
+# Every verdict that makes the build red is a JUnit failure (one rule: VERDICT_EXIT).
+_FAILURE = {verdict for verdict, code in VERDICT_EXIT.items() if code == EXIT_FAILED}
 _ERROR = {Verdict.INFRA, Verdict.MISSING, Verdict.CORRUPT}
-_SKIP = {Verdict.XFAIL, Verdict.SKIPPED}
+_SKIP = {Verdict.XFAIL, Verdict.SKIPPED, Verdict.QUARANTINED}
 
 
 def clean(text: str, limit: int = _TEXT_LIMIT) -> str:
@@ -85,12 +86,19 @@ def _own_outcome(result: Result | None, problem_text: str) -> tuple[str, str, st
 
 
 def _testcase(suite: ET.Element, platform: str, case_id: str, result: Result | None,
-              outcome: tuple[str, str, str, str]) -> str:
+              outcome: tuple[str, str, str, str], quarantine=None) -> str:
     kind, kind_type, message, text = outcome
     element = ET.SubElement(suite, "testcase", classname=classname(platform), name=case_id,
                             time=_elapsed(result))
-    if result is not None and not_applicable(result):
+    if quarantine is not None:  # harness.quarantine: the entry, active or expired
         properties = ET.SubElement(element, "properties")
+        for name, value in (("quarantine:link", quarantine.link),
+                            ("quarantine:until", quarantine.until.isoformat())):
+            ET.SubElement(properties, "property", name=name, value=clean(value, 2000))
+    if result is not None and not_applicable(result):
+        properties = element.find("properties")
+        if properties is None:
+            properties = ET.SubElement(element, "properties")
         for check in not_applicable(result):
             ET.SubElement(properties, "property", name=f"not-applicable:{check.name}",
                           value=clean(check.message + (" [decisive]" if check.decisive else ""),
@@ -108,6 +116,7 @@ def _testcase(suite: ET.Element, platform: str, case_id: str, result: Result | N
 
 def render_junit(comparison: Comparison) -> str:
     rows: dict[tuple[str, str], tuple[Result | None, tuple[str, str, str, str]]] = {}
+    quarantined: dict[tuple[str, str], object] = {}
     for pair in comparison.pairs:
         same_run = pair.baseline.run_dir == pair.candidate.run_dir
         for case in pair.cases:
@@ -119,6 +128,8 @@ def render_junit(comparison: Comparison) -> str:
                     rows.setdefault(key, (case.baseline, _own_outcome(case.baseline, text)))
             key = (pair.candidate.platform, case.case_id)
             rows.setdefault(key, (case.candidate, _candidate_outcome(case, pair)))
+            if case.quarantine is not None:
+                quarantined.setdefault(key, case.quarantine)
     root = ET.Element("testsuites", name="harness compare")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for platform in sorted({p for p, _ in rows}):
@@ -127,7 +138,8 @@ def render_junit(comparison: Comparison) -> str:
         for (p, case_id), (result, outcome) in sorted(rows.items()):
             if p != platform:
                 continue
-            kind = _testcase(suite, platform, case_id, result, outcome)
+            kind = _testcase(suite, platform, case_id, result, outcome,
+                             quarantined.get((p, case_id)))
             counts["tests"] += 1
             if kind != "passed":
                 counts[{"failure": "failures", "error": "errors", "skipped": "skipped"}[kind]] += 1

@@ -23,7 +23,7 @@ from harness.compare.explain import (counts_line, output_lines, pair_title, refe
                                      side_status, strip_ansi)
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import Outcome, Verdict
-from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
+from harness.outcomes import EXIT_CODES, EXIT_OK
 from harness.results import (Result, not_applicable, not_applicable_line, not_decisive,
                              status_label)
 
@@ -34,8 +34,6 @@ _NOTE_RESERVE = 512  # room kept for the truncation note
 _ESCAPED = str.maketrans({**{c: "\\" + c for c in "\\`*_[]|#!~{}()+"},
                           "&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-EXIT_MEANING = {EXIT_OK: "parity", EXIT_FAILED: "a case fails, regression or divergence",
-                EXIT_INFRA: "missing results or infrastructure"}
 _FAILING = (Outcome.FAIL, Outcome.INFRA, Outcome.XPASS_STRICT, Outcome.MISSING, Outcome.CORRUPT)
 
 
@@ -133,6 +131,11 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
     b, c = pair.baseline, pair.candidate
     names = (b.platform, c.platform) if b.platform != c.platform else (b.label, c.label)
     lines = [f"#### {escape(case.case_id)}: {escape(str(case.verdict))}", ""]
+    if case.quarantine is not None:  # harness.quarantine: its link, clickable
+        q = case.quarantine
+        state = "expired" if case.quarantine_expired else "quarantined"
+        lines.append(f"- {state} on {escape(c.platform)} until {q.until.isoformat()}: "
+                     f"{safe_link(q.link)}" + (f" ({escape(q.reason)})" if q.reason else ""))
     if case.verdict not in (Verdict.MISSING, Verdict.CORRUPT):  # those list each file below
         lines.append(f"- {escape(case.detail)}")
     for name, side, result, problem, outcome in (
@@ -233,7 +236,7 @@ def render_markdown(comparison: Comparison, links: LinkStyle | None = None,
             order += 1
 
     exit_code = comparison.exit_code
-    add(0, f"### harness compare: exit {exit_code} ({EXIT_MEANING.get(exit_code, 'error')})")
+    add(0, f"### harness compare: exit {exit_code} ({EXIT_CODES.get(exit_code, 'error')})")
     for note in comparison.notes:
         add(0, f"- {escape(note)}")
     for pair in comparison.pairs:

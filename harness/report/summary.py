@@ -84,6 +84,9 @@ def _case(case: CaseComparison) -> dict[str, Any]:
     return {"case_id": case.case_id, "verdict": str(case.verdict), "exit_code": case.exit_code,
             "detail": case.detail, "baseline": one("baseline"), "candidate": one("candidate"),
             "outputs": _outputs(case.outputs), "reference": reference,
+            "quarantine": None if case.quarantine is None else {
+                "until": case.quarantine.until.isoformat(), "link": case.quarantine.link,
+                "reason": case.quarantine.reason, "expired": case.quarantine_expired},
             "nodes": node_summary(case.nodes)}
 
 

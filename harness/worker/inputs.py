@@ -19,7 +19,11 @@ def make_image(spec: ImageInput, base_dir: Path):
         return Image.open(base_dir / spec.file).convert("RGB")
     rng = np.random.default_rng(spec.seed)
     h, w = spec.height, spec.width
-    if spec.pattern == "noise":
+    if spec.pattern == "scene":
+        from harness.worker.scenes import draw_scene
+
+        pixels = draw_scene(w, h, spec.shape, spec.color, spec.background, spec.text)
+    elif spec.pattern == "noise":
         pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
     else:
         y, x = np.mgrid[0:h, 0:w]
@@ -34,6 +38,17 @@ def make_image(spec: ImageInput, base_dir: Path):
             grey = ((x // period) % 2) * 255
         pixels = ((grey[..., None] + base[None, None, :]) % 256).astype(np.uint8)
     return Image.fromarray(pixels, "RGB")
+
+
+def inputs_digest(case: Case) -> str:
+    """What the requests send (prompts, image specs): two results with different digests were
+    asked different things, so their outputs are not compared (harness.compare.core)."""
+    import hashlib
+    import json
+
+    spec = {"images": [i.model_dump(mode="json") for i in case.inputs.images],
+            "requests": [r.model_dump(mode="json") for r in case.requests]}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def data_url(image) -> str:

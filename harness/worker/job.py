@@ -26,7 +26,7 @@ from harness.spec import ProbeCheck
 from harness.worker.checks import Observed, evaluate
 from harness.worker.engine import Engine, EngineFailure, EnginePool
 from harness.worker.fingerprint import fingerprint
-from harness.worker.inputs import prepare_requests
+from harness.worker.inputs import inputs_digest, prepare_requests
 from harness.worker.offline import OfflineEngine
 from harness.worker.progress import PhaseClock, Progress
 from harness.worker.server import ServerEngine
@@ -121,6 +121,17 @@ def probe_names(job: Job) -> list[str]:
     return [c.probe for c in job.case.checks if isinstance(c, ProbeCheck)]
 
 
+def probes_beside_engine_start(job: Job) -> bool:
+    """Whether the probes may start with the engine (their vLLM import then overlaps its start).
+
+    Only where there is no GPU. On a GPU platform vLLM profiles the GPU's memory while it starts
+    and asserts when another process's use changes meanwhile ("...release GPU memory while vLLM
+    is profiling"): a probe that created a GPU context beside it would end the engine, classed
+    as a `crash` of vLLM. There the probes start once the engine has served the requests.
+    """
+    return job.platform.accelerator == "cpu"
+
+
 def start_probes(job: Job, log_path: Path, ctx: RunContext) -> subprocess.Popen | None:
     """Start the probes in their own Python at the job's start, at low priority: importing
     vLLM again there then overlaps the engine's start instead of following the requests."""
@@ -186,15 +197,6 @@ def run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress | No
             keep_engine: bool = False) -> Result:
     """Run one job; ``keep_engine``: the next job reuses this engine, so it is not stopped."""
     progress = progress or Progress("off")
-    if job.case.model is None:  # a vllm_tests case: vLLM's own tests, no engine of ours
-        from harness.worker.vllm_tests import run_tests_job
-
-        progress.job_started(job.id, "vLLM's own tests")
-        result = run_tests_job(job, ctx.results_dir, ctx.run_id, ctx.repo, ctx.python,
-                               ctx.tests_root)
-        progress.job_finished(result.status, result.timings.total_s or 0.0, result.message,
-                              result.log.tail)
-        return result
     progress.job_started(job.id, f"{job.case.engine.mode}, {job.model}")
     result = _run_job(job, ctx, pool, progress, keep_engine)
     progress.job_finished(result.status, result.timings.total_s or 0.0, result.message,
@@ -214,7 +216,7 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
                   compare=job.case.compare.model_dump(),
                   engine={"mode": job.case.engine.mode, "model": job.model,
                           "args": job.engine_args, "engine_key": job.engine_key,
-                          "env": dict(job.env)},
+                          "env": dict(job.env), "inputs_digest": inputs_digest(job.case)},
                   fingerprint=fingerprint(job.platform.name, job.platform.accelerator, ctx.repo),
                   reproduce=f"harness run --platform {job.platform.name} -k {job.case.id}",
                   started_at=started_at)
@@ -234,8 +236,11 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
     probes_proc = None
     reused = False
     try:
-        # The probes import vLLM in their own Python: started now, they overlap the engine's start.
-        probes_proc = start_probes(job, probes_log, ctx)
+        # The probes import vLLM in their own Python: started now, they overlap the engine's
+        # start, where that cannot disturb it (probes_beside_engine_start).
+        probes_early = probes_beside_engine_start(job)
+        if probes_early:
+            probes_proc = start_probes(job, probes_log, ctx)
         progress.phase(f"model: {job.model} ({job.platform.model_source})")
         with clock.timed("model"):
             resolved = resolve_model(job, ctx, path.with_suffix(".model.log"))
@@ -269,6 +274,8 @@ def _run_job(job: Job, ctx: RunContext, pool: EnginePool, progress: Progress,
         peak_mb = engine.peak_rss_mb()
         progress.phase(f"requests done: {sum(r.ok for r in responses)}/{len(responses)} ok"
                        + (f" in {engine.requests_s:.1f} s" if engine.requests_s else ""))
+        if not probes_early:  # a GPU platform: the engine is ready and has served
+            probes_proc = start_probes(job, probes_log, ctx)
         if probes_proc is not None:
             progress.phase(f"probes: {', '.join(probe_names(job))}")
         with clock.timed("probes"), progress.waiting("probes", probes_log):

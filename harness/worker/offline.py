@@ -70,6 +70,10 @@ class OfflineEngine:
         if finished.timed_out:
             kind = "startup-timeout" if phase == "startup" else "timeout"
             raise EngineFailure(kind, f"offline engine overran {self.timeout_s:.0f} s in {phase}")
+        if phase == "patch" and "error" in self.state:
+            raise EngineFailure("harness-error", (
+                f"a harness patch (trace or mutation) no longer applies to this vLLM: "
+                f"{self.state['error']}; not a verdict on vLLM"))
         if finished.returncode != 0 or phase != "done":
             error = self.state.get("error", f"exit code {finished.returncode}")
             kind = classify_exit(finished.returncode, proc.read_tail(self.log_path))

@@ -70,10 +70,18 @@ def main(spec_path: str, out_path: str) -> int:
     state: dict = {"phase": "startup", "traces": {}, "mutations": []}
     _write(out, state)
     try:
+        import vllm  # noqa: F401  (vLLM itself failing to import is vLLM's failure: a crash)
+
         from harness.worker.traces import apply_mutations_from_env, install_traces, set_phase
 
+        # "patch": the harness's own traces and mutations are being installed; a failure there
+        # (a private vLLM method renamed) is the harness's, not a verdict on vLLM.
+        state["phase"] = "patch"
+        _write(out, state)
         records = install_traces(spec["traces"])
         state["mutations"] = apply_mutations_from_env()
+        state["phase"] = "startup"
+        _write(out, state)
         from vllm import LLM, SamplingParams
 
         began = time.monotonic()

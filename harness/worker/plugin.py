@@ -17,9 +17,10 @@ from harness.plan import plan_job
 from harness.outcomes import EXIT_INFRA
 from harness.results import DiskFull, Result, not_applicable_line
 from harness.secrets import redact
-from harness.spec import PLATFORMS_FILE, SpecError, load_case, load_platforms
+from harness.spec import PLATFORMS_FILE, QUARANTINE_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
 from harness.worker.job import RunContext, run_job
+from harness.worker.vllm_tests import run_tests_item
 from harness.worker.progress import MODES, Progress
 
 POOL_KEY = pytest.StashKey[EnginePool]()
@@ -64,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
         stream_log=config.getoption("harness_stream_engine_log"), redact=redact)
     atexit.register(proc.stop_all)
     # SIGTERM (Buildkite cancel, `docker stop`) unwinds like Ctrl-C: results get written.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, proc.raise_interrupt)
 
 
 def _line_writer(config: pytest.Config):
@@ -109,10 +110,6 @@ def refuse_xdist_on_gpus(config: pytest.Config) -> None:
         raise pytest.UsageError(XDIST_ON_GPU.format(name=name))
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def pytest_unconfigure(config: pytest.Config) -> None:
     pool = config.stash.get(POOL_KEY, None)
     if pool is not None:
@@ -122,7 +119,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     if not parent.config.getoption("harness_platform"):
         return None
-    if file_path.suffix in (".yaml", ".yml") and file_path.name != PLATFORMS_FILE:
+    if file_path.suffix in (".yaml", ".yml") and file_path.name not in (PLATFORMS_FILE,
+                                                                       QUARANTINE_FILE):
         return CaseFile.from_parent(parent, path=file_path)
     return None
 
@@ -177,8 +175,11 @@ class CaseItem(pytest.Item):
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
         try:
-            result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
-                             self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
+            if self.job.case.model is None:  # a vllm_tests case: vLLM's own tests, no engine
+                result = run_tests_item(self.job, ctx, self.config.stash[PROGRESS_KEY])
+            else:
+                result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
+                                 self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
         except DiskFull as exc:  # the results already written stay; say why the run stops
             pytest.exit(f"harness: disk full: {exc}", returncode=EXIT_INFRA)
         self.user_properties.append(("status", result.status))

@@ -32,15 +32,6 @@ FAILED_STATUSES = ("failed", "error", "xpassed")
 FAILED_TAIL_LINES = 15
 
 
-def choose_mode(requested: str | None, environ: dict[str, str], isatty: bool) -> str:
-    """``--progress`` if given, else Buildkite when BUILDKITE=true, a terminal, or plain CI."""
-    if requested and requested != "auto":
-        return requested
-    if environ.get("BUILDKITE") == "true":
-        return "buildkite"
-    return "tty" if isatty else "ci"
-
-
 def last_line(path: Path, max_bytes: int = 8192) -> str:
     """The engine log's last non-empty line, shortened: what the engine is doing right now."""
     try:

@@ -55,6 +55,15 @@ def missing_paths(tree: Path, job: Job) -> list[str]:
     return [node for node in job.case.tests if not (tree / node.split("::", 1)[0]).exists()]
 
 
+def run_tests_item(job: Job, ctx, progress) -> Result:
+    """The worker plugin's entry (``ctx``: harness.worker.job.RunContext), with progress lines."""
+    progress.job_started(job.id, "vLLM's own tests")
+    result = run_tests_job(job, ctx.results_dir, ctx.run_id, ctx.repo, ctx.python, ctx.tests_root)
+    progress.job_finished(result.status, result.timings.total_s or 0.0, result.message,
+                          result.log.tail)
+    return result
+
+
 def run_tests_job(job: Job, results_dir: Path, run_id: str, repo: Path, python: str,
                   tests_root: Path | None) -> Result:
     path = result_path(results_dir, run_id, job.platform.name, job.case.id)
