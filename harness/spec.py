@@ -81,7 +81,7 @@ class ImageInput(Strict):
     pattern: Literal["noise", "gradient", "checker", "stripes", "scene"] = "noise"
     seed: int = 0
     file: str | None = None  # relative to the case file
-    # `scene` (harness.worker.scenes): a shape in a colour and a word, on a background: images
+    # `scene` (harness.scenes): a shape in a colour and a word, on a background: images
     # a real model must describe differently, where two noise images may read alike.
     shape: Literal["circle", "square", "triangle", "none"] = "none"
     color: str = "red"
@@ -92,7 +92,7 @@ class ImageInput(Strict):
     def _size_or_file(self) -> "ImageInput":
         if self.file is None and (self.width < 28 or self.height < 28):
             raise ValueError("give `file`, or `width` and `height` of at least 28 px")
-        from harness.worker.scenes import scene_problem
+        from harness.scenes import scene_problem
 
         problem = scene_problem(self.pattern, self.shape, self.color, self.background, self.text)
         if problem:

@@ -20,7 +20,7 @@ def make_image(spec: ImageInput, base_dir: Path):
     rng = np.random.default_rng(spec.seed)
     h, w = spec.height, spec.width
     if spec.pattern == "scene":
-        from harness.worker.scenes import draw_scene
+        from harness.scenes import draw_scene
 
         pixels = draw_scene(w, h, spec.shape, spec.color, spec.background, spec.text)
     elif spec.pattern == "noise":
