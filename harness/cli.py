@@ -149,6 +149,7 @@ EXTRA_COMMANDS = {
     "bisect": "find the first bad image for a case (flake-aware, resumable)",
     "triage": "failures grouped by signature across jobs, nights and nodes",
     "signatures": "check the failure-signature rulebook (signatures.yaml) and its coverage",
+    "tests": "fetch vLLM's own tests tree (for vllm_tests cases) into the cache",
 }
 
 
@@ -275,7 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         case_files = sorted({Path(job.case.source) for job in platform_jobs})
         request = WorkerRequest(platforms[name], case_files, Path(platforms_file), args.results,
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index,
-                                progress=progress, stream_engine_log=args.stream_engine_log)
+                                progress=progress, stream_engine_log=args.stream_engine_log,
+                                tests_cache=tests_cache(platform_jobs))
 
         def launcher(r: WorkerRequest):
             return make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
@@ -320,6 +322,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("interrupted: remaining platforms not run", file=sys.stderr)
             break
     return worst
+
+
+def tests_cache(jobs) -> Path | None:
+    """The vLLM tests cache when a vllm_tests job is among ``jobs`` (harness.testtree)."""
+    if not any(job.case.model is None for job in jobs):
+        return None
+    from harness.testtree import cache_root
+
+    return cache_root()
 
 
 def preflight_problem(platform, engine: str | None, in_place: bool, gpus: str | None = None,

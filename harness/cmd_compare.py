@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the quarantine list (default: cases/quarantine.yaml when present): "
                              "a listed candidate failure is shown, counted and linked as "
                              "'quarantined' and does not fail the build until its date")
+    parser.add_argument("--skips", action="store_true",
+                        help="vllm_tests cases: list every upstream test that runs on the "
+                             "baseline and is skipped on the candidate, grouped by reason")
 
 
 def _with_baseline_run(args: argparse.Namespace):
@@ -99,6 +102,10 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not args.quiet:
         print(comparison_table(comparison))
+    if args.skips:
+        from harness.report.nodes import skips_text
+
+        print(skips_text(comparison))
     if args.markdown:
         links = LinkStyle.from_env(relative_to=args.markdown.parent)
         write_atomic(args.markdown, render_markdown(comparison, links))

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace, download=None) -> int:
     worst = EXIT_OK
     for name in args.platform:
         platform = platforms[name]
-        platform_jobs = [job for job in jobs if job.platform.name == name and not job.skip_reason]
+        platform_jobs = [job for job in jobs if job.platform.name == name and not job.skip_reason
+                         and job.case.model is not None]  # vllm_tests: `harness tests fetch`
         if platform.model_source == "hub":
             cache = platform_hub_cache(platform.launcher, platform.env, os.environ)
             print(f"{name}: hub snapshots in {cache}")

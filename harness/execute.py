@@ -293,8 +293,10 @@ def _base(job: Job, request: WorkerRequest, launch, status: str, failure_class: 
     return Result(
         run_id=request.run_id, job_id=job.id, case_id=job.case.id, platform=job.platform.name,
         status=status, failure_class=failure_class, message=redact(message),
-        expect=Expect(**job.expect.model_dump()), compare=job.case.compare.model_dump(),
-        engine={"mode": job.case.engine.mode, "model": job.model, "args": job.engine_args},
+        expect=Expect(**job.expect.model_dump()),
+        compare=job.case.compare.model_dump() if job.case.model is not None else {},
+        engine={"mode": job.case.engine.mode if job.case.model is not None else "vllm_tests",
+                "model": job.model, "args": job.engine_args},
         log=log or LogInfo(),
         fingerprint={"platform": job.platform.name, "accelerator": job.platform.accelerator,
                      "hostname": hostname(), "buildkite": buildkite_fields(),

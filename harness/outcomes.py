@@ -47,6 +47,7 @@ FailureClass = Literal[
     "model-missing",  # the hub snapshot (or a LoRA adapter) is not in the cache: fetch it first
     "registry",  # the image registry failed or stopped answering during a pull
     "worker-died",  # the harness's worker process died before writing the job's result
+    "tests-missing",  # vLLM's tests tree for the vLLM that runs is not fetched: `harness tests fetch`
 ]
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 
@@ -71,8 +72,17 @@ INFRA_CLASSES = RETRIED_CLASSES | frozenset({
     # The worker (pytest + the harness plugin, not the engine) died without a result: `crash`
     # is kept for the engine dying, a verdict; this is none.
     "worker-died",
+    # The vllm_tests tree is fetched before the job (`harness tests fetch`), never inside it.
+    "tests-missing",
 })
 VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
+
+# ---------------------------------------------------------------- upstream test nodes
+
+# One vLLM test node's outcome in a vllm_tests result (pytest's, from its JUnit report).
+NodeOutcome = Literal["passed", "failed", "error", "skipped", "xfailed"]
+NODE_OUTCOMES: tuple[str, ...] = get_args(NodeOutcome)
+NODE_FAILING = frozenset({"failed", "error"})  # what makes a tests case fail on a platform
 
 # ---------------------------------------------------------------- checks
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from harness.spec import Case, Expectation, Platform
+from harness.spec_tests import KIND, TESTS_MODEL, is_tests_case
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Job:
     expect: Expectation
     skip_reason: str | None = None
     keywords: tuple[str, ...] = field(default=())
+    # A vllm_tests job (harness.spec_tests): the pytest arguments on its platform, nodes last.
+    pytest_args: tuple[str, ...] = field(default=())
 
     @property
     def id(self) -> str:
@@ -32,6 +35,8 @@ class Job:
     @property
     def model(self) -> str:
         """The hub id, or the tiny recipe name (resolved to a directory by the worker)."""
+        if self.case.model is None:
+            return TESTS_MODEL
         if self.platform.model_source == "hub":
             return self.case.model.hub
         return self.case.model.tiny or NO_TINY_MODEL
@@ -39,6 +44,8 @@ class Job:
     @property
     def engine_key(self) -> str:
         """Jobs with the same engine key can share one running engine."""
+        if self.case.model is None:  # vLLM's own tests start no engine of ours: none shared
+            return digest({"kind": KIND, "case": self.case.id})
         return digest({"mode": self.case.engine.mode, "model": self.model,
                        "source": self.platform.model_source, "args": self.engine_args,
                        "env": self.env, "traces": self.case.engine.traces,
@@ -78,6 +85,8 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def plan_job(case: Case, platform: Platform) -> Job:
+    if is_tests_case(case):
+        return plan_tests_job(case, platform)
     override = case.platforms.get(platform.name)
     args = merge(platform.engine_args, case.engine.args)
     env = {**platform.env, **case.engine.env}
@@ -92,6 +101,16 @@ def plan_job(case: Case, platform: Platform) -> Job:
         skip = NO_TINY_REASON
     keywords = (case.id, platform.name, f"{case.id}[{platform.name}]", *case.tags)
     return Job(case, platform, args, env, expect, skip, keywords)
+
+
+def plan_tests_job(case, platform: Platform) -> Job:
+    """A vllm_tests job: the platform's environment under the case's, its pytest arguments."""
+    override = case.platforms.get(platform.name)
+    env = {**platform.env, **case.env, **(override.env if override else {})}
+    expect = (override.expect if override else None) or Expectation()
+    keywords = (case.id, platform.name, f"{case.id}[{platform.name}]", *case.tags)
+    return Job(case, platform, {}, env, expect, override.skip if override else None, keywords,
+               tuple(case.pytest_selection(platform.name)))
 
 
 def plan(cases: list[Case], platforms: dict[str, Platform], selected: list[str],

@@ -15,8 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 CAPABILITIES = frozenset({"gpu", "cuda_graphs", "encoder_cudagraph"})
 
 
+ID_RE = r"^[a-z0-9][a-z0-9_\-]*$"  # case, image, request and adapter ids
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Expectation(Strict):
+    """What a case is expected to do on a platform (its `platforms.<name>.expect`)."""
+
+    outcome: Literal["pass", "xfail"] = "pass"
+    reason: str = ""
+    link: str = ""
+    strict: bool = True  # an unexpected pass of a strict xfail is a failure
 
 
 class BuildSpec(Strict):

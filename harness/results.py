@@ -20,7 +20,7 @@ from typing import Any, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from harness.outcomes import CheckOutcome, FailureClass, Status
+from harness.outcomes import CheckOutcome, FailureClass, NodeOutcome, Status
 
 SCHEMA_VERSION = 1
 
@@ -45,6 +45,20 @@ class TopLogprob:
     token_id: int
     logprob: float
     token: str = ""
+
+
+# One upstream test node of a vllm_tests case (harness.worker.vllm_tests); a slotted pydantic
+# dataclass like TopLogprob: a night's results hold tens of thousands.
+@pydantic_dataclass(config=ConfigDict(extra="forbid"), slots=True)
+class TestNode:
+    __test__ = False  # a result's record, not a pytest test class
+    node_id: str  # pytest's node id, relative to the tests tree's root (tests/...)
+    outcome: NodeOutcome
+    duration_s: float = 0.0
+    exception: str = ""  # the exception class of a failure or error ("AssertionError")
+    message: str = ""  # its first line
+    skip_reason: str = ""  # why it was skipped (or the xfail reason)
+    expected: str = ""  # the case's reason this node may fail on this platform (its `xfail:`)
 
 
 class RequestResult(_Model):
@@ -158,6 +172,8 @@ class Result(_Model):
     attempts: list[Attempt] = []
     harness_traceback: str = ""  # where the harness's own code raised (failure_class harness-error)
     signature: Signature | None = None  # a failed job's failure signature (harness.signatures)
+    # A vllm_tests case: one entry per upstream test node that ran (empty for engine cases).
+    tests: list[TestNode] = []
     started_at: str = ""
     finished_at: str = ""
 

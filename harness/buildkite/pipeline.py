@@ -147,6 +147,7 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
         "label": f"run {platform.name}" + (" %n" if shards > 1 else ""),
         "key": f"run-{platform.name}",
         "commands": [*_fetch_commands(platform, options),
+                     *_tests_fetch(platform, jobs, image, options),
                      earlier_results_command(platform.name), sh(*argv)],
         **_agents(platform.queue),
         "timeout_in_minutes": run_step_timeout_min(platform),
@@ -184,6 +185,16 @@ def _fetch_commands(platform: Platform, options: PipelineOptions) -> list[str]:
         return []
     return [sh(*_harness(options), "models", "fetch", "--platform", platform.name,
                *_selection_args(options))]
+
+
+def _tests_fetch(platform: Platform, jobs: Sequence[Job], image, options) -> list[str]:
+    """vllm_tests cases: the tests tree of the vLLM the platform's image runs, fetched before
+    the run (a cached tree is not fetched again), never inside a job's deadline."""
+    if not any(job.case.model is None for job in jobs):
+        return []
+    extra = ["--image", image] if image is not None else []
+    return [sh(*_harness(options), "tests", "fetch", "--platform", platform.name, *extra,
+               *_selection_args(options, keyword=False))]
 
 
 def _download(platform: str) -> str:

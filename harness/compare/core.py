@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from harness.compare.envdiff import environment_diff
+from harness.compare.nodes import diff_nodes
 from harness.compare.model import (CaseComparison, PairComparison, ReferenceCheck, ResultProblem,
                                    Side)
 from harness.compare.outputs import OutputComparison, compare_outputs, policy_of
@@ -36,7 +37,15 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
         verdict = alone_verdict(c_out)
     outputs = None
     why_not = not_comparable(b, c) if b is not None and c is not None else ""
-    if verdict is Verdict.PARITY and b is not None and c is not None:
+    nodes = None
+    if is_tests_result(b) or is_tests_result(c):  # vLLM's own tests: node by node, no outputs
+        nodes = diff_nodes(b.tests if b is not None else [], c.tests if c is not None else [],
+                           b_out is Outcome.INFRA, c_out is Outcome.INFRA)
+        if verdict is Verdict.PARITY and why_not:
+            verdict = Verdict.NOT_COMPARABLE  # other trees or vLLMs: nodes are not the same tests
+        if verdict is Verdict.BOTH_FAIL and nodes.regressions:
+            verdict = Verdict.REGRESSION  # the more specific news: a node broke on the candidate
+    elif verdict is Verdict.PARITY and b is not None and c is not None:
         if why_not:
             verdict = Verdict.NOT_COMPARABLE
         else:
@@ -49,11 +58,13 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
     fields = dict(case_id=case_id, verdict=verdict, exit_code=VERDICT_EXIT[verdict],
                   baseline_outcome=b_out, candidate_outcome=c_out, baseline=b, candidate=c,
                   baseline_problem=b_problem, candidate_problem=c_problem, outputs=outputs,
-                  reference=ref_check, detail="")
+                  reference=ref_check, detail="", nodes=nodes)
     case = CaseComparison(**fields)
     detail = describe(case, baseline, candidate)
     if why_not and verdict is not Verdict.NOT_COMPARABLE:
         detail = f"{detail} [not comparable: {why_not}]"
+    if nodes is not None:
+        detail = f"{detail}; nodes: " + ", ".join(f"{n} {v}" for v, n in nodes.counts().items())
     return CaseComparison(**{**fields, "detail": detail})
 
 
@@ -61,7 +72,13 @@ def compare_case(case_id: str, baseline: Side, candidate: Side,
 IDENTITY = (("fingerprint", "vllm_commit", "vLLM commits"), ("fingerprint", "vllm", "vLLM versions"),
             ("engine", "model", "models"), ("engine", "recipe_digest", "model builds"),
             ("engine", "revision", "model revisions"), ("engine", "args", "engine args"),
-            ("engine", "inputs_digest", "inputs (prompts or images)"))
+            ("engine", "inputs_digest", "inputs (prompts or images)"),
+            ("engine", "tests_tree", "vLLM tests trees"))
+
+
+def is_tests_result(result) -> bool:
+    """A vllm_tests case's result (harness.worker.vllm_tests)."""
+    return result is not None and (bool(result.tests) or result.engine.get("mode") == "vllm_tests")
 
 
 def public_version(version: str) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from pathlib import Path
 
+from harness.compare.nodes import NodeDiff
 from harness.compare.outputs import OutputComparison
 from harness.compare.verdicts import Outcome, Verdict
 from harness.outcomes import EXIT_INFRA, worst_exit
@@ -76,6 +77,7 @@ class CaseComparison:
     quarantine: Any = None
     quarantine_expired: bool = False
     verdict_unquarantined: Verdict | None = None  # what it would be without the quarantine
+    nodes: NodeDiff | None = None  # a vllm_tests case: the per-node diff (harness.compare.nodes)
 
 
 @dataclass(frozen=True)

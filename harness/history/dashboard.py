@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.history.board import Board, CaseLine, PlatformBoard
 from harness.history.html import Markup, html, href, join
+from harness.history.nodeboard import node_section
 from harness.history.page_assets import NOT_RUN, SCRIPT, STATUS_CLASS, STYLE
 from harness.history.queries import Night, Row
 from harness.history.rows import NOT_DECISIVE_MARK, verdict
@@ -118,6 +119,7 @@ class Renderer:
         self.links = Links(out_path.parent)
         self.generated_at = generated_at or datetime.now(timezone.utc).isoformat(
             timespec="seconds")
+        self.node_lines: list = []  # vllm_tests nodes not passing (history.nodes)
         self.night_by_index = {night.index: night for night in board.nights}
         self.anchor: dict[tuple[str, str], str] = {}  # first-bad cell ids, by (case, platform)
         self.first_shown = board.shown[0].index if board.shown else len(board.nights)
@@ -387,19 +389,22 @@ class Renderer:
             '<p class="legend">{legend} <span><b>!</b> first bad run</span>'
             '<span>\u25c6 output changed</span></p><p>{nav}</p>\n'
             '<section id="last-night"><h2>Last night</h2>{last}</section>\n{signatures}'
-            '{parity}{durations}'
+            '{parity}{nodes}{durations}'
             '<div id="filter"><label>case <input id="filter-text" type="search"></label> '
             '<label><input id="filter-problems" type="checkbox"> only broken, flaky or changed'
             "</label></div>\n{grids}<script>{script}</script></body></html>\n",
             style=STYLE, head=head, gen=self.generated_at, legend=legend, nav=nav,
             last=join(self.last_night(p) for p in board.platforms),
             signatures=self.signatures, parity=self.parity(),
-            durations=self.durations(), grids=grids, script=SCRIPT)
+            durations=self.durations(), grids=grids, script=SCRIPT,
+            nodes=node_section(self.node_lines))
 
 
 def render(board: Board, details: dict[int, Detail], out_path: Path,
            drift_requests: dict[tuple[int, int], list[str]] | None = None,
            generated_at: str | None = None, quarantine: list | None = None,
-           signatures: Markup | None = None) -> str:
-    return Renderer(board, details, out_path, drift_requests, generated_at, quarantine,
-                    signatures).page()
+           signatures: Markup | None = None, node_lines: list | None = None) -> str:
+    renderer = Renderer(board, details, out_path, drift_requests, generated_at, quarantine,
+                        signatures)
+    renderer.node_lines = node_lines or []  # vllm_tests nodes not passing (history.nodes)
+    return renderer.page()

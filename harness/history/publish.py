@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.history.nodes import load_node_lines
 from harness.history.board import (DEFAULT_NIGHTS, Board, build_board, first_loaded_night,
                                    resolve_first_bad, unresolved_first_bad)
 from harness.history.dashboard import render, rich_cell
@@ -69,5 +70,6 @@ def page_from_store(conn: Connection, out_path: Path,
                         drift_requests[key] = changed_requests(conn, *key)
         # the failure signatures of the shown nights (harness.signatures.triage)
         signatures = html_table(triage(*read_signatures(conn, len(board.shown)), rule_links()))
+        node_lines = load_node_lines(conn)
     return render(board, details, Path(out_path), drift_requests, generated_at,
-                  quarantine, signatures), board
+                  quarantine, signatures, node_lines), board

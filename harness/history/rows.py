@@ -146,6 +146,9 @@ class ResultRow:
     node: str | None = None  # the machine it ran on (hostname, else the Buildkite agent)
     gpu_arch: str | None = None
     signature: SignatureRow | None = None
+    # A vllm_tests result's nodes (harness.results.TestNode views): harness.history.nodes keeps
+    # what changed of them, never a row per passing node.
+    tests: tuple = ()
 
 
 def _text(value) -> str | None:
@@ -190,4 +193,4 @@ def result_row(result: Result, file_sha256: str) -> ResultRow:
         log_path=result.log.path,
         log_tail="\n".join(result.log.tail.splitlines()[-LOG_TAIL_LINES:]) if bad else "",
         file_sha256=file_sha256, requests=requests, node=node, gpu_arch=gpu_arch,
-        signature=signature_row(result))
+        signature=signature_row(result), tests=tuple(result.tests))

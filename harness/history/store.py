@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 from harness.history import sigstore
 from harness.history.db import Connection, StoreError, connect, shown_target
+from harness.history.nodes import ensure_tables as ensure_node_tables, store_nodes
 from harness.history.rows import Fingerprint, ResultRow
 from harness.history.runread import RunBatch
 from harness.results import cycle_collection_paused
@@ -293,6 +294,12 @@ def _insert(conn: Connection, batch: RunBatch, rows: list[ResultRow]) -> None:
     fingerprint_ids = _fingerprint_ids(conn, objects)
     # Writers are serialised (Connection.write), so the next ids are free.
     first_id = conn.scalar("SELECT coalesce(max(id), 0) + 1 FROM results")
+    tested = [row for row in rows if row.tests]
+    if tested:  # vllm_tests results: what changed of their nodes (harness.history.nodes)
+        ensure_node_tables(conn)
+        for row in tested:
+            store_nodes(conn, run_refs[row.platform], row.platform, case_refs[row.case_id],
+                        row.tests)
     conn.bulk_insert("results", RESULT_COLUMNS, [
         (result_id, run_refs[row.platform], case_refs[row.case_id],
          fingerprint_ids[id(row.fingerprint)], output_key(row.output_digest),

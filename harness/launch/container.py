@@ -56,6 +56,7 @@ INPUTS_DIR = "/inputs"  # case or platform files from outside the checkout
 HF_CACHE_DIR = "/cache/huggingface"
 MODEL_CACHE_DIR = "/cache/vllm-harness/models"
 COMPILE_CACHE_DIR = "/cache/compile"
+TESTS_CACHE_DIR = "/cache/vllm-tests"  # vLLM tests trees (vllm_tests cases), read-only
 CONTAINER_HOME = "/tmp"  # writable by any uid in any image
 # Compile caches, each under COMPILE_CACHE_DIR: vLLM's cache root (torch.compile artifacts),
 # inductor's and Triton's kernels, and on ROCm MIOpen's user database and kernel cache.
@@ -154,12 +155,16 @@ class ContainerLaunch:
             run_id=r.run_id, keyword=r.keyword,
             junit=f"{RESULTS_DIR}/{r.run_id}/{self.platform.name}/{r.junit_name()}",
             platforms_file=paths[r.platforms_file],
-            extra=["--rootdir", REPO_DIR, *r.worker_options()])
+            extra=["--rootdir", REPO_DIR, *r.worker_options(),
+                   *(["--harness-vllm-tests", TESTS_CACHE_DIR] if self._tests_mounted() else [])])
+
+    def _tests_mounted(self) -> bool:
+        return any(target == TESTS_CACHE_DIR for _, target, _ in self._mounts)
 
     def _env_args(self) -> list[str]:
         p = self.platform
         fixed = {"HARNESS_IN_CONTAINER": "1", "HARNESS_IMAGE": self.image,
-                 "PYTHONPATH": REPO_DIR, "PYTHONDONTWRITEBYTECODE": "1",
+                 "PYTHONPATH": self._pythonpath(), "PYTHONDONTWRITEBYTECODE": "1",
                  "PYTHONUNBUFFERED": "1", "HF_HOME": HF_CACHE_DIR,
                  # Any uid: a writable HOME, and a user name for tools that ask (inductor).
                  "HOME": CONTAINER_HOME, "USER": f"uid{self.user[0]}",
@@ -177,6 +182,14 @@ class ContainerLaunch:
             args += ["-e", name]
         return args
 
+    def _pythonpath(self) -> str:
+        """The checkout first, then the image's own PYTHONPATH (an image may put packages or a
+        ``sitecustomize`` there; ``-e PYTHONPATH`` would otherwise drop them). Known once the
+        image is inspected (``prepare``): a dry run shows the checkout alone."""
+        env = ((self._image or {}).get("Config") or {}).get("Env") or []
+        own = next((e.split("=", 1)[1] for e in env if e.startswith("PYTHONPATH=")), "")
+        return ":".join([REPO_DIR, *filter(None, own.split(":"))])
+
     def _plan_mounts(self) -> tuple[list[tuple[str, str, str]], dict[Path, str]]:
         r, p = self.request, self.platform
         repo = r.repo.resolve()
@@ -185,6 +198,8 @@ class ContainerLaunch:
                   (str(self.host_compile_cache()), COMPILE_CACHE_DIR, "rw")]
         if p.model_source == "tiny":
             mounts.append((str(self.host_model_cache()), MODEL_CACHE_DIR, "rw"))
+        if r.tests_cache is not None and r.tests_cache.is_dir():  # absent: the job says so
+            mounts.append((str(r.tests_cache.resolve()), TESTS_CACHE_DIR, "ro"))
         paths: dict[Path, str] = {}
         outside: dict[Path, str] = {}  # host directory -> where it is mounted
         for path in [*r.case_files, r.platforms_file]:

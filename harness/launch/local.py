@@ -26,6 +26,9 @@ class WorkerRequest:
     shard: int | None = None  # Buildkite parallel job index: keeps shards' files apart
     progress: str = "off"  # the worker's live progress mode (harness.worker.progress.MODES)
     stream_engine_log: bool = False
+    # vLLM tests trees (harness.testtree.cache_root) when a vllm_tests job runs: the worker
+    # picks the tree of the vLLM it finds; containers get it read-only.
+    tests_cache: Path | None = None
 
     def worker_options(self) -> list[str]:
         """Worker (pytest) options every launcher passes. No capture: the worker's progress
@@ -64,7 +67,9 @@ class LocalLaunch:
             results=str(results), run_id=r.run_id, keyword=r.keyword,
             junit=str(results / r.run_id / r.platform.name / r.junit_name()),
             platforms_file=str(r.platforms_file.resolve()),
-            extra=["--rootdir", str(r.repo.resolve()), *r.worker_options()])
+            extra=["--rootdir", str(r.repo.resolve()), *r.worker_options(),
+                   *(["--harness-vllm-tests", str(r.tests_cache.resolve())]
+                     if r.tests_cache is not None else [])])
 
     @property
     def launch(self) -> str:

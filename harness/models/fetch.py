@@ -34,7 +34,7 @@ class Fetched:
 def wanted_snapshots(jobs) -> list[tuple[str, str | None]]:
     """Distinct (hub id, revision) pairs of the jobs, in plan order."""
     return list(dict.fromkeys((job.case.model.hub, job.case.model.revision) for job in jobs
-                              if not job.skip_reason))
+                              if not job.skip_reason and job.case.model is not None))
 
 
 def fetch_hub(pairs: list[tuple[str, str | None]], cache: Path, platform: str,

@@ -51,6 +51,10 @@ def _candidate_outcome(case: CaseComparison, pair: PairComparison) -> tuple[str,
         lines += output_lines(case.outputs, names)
     if case.reference is not None:
         lines.append(reference_line(case.reference, pair))
+    if case.nodes is not None:  # vllm_tests: the upstream nodes not at parity, by verdict
+        from harness.report.nodes import node_lines
+
+        lines += node_lines(case.nodes)[1:]
     result = case.candidate
     if result is not None and result.reproduce and verdict in _FAILURE | _ERROR:
         lines.append(f"reproduce: {result.reproduce}")

@@ -88,6 +88,8 @@ def _table(pair: PairComparison) -> list[str]:
 def _needs_detail(case: CaseComparison) -> bool:
     if any(r is not None and not_applicable(r) for r in (case.baseline, case.candidate)):
         return True  # what did not run is shown as not run
+    if case.nodes is not None and case.nodes.rows:
+        return True  # vllm_tests: nodes that are not at parity are listed
     if case.verdict in (Verdict.PARITY, Verdict.SKIPPED, Verdict.NEW):
         return bool(case.outputs and any(r.divergence for r in case.outputs.requests))
     return True
@@ -139,6 +141,12 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
         lines.append(f"- find the first bad image: {code_span(bisect)}")
     if case.reference is not None:
         lines.append(f"- {escape(reference_line(case.reference, pair))}")
+    if case.nodes is not None:
+        from harness.report.nodes import node_lines
+
+        listed = node_lines(case.nodes)
+        if len(listed) > 1:
+            lines += ["", "Upstream test nodes by verdict:", "", code_block("\n".join(listed))]
     if case.outputs is not None:
         detail = output_lines(case.outputs, names)
         if detail:

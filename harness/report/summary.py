@@ -15,6 +15,7 @@ from typing import Any
 from harness.compare.explain import side_status
 from harness.compare.model import CaseComparison, Comparison, PairComparison, Side
 from harness.compare.outputs import Divergence, OutputComparison
+from harness.report.nodes import node_summary
 from harness.results import Expect, TopLogprob, write_atomic
 
 SCHEMA = "harness-compare-summary/1"
@@ -85,7 +86,8 @@ def _case(case: CaseComparison) -> dict[str, Any]:
             "outputs": _outputs(case.outputs), "reference": reference,
             "quarantine": None if case.quarantine is None else {
                 "until": case.quarantine.until.isoformat(), "link": case.quarantine.link,
-                "reason": case.quarantine.reason, "expired": case.quarantine_expired}}
+                "reason": case.quarantine.reason, "expired": case.quarantine_expired},
+            "nodes": node_summary(case.nodes)}
 
 
 def _pair(pair: PairComparison) -> dict[str, Any]:

@@ -50,6 +50,10 @@ def comparison_table(comparison) -> str:
                       if result is not None and not_applicable_line(result)]
             if case.reference is not None:
                 extra.append(reference_line(case.reference, pair))
+            if case.nodes is not None:  # vllm_tests: the non-parity nodes, by verdict
+                from harness.report.nodes import node_lines
+
+                extra += node_lines(case.nodes)[1:]
             if extra:
                 lines.append(f"{case.case_id}:")
                 lines += ["  " + line for line in extra]

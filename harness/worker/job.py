@@ -41,6 +41,7 @@ class RunContext:
     repo: Path
     model_cache: Path
     python: str = sys.executable
+    tests_root: Path | None = None  # vLLM tests trees (harness.testtree), for vllm_tests jobs
 
 
 @dataclass

@@ -20,6 +20,7 @@ from harness.secrets import redact
 from harness.spec import PLATFORMS_FILE, QUARANTINE_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
 from harness.worker.job import RunContext, run_job
+from harness.worker.vllm_tests import run_tests_item
 from harness.worker.progress import MODES, Progress
 
 POOL_KEY = pytest.StashKey[EnginePool]()
@@ -36,6 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-run-id", default=None, help="run id (default: a timestamp)")
     group.addoption("--harness-model-cache", default=None,
                     help="where tiny offline models are built (default: $HARNESS_MODEL_CACHE)")
+    group.addoption("--harness-vllm-tests", default=None,
+                    help="vLLM tests trees for vllm_tests cases (harness.testtree)")
     group.addoption("--harness-progress", default="off", choices=MODES,
                     help="live progress lines: tty, ci, buildkite (log groups) or off")
     group.addoption("--harness-stream-engine-log", action="store_true",
@@ -54,7 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[CTX_KEY] = RunContext(
         results_dir=Path(config.getoption("harness_results")),
         run_id=config.getoption("harness_run_id") or new_run_id(),
-        repo=Path(config.rootpath), model_cache=Path(cache))
+        repo=Path(config.rootpath), model_cache=Path(cache),
+        tests_root=Path(tests) if (tests := config.getoption("harness_vllm_tests")) else None)
     config.stash[POOL_KEY] = EnginePool()
     config.stash[PROGRESS_KEY] = Progress(
         config.getoption("harness_progress"), write=_line_writer(config),
@@ -167,11 +171,15 @@ class CaseItem(pytest.Item):
         # Tags are -k keywords (as in `harness plan -k`), not markers that need registering.
         self.extra_keyword_matches.update(job.case.tags)
 
+
     def runtest(self) -> None:
         ctx = self.config.stash[CTX_KEY]
         try:
-            result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
-                             self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
+            if self.job.case.model is None:  # a vllm_tests case: vLLM's own tests, no engine
+                result = run_tests_item(self.job, ctx, self.config.stash[PROGRESS_KEY])
+            else:
+                result = run_job(self.job, ctx, self.config.stash[POOL_KEY],
+                                 self.config.stash[PROGRESS_KEY], keep_engine=self.keep_engine)
         except DiskFull as exc:  # the results already written stay; say why the run stops
             pytest.exit(f"harness: disk full: {exc}", returncode=EXIT_INFRA)
         self.user_properties.append(("status", result.status))
