@@ -203,7 +203,7 @@ def test_a_store_of_another_schema_version_is_refused(new_store):
     conn = open_store(db)
     conn.execute("UPDATE harness_meta SET value = '99' WHERE key = 'schema_version'")
     conn.close()
-    with pytest.raises(StoreError, match="history schema version 99, this harness reads 2"):
+    with pytest.raises(StoreError, match="history schema version 99, this harness reads 3"):
         open_store(db)
 
 
@@ -259,6 +259,6 @@ def test_a_version_1_sqlite_store_is_refused_saying_how_to_start_again(tmp_path)
     conn = sqlite3.connect(old)
     conn.executescript("CREATE TABLE runs (id INTEGER PRIMARY KEY); PRAGMA user_version = 1;")
     conn.close()
-    with pytest.raises(StoreError, match=r"history schema version 1, this harness reads 2 "
+    with pytest.raises(StoreError, match=r"history schema version 1, this harness reads 3 "
                                          r"\(start a new store, or backfill one"):
         open_store(old)

@@ -17,6 +17,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from harness.history.bisects import BISECTS_DDL
 from harness.history.db import Connection, StoreError, connect, shown_target
 from harness.history.rows import Fingerprint, ResultRow
 from harness.history.runread import RunBatch
@@ -26,7 +27,9 @@ __all__ = ["CHUNK", "DEFAULT_DB", "SCHEMA_VERSION", "Connection", "StoreError", 
            "ids_of", "most_common", "open_store", "store_run"]
 
 DEFAULT_DB = Path("results/history.sqlite")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Version 2 stores gain what came after them, in one write transaction (harness.history.bisects).
+MIGRATIONS = {2: "bisects"}
 CHUNK = 500  # bound parameters per IN (...): under SQLite's limit
 
 SCHEMA = """
@@ -112,6 +115,9 @@ def _create_or_check(conn: Connection, create: bool) -> None:
     if "harness_meta" in tables:
         version = conn.scalar("SELECT value FROM harness_meta WHERE key = ?",
                               ("schema_version",))
+        if version is not None and version.isdigit() and int(version) in MIGRATIONS:
+            _migrate(conn, int(version))
+            return
         if version != str(SCHEMA_VERSION):
             raise StoreError(f"{conn.label}: history schema version {version}, this harness "
                              f"reads {SCHEMA_VERSION}")
@@ -131,10 +137,22 @@ def _create_or_check(conn: Connection, create: bool) -> None:
     with conn.write():
         if "harness_meta" in conn.table_names():
             return  # another process created it while this one waited for the lock
-        for statement in filter(str.strip, ddl.split(";")):
+        for statement in filter(str.strip, (ddl + BISECTS_DDL.format(ID=conn.ID)).split(";")):
             conn.execute(statement)
         conn.execute("INSERT INTO harness_meta (key, value) VALUES (?, ?)",
                      ("schema_version", str(SCHEMA_VERSION)))
+
+
+def _migrate(conn: Connection, version: int) -> None:
+    """A store of an earlier schema brought to this one (SQLite and PostgreSQL alike)."""
+    with conn.write():
+        now = conn.scalar("SELECT value FROM harness_meta WHERE key = ?", ("schema_version",))
+        if now == str(SCHEMA_VERSION):
+            return  # another process migrated it while this one waited for the lock
+        for statement in filter(str.strip, BISECTS_DDL.format(ID=conn.ID).split(";")):
+            conn.execute(statement)
+        conn.execute("UPDATE harness_meta SET value = ? WHERE key = ?",
+                     (str(SCHEMA_VERSION), "schema_version"))
 
 
 def open_store(target: str | Path, create: bool = True) -> Connection:
