@@ -143,6 +143,7 @@ EXTRA_COMMANDS = {
     "doctor": "preflight checks for a platform's node, one line each with the fix",
     "prune": "remove the harness's own old containers and images (by label)",
     "bisect": "find the first bad image for a case (flake-aware, resumable)",
+    "autobisect": "the nightly's own bisects of what broke tonight (with guards)",
 }
 
 

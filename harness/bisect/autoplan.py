@@ -39,7 +39,7 @@ OFF_WORDS = ("off", "0", "false", "no", "disabled")
 CONCLUDED = ("found", "nothing", "open")
 # Why a case was not bisected: the kind names the guard (tests and the annotation use them).
 KINDS = ("kill-switch", "not-a-failure", "retry", "baseline", "never-passed", "stale",
-         "no-image", "registry", "not-in-registry", "already-bisected", "budget")
+         "no-image", "registry", "not-in-registry", "already-bisected", "budget", "upload")
 
 
 def failure_key(status: str, failure_class: str | None) -> str:

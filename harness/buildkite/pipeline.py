@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from harness import images
+from harness.buildkite.autobisect_steps import autobisect_argv, plan_command
 from harness.buildkite.history_store import check_history_store
 from harness.buildkite.shard import useful_shards
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
@@ -99,6 +100,12 @@ class PipelineOptions:
     baseline_run: str | None = None  # a stored run supplying an absent baseline (compare)
     max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
     harness: str = "harness"
+    # the nightly's own bisects (harness.buildkite.autobisect_steps); None: autoplan's default
+    no_autobisect: bool = False  # the kill switch as a pipeline setting
+    bisect_max_age: int | None = None
+    bisect_budget: int | None = None
+    bisect_tags_from: str | None = None
+    bisect_tag_pattern: str | None = None
 
     def argv(self) -> list[str]:
         out: list[str] = []
@@ -141,7 +148,7 @@ class PipelineOptions:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
             out += ["--harness-command", self.harness]
-        return out
+        return out + autobisect_argv(self)
 
 
 # ---------------------------------------------------------------- shell text
@@ -323,8 +330,10 @@ def compare_step(comparison: Comparison, options: PipelineOptions,
 
 
 def nightly_step(platforms: Sequence[str], after: Sequence[str],
-                 options: PipelineOptions) -> dict[str, Any]:
-    """Add this build's results to the history store, then render and link the dashboard.
+                 options: PipelineOptions, bisect_on: Sequence[Comparison] = ()
+                 ) -> dict[str, Any]:
+    """Add this build's results to the history store, start a bisect of each case newly broken
+    on a candidate of ``bisect_on`` (harness autobisect), then render and link the dashboard.
 
     The store must outlive the build's checkout (agents clean it): ``--history-db`` names a
     persistent path on the agent that runs this step (pin it with ``--queue``).
@@ -344,6 +353,10 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
             # soft-fails with ingest's status.
             f"harness_status=0; {sh(*_harness(options), 'ingest', _run_dir(), *db)}"
             " || harness_status=$$?",
+            # bisects of what broke tonight; a failure here leaves the history step's status
+            *(f"{sh(*_harness(options), *plan_command(options, c.candidate, c.baseline, _run_dir(), db))}"
+              " || " + sh("echo", f"harness: autobisect on {c.candidate} did not complete")
+              for c in bisect_on),
             sh(*_harness(options), "dashboard", *db, "--out", DASHBOARD),
             f"{link} || " + sh("echo", "harness: could not post the dashboard link"),
             'exit "$$harness_status"',
@@ -401,7 +414,8 @@ def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
     steps += [compare_step(c, options, list(by_platform)) for c in comparisons]
     if options.nightly:
         after = [f"run-{name}" for name in by_platform] + [c.key for c in comparisons]
-        steps.append(nightly_step(list(by_platform), after, options))
+        bisect_on = [c for c in comparisons if platforms[c.candidate].launcher == "container"]
+        steps.append(nightly_step(list(by_platform), after, options, bisect_on))
     return steps
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from harness.history.board import (DEFAULT_NIGHTS, Board, build_board, first_loaded_night,
                                    resolve_first_bad, unresolved_first_bad)
 from harness.history.dashboard import render, rich_cell
+from harness.history.bisects import load_records
 from harness.history.db import Connection
 from harness.history.queries import FlakeRule
 from harness.history.storeread import (changed_requests, load_details, load_nights,
@@ -63,4 +64,9 @@ def page_from_store(conn: Connection, out_path: Path,
                     if drift.after.night >= first_shown:
                         key = (drift.before.result_id, drift.after.result_id)
                         drift_requests[key] = changed_requests(conn, *key)
-    return render(board, details, Path(out_path), drift_requests, generated_at), board
+        broken = {line.case_id for p in board.platforms for line in p.lines if line.broken_now}
+        bisects: dict[tuple[str, str], list] = {}
+        for record in load_records(conn, broken):
+            bisects.setdefault((record.case_id, record.platform), []).append(record)
+    return render(board, details, Path(out_path), drift_requests, generated_at,
+                  bisects), board
