@@ -161,3 +161,21 @@ def test_never_passed_and_registry_errors_are_refused():
     assert refusal(decide({CASE: never})).kind == "never-passed"
     broken = decide({CASE: broken_tonight()}, tags=Tags(REPO, error="HTTP 503"))
     assert refusal(broken).kind == "registry" and "HTTP 503" in refusal(broken).reason
+
+
+def test_the_nightly_step_runs_the_autobisect_with_the_pipelines_settings(capsys):
+    import yaml
+
+    from harness.cli import main
+
+    assert main(["pipeline", "--nightly", "--history-db-env", "HARNESS_HISTORY_DB",
+                 "--no-autobisect", "--bisect-max-age", "2", "--bisect-budget", "12"]) == 0
+    steps = {s["key"]: s for s in yaml.safe_load(capsys.readouterr().out)["steps"]}
+    [line] = [c for c in steps["nightly-history"]["commands"] if "autobisect" in c]
+    assert line.startswith("harness autobisect plan --run-dir results/build-$BUILDKITE_BUILD_"
+                           "NUMBER --db-env HARNESS_HISTORY_DB --platform rocm --baseline cuda")
+    assert "--no-autobisect --bisect-max-age 2 --bisect-budget 12" in line
+    commands = steps["nightly-history"]["commands"]
+    # after the ingest (it reads tonight from the store), before the dashboard (which shows it)
+    assert [i for i, c in enumerate(commands) if " ingest " in c][0] < commands.index(line) \
+        < [i for i, c in enumerate(commands) if " dashboard " in c][0]
