@@ -93,3 +93,61 @@ def test_the_layer_named_by_what_changed():
     assert diff(BASE, None).layer == UNKNOWN and not diff(None, BASE).known
     cuda = {**BASE, "torch_hip": None, "torch_cuda": "12.8", "rocm": None}
     assert diff(cuda, {**cuda, "torch_cuda": "13.0"}).layer == "CUDA stack changed only"
+
+
+def finished_state(stacks, labels=None):
+    """A bisect over 4 images that ended: 0 and 1 good, 2 and 3 bad, with recorded stacks."""
+    from harness.bisect.state import BisectState, Candidate, Step
+
+    candidates = [Candidate(ref=f"reg/vllm/vllm-openai-rocm:nightly-{i}{'a' * 7}",
+                            labels=(labels or {}).get(i, {})) for i in range(4)]
+    plan = [(3, "verify-bad", "fail"), (3, "confirm", "fail"), (0, "verify-good", "pass"),
+            (2, "step", "fail"), (1, "step", "pass"), (2, "confirm", "fail")]
+    steps = [Step(number=n, name=f"s{n}", candidate=c, purpose=p, outcome=o, status="x",
+                  fingerprint={"stack": stacks[c]} if c in stacks else {})
+             for n, (c, p, o) in enumerate(plan, 1)]
+    return BisectState(id="t", case="c", platform="rocm", good="nightly-0", bad="nightly-3",
+                       confirmations=1, confirm_at="final", verify_ends=True, source="file:x",
+                       candidates=candidates, steps=steps)
+
+
+def summary_of(state):
+    from harness.bisect.report import Summary
+    from harness.bisect.search import decide
+
+    return Summary(state, decide(state.config(), state.runs()), "harness bisect ...")
+
+
+def test_the_report_and_json_name_the_layer_the_changes_and_the_vllm_range():
+    from harness.bisect.report import markdown, terminal
+    from harness.bisect.summary import summary_json
+
+    good = {**BASE}
+    bad = {**BASE, "vllm": "0.11.1+gbbbbbbb", "vllm_commit": "bbbbbbb", "rocm": "7.0.0"}
+    summary = summary_of(finished_state({0: good, 1: good, 2: bad, 3: bad}))
+    text = markdown(summary, lambda rel: rel)
+    assert "**Likely layer: both changed**" in text
+    assert "| vLLM commit | `aaaaaaa` | `bbbbbbb` |" in text and "| ROCm | `6.4.1` | `7.0.0` |" in text
+    assert ("https://github.com/vllm-project/vllm/compare/1aaaaaaa...2aaaaaaa" in text)  # tags
+    assert "likely layer: both changed" in terminal(summary)
+    data = summary_json(summary)
+    assert (data["status"], data["first_bad"]["index"], data["last_good"]["index"]) == \
+        ("found", 2, 1)
+    assert data["components"]["layer"] == BOTH and data["within_bound"]
+    assert data["vllm_commits"]["compare_url"].endswith("/compare/1aaaaaaa...2aaaaaaa")
+
+
+def test_without_recorded_stacks_the_layer_is_unknown_and_commits_come_from_results():
+    from harness.bisect.report import commit_range, markdown
+    from harness.bisect.summary import summary_json
+
+    state = finished_state({1: BASE, 2: {**BASE, "vllm_commit": "ccccccc"}})
+    # tags that name no commit: the range comes from the vLLM commits the results recorded
+    state = state.model_copy(update={"candidates": [c.model_copy(update={"ref": f"r/x:t{i}"})
+                                                    for i, c in enumerate(state.candidates)]})
+    summary = summary_of(state)
+    assert commit_range(summary) == ("aaaaaaa", "ccccccc", "https://github.com/vllm-project/"
+                                     "vllm/compare/aaaaaaa...ccccccc")
+    assert summary_json(summary)["components"]["layer"] == VLLM_ONLY
+    unknown = summary_of(finished_state({}))
+    assert "**Likely layer: unknown" in markdown(unknown, lambda rel: rel)
