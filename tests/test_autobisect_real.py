@@ -156,7 +156,7 @@ def test_night_twos_rocm_break_uploads_its_bisect_which_names_the_first_bad_and_
     assert "Started 1 bisect(s)" in plan_note and f"`{tags[0].tag}`" in plan_note
 
     began = time.monotonic()
-    out = run_step(bisect_step, tmp_path, env)
+    out = run_step(bisect_step, REPO, env)  # agents run steps in the checkout
     wall = time.monotonic() - began
     assert out.startswith("exit 0"), out[-6000:]
     ident = bisect_step["key"].removeprefix("bisect-")
@@ -170,7 +170,7 @@ def test_night_twos_rocm_break_uploads_its_bisect_which_names_the_first_bad_and_
     assert "| ROCm | `6.4.1-120` | `7.0.0-38` |" in note
     assert f"first bad: {refs[FIRST_BAD]}" in note
 
-    out = run_step(record_step, tmp_path, env)
+    out = run_step(record_step, REPO, env)
     assert out.startswith("exit 0"), out[-4000:]
     conn = open_store(db, create=False)
     [record] = [r for r in load_records(conn) if r.status != "refused"]
