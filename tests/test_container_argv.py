@@ -20,6 +20,7 @@ from harness.launch.gpus import (gpus_for_parallel_job, parallel_job_index, pars
                                  select_gpus)
 from harness.launch.local import WorkerRequest
 from harness.launch.worker import WorkerOutcome
+from harness.launch.worker_deps import worker_deps_dir
 from harness.spec import SpecError, load_platforms
 from tests.conftest import CASES, REPO
 
@@ -162,9 +163,12 @@ def test_mounts_repo_readonly_results_and_caches_readwrite(tmp_path, group_file)
                     "localhost_vllm-harness_vllm-harness_rocm-latest"
     assert pairs(argv, "-v") == [f"{REPO}:/workspace:ro", f"{tmp_path}/results:/results:rw",
                                  f"{tmp_path}/hf:{HF_CACHE_DIR}:rw",
-                                 f"{compile_cache}:{COMPILE_CACHE_DIR}:rw"]
+                                 f"{compile_cache}:{COMPILE_CACHE_DIR}:rw",
+                                 f"{worker_deps_dir(environ)}:/opt/harness-worker-deps:ro"]
+    assert (Path(pairs(argv, "-v")[-1].split(":")[0]) / "pytest/__init__.py").is_file()
+    assert "HARNESS_WORKER_DEPS=/opt/harness-worker-deps" in pairs(argv, "-e")
     worker = argv[argv.index("--kill-after=30s"):]
-    assert worker[3:7] == ["python3", "-m", "pytest", "-p"]
+    assert worker[3:7] == ["python3", "-m", "harness.worker", "-p"]
     assert ["--harness-results", "/results"] == worker[worker.index("--harness-results"):][:2]
     assert "/workspace/cases/platforms.yaml" in worker
     assert "/workspace/cases/qwen2_5_vl_vit_cudagraph.yaml" in worker
@@ -477,3 +481,14 @@ def test_pull_policy_option_overrides_the_platforms(tmp_path, group_file):
                              group_file=group_file, sysfs=tmp_path / "no-sys", pull="always")
     assert launch.pull == "always"
     assert launch_for("cpu-podman", tmp_path, group_file).pull == "never"
+
+
+def test_gpu_flags_replace_the_accelerators_device_flags(tmp_path, group_file):
+    """A platform's gpu_flags replace the device flags (a runtime that wants others, or none
+    where the device cannot exist); the GPU selection is still checked."""
+    default = launch_for("rocm", tmp_path, group_file).argv()
+    assert "/dev/kfd" in default
+    replaced = launch_for("rocm", tmp_path, group_file, gpu_flags=["--device", "/dev/null"])
+    argv = replaced.argv()
+    assert "/dev/kfd" not in argv and "--group-add" not in argv
+    assert pairs(argv, "--device") == ["/dev/null"]
