@@ -313,6 +313,12 @@ class ContainerLaunch:
             return None
         return images.digest_of(self.image, self._image)
 
+    def pinned(self) -> tuple[str, str] | None:
+        """(image, pull) for a retry that must run the very image this launch ran: its
+        digest, never the moving tag (``nightly`` may have moved since). None: not prepared."""
+        digest = self.image_digest() if self._image is not None else None
+        return (digest, "missing") if digest else None
+
     def on_stop(self) -> None:
         """Kill (if still running), inspect, keep the log, remove. Safe to call twice or never
         having started; every engine call has a timeout."""
