@@ -24,6 +24,7 @@ enforces exactly that.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -32,7 +33,9 @@ from typing import Any, Mapping, Sequence
 
 from harness import images
 from harness.buildkite.history_store import check_history_store
+from harness.buildkite.options import Comparison, PipelineOptions
 from harness.buildkite.shard import useful_shards
+from harness.models.fetch import FETCH_TIMEOUT_S
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_USAGE
@@ -49,99 +52,6 @@ DASHBOARD = f"{RESULTS}/dashboard.html"
 TEST_ENGINE_PLUGIN = "test-collector#v1.11.0"
 # Platform names go into keys, paths and shell text unquoted: keep them to these characters.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,60}")
-
-
-@dataclass(frozen=True)
-class Comparison:
-    baseline: str
-    candidate: str
-
-    @classmethod
-    def parse(cls, text: str) -> "Comparison":
-        baseline, sep, candidate = text.partition(":")
-        if not sep or not baseline or not candidate or baseline == candidate:
-            raise PipelineError(f"--compare {text!r}: expected BASELINE:CANDIDATE, e.g. cuda:rocm")
-        return cls(baseline, candidate)
-
-    @property
-    def name(self) -> str:
-        return f"{self.baseline}-vs-{self.candidate}"
-
-    @property
-    def key(self) -> str:
-        return f"compare-{self.name}"
-
-    @property
-    def context(self) -> str:
-        """The annotation context: stable, so a retried compare step replaces its annotation."""
-        return f"harness-compare-{self.name}"
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    """What ``harness pipeline`` was asked for; ``argv()`` gives the same request back."""
-
-    platforms: tuple[str, ...] = ()  # empty: every platform in platforms.yaml
-    keyword: str | None = None
-    nightly: bool = False
-    parallelism: int = 1
-    build_images: bool = False
-    push_images: bool = False
-    images: tuple[tuple[str, str], ...] = ()  # (platform, image) given by --image: run those
-    registry: str | None = None  # where built images are named (harness.images settings)
-    namespace: str | None = None
-    comparisons: tuple[Comparison, ...] = (Comparison("cuda", "rocm"),)
-    cases: str | None = None  # passed on to `harness run` when not the default
-    platforms_file: str | None = None
-    queue: str | None = None  # agents queue of the orchestrating steps (compare, nightly, upload)
-    history_db: str | None = None  # the nightly store: a lasting path on the nightly agent
-    history_db_env: str | None = None  # or the agent's environment variable holding it (a URL)
-    baseline_run: str | None = None  # a stored run supplying an absent baseline (compare)
-    max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
-    harness: str = "harness"
-
-    def argv(self) -> list[str]:
-        out: list[str] = []
-        if self.cases:
-            out += ["--cases", self.cases]
-        if self.platforms_file:
-            out += ["--platforms-file", self.platforms_file]
-        if self.platforms:
-            out += ["--platform", ",".join(self.platforms)]
-        if self.keyword:
-            out += ["-k", self.keyword]
-        if self.nightly:
-            out.append("--nightly")
-        if self.parallelism != 1:
-            out += ["--parallelism", str(self.parallelism)]
-        if self.build_images:
-            out.append("--build-images")
-        if self.push_images:
-            out.append("--push-images")
-        for platform, image in self.images:
-            out += ["--image", f"{platform}={image}"]
-        if self.registry:
-            out += ["--registry", self.registry]
-        if self.namespace:
-            out += ["--namespace", self.namespace]
-        if self.comparisons != PipelineOptions.comparisons:
-            for comparison in self.comparisons:
-                out += ["--compare", f"{comparison.baseline}:{comparison.candidate}"]
-            if not self.comparisons:
-                out.append("--no-compare")
-        if self.queue:
-            out += ["--queue", self.queue]
-        if self.history_db:
-            out += ["--history-db", self.history_db]
-        if self.baseline_run:
-            out += ["--baseline-run", self.baseline_run]
-        if self.history_db_env:
-            out += ["--history-db-env", self.history_db_env]
-        if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
-            out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
-        if self.harness != "harness":
-            out += ["--harness-command", self.harness]
-        return out
 
 
 # ---------------------------------------------------------------- shell text
@@ -249,7 +159,7 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
         "key": f"run-{platform.name}",
         "commands": [*_fetch_commands(platform, options), sh(*argv)],
         **_agents(platform.queue),
-        "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
+        "timeout_in_minutes": run_step_timeout_min(platform),
         "retry": {"automatic": retry},
         "soft_fail": [{"exit_status": code} for code in sorted(soft)],
         "artifact_paths": [f"{RESULTS}/{RUN_ID}/{platform.name}/**/*"],
@@ -259,6 +169,22 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     if options.build_images and platform.build is not None and platform.launcher == "container":
         step["depends_on"] = f"image-{platform.name}"
     return step
+
+
+def run_budget_min(platform: Platform) -> int:
+    """One `harness run` of the platform at its longest: the image pull's own deadline (a
+    container platform may pull, `--pull always` or a missing image), then the worker's
+    (``timeout_minutes``, which the in-process retry shares)."""
+    pull = math.ceil(images.PULL_TIMEOUT_S / 60) if platform.launcher == "container" else 0
+    return pull + platform.timeout_minutes
+
+
+def run_step_timeout_min(platform: Platform) -> int:
+    """The run step's timeout counts everything the step waits for, each with its own
+    deadline: the model fetch (hub platforms), the run (pull + worker), and a margin so the
+    harness's own deadlines fire first and it still writes results."""
+    fetch = math.ceil(FETCH_TIMEOUT_S / 60) if platform.model_source == "hub" else 0
+    return fetch + run_budget_min(platform) + TIMEOUT_MARGIN_MIN
 
 
 def _fetch_commands(platform: Platform, options: PipelineOptions) -> list[str]:
@@ -318,8 +244,19 @@ def compare_step(comparison: Comparison, options: PipelineOptions,
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
         "soft_fail": [{"exit_status": EXIT_INFRA}],
         "artifact_paths": [f"{out}.*"],
-        "plugins": [{TEST_ENGINE_PLUGIN: {"files": f"{out}.xml", "format": "junit"}}],
+        **_test_engine(f"{out}.xml", options),
     }
+
+
+def _test_engine(junit: str, options: PipelineOptions) -> dict[str, Any]:
+    """Buildkite's test-collector plugin, only where a token's variable is named: its hook
+    exits 1 without a token (or without a matching file), which would fail every compare step
+    of an organisation that has no Test Engine suite."""
+    if not options.test_engine_token_env:
+        return {}
+    return {"plugins": [{TEST_ENGINE_PLUGIN: {
+        "files": junit, "format": "junit",
+        "api-token-env-name": options.test_engine_token_env}}]}
 
 
 def nightly_step(platforms: Sequence[str], after: Sequence[str],

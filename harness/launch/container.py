@@ -48,6 +48,7 @@ from harness.launch.worker import WorkerOutcome, pytest_argv
 from harness.launch.worker_deps import ENV_NAME as WORKER_DEPS_ENV
 from harness.launch.worker_deps import MOUNT_DIR as WORKER_DEPS_DIR, worker_deps_dir
 from harness import proc
+from harness.results import CONTAINER_LOG
 from harness.secrets import redact
 from harness.spec import SpecError
 from harness.runinfo import BUILDKITE_FIELDS, git_env
@@ -65,7 +66,6 @@ CONTAINER_HOME = "/tmp"  # writable by any uid in any image
 COMPILE_CACHES = {"VLLM_CACHE_ROOT": "vllm", "TORCHINDUCTOR_CACHE_DIR": "inductor",
                   "TRITON_CACHE_DIR": "triton"}
 ROCM_COMPILE_CACHES = {"MIOPEN_USER_DB_PATH": "miopen", "MIOPEN_CUSTOM_CACHE_DIR": "miopen"}
-CONTAINER_LOG = "container.log"
 LABEL = "vllm-harness.run"
 # The container's own deadline comes this long after the host's, so the host's (which
 # interrupts gracefully and classifies the result as a timeout) normally fires first.
