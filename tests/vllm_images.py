@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parent.parent
 
 IMAGES = Path(__file__).parent / "data" / "images"
 STANDIN = "localhost/vllm-standin:cpu-0.32.0"
