@@ -6,7 +6,8 @@ repository's ``.buildkite/pipeline.yml``; every later ``pipeline upload`` adds s
 
 * goes to a named agent serving its step's queue (no such agent: an error, not a wait);
 * gets a fresh checkout: ``git clone`` of the repository at the build's commit into a new dir;
-* runs its commands as the agent's bootstrap does, one script under ``bash -e -c``, with the
+* runs its commands as the agent's bootstrap does, one script under ``bash -e -c``, after the
+  agent's ``environment`` and ``post-checkout`` hooks (sourced, in the checkout), with the
   agent's environment (its own variables: PATH with the harness installed as the README says,
   pinned ``*_VISIBLE_DEVICES``, ``BUILDKITE_AGENT_META_DATA_*``) plus Buildkite's
   (``BUILDKITE_BUILD_NUMBER``, ``_BUILD_ID``, ``_COMMIT``, ``_RETRY_COUNT``, ``_SOURCE``...);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -41,8 +43,9 @@ KILL_GRACE_S = 60  # `harness run` stops and removes its container on SIGTERM
 class Agent:
     name: str
     queue: str
-    env: dict[str, str]  # the agent's own environment (PATH, HOME, pinning, secrets by name)
+    env: dict[str, str]  # the agent's own environment before its hooks
     meta_data: dict[str, str] = field(default_factory=dict)
+    hooks: Path | None = None  # `environment` (sourced first), `post-checkout` (in the checkout)
 
 
 @dataclass
@@ -135,6 +138,9 @@ def _run_job(step, agent: Agent, repo: Path, commit: str, base: dict[str, str], 
            **{f"BUILDKITE_AGENT_META_DATA_{k.upper()}": v for k, v in agent.meta_data.items()}}
     env["PATH"] = f"{AGENT_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
     script = "\n".join(step.commands)
+    hooks = [agent.hooks / name for name in ("environment", "post-checkout")
+             if agent.hooks is not None and (agent.hooks / name).is_file()]
+    script = "".join(f"source {shlex.quote(str(hook))}\n" for hook in hooks) + script
     with open(log, "w") as out:
         out.write(f"~~~ {step.label} (attempt {attempt}) on {agent.name}\n$ {script}\n")
         out.flush()
