@@ -190,6 +190,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def load_selection(args: argparse.Namespace):
     """Cases, platforms and the planned jobs for a plan/run command line."""
     from harness.plan import plan
+    from harness.settings import default_platforms
     from harness.spec import check_overrides, check_registries, load_cases, load_platforms
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
@@ -199,7 +200,7 @@ def load_selection(args: argparse.Namespace):
     check_overrides(cases, platforms)
     for case in cases:
         check_registries(case)
-    selected = args.platform or [name for name, p in platforms.items() if p.default]
+    selected = args.platform or default_platforms(platforms, os.environ)
     jobs = plan(cases, platforms, selected, args.keyword)
     return cases, platforms, platforms_file, jobs
 
@@ -276,11 +277,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 run_id, args.keyword, Path.cwd(), shard=args.shard_index,
                                 progress=progress, stream_engine_log=args.stream_engine_log)
 
-        def launcher(r: WorkerRequest):
-            return make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
-                               pull=args.pull, in_place=args.in_place)
+        def launcher(r: WorkerRequest, pinned: tuple[str, str] | None = None):
+            image, pull = pinned or (args.image, args.pull)
+            return make_launch(r, engine=args.engine, gpus=args.gpus, image=image, pull=pull,
+                               in_place=args.in_place)
 
         launch = launcher(request)
+
+        def relaunch(r: WorkerRequest, first=launch):  # the retry runs the digest attempt 1 ran
+            return launcher(r, first.pinned() if hasattr(first, "pinned") else None)
         # Only the first attempt's container is kept (release() below decides); a retry's
         # launcher removes its own.
         if args.keep_container and hasattr(launch, "keep_container"):
@@ -292,7 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{name}: {len(platform_jobs)} job(s), run {run_id}, worker log "
                   f"{args.results / run_id / name}/worker{request.file_suffix()}.log", flush=True)
         problem = None if args.skip_preflight else preflight_problem(
-            platforms[name], args.engine, args.in_place)
+            platforms[name], args.engine, args.in_place, args.gpus, args.shard_index)
         if problem:
             from harness.execute import not_started
 
@@ -300,7 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             outcome = not_started(platform_jobs, request, launch, f"preflight: {problem}")
         else:
             try:
-                outcome = execute(platform_jobs, request, launch, relaunch=launcher)
+                outcome = execute(platform_jobs, request, launch, relaunch=relaunch)
             except DiskFull as exc:
                 print(f"error: infrastructure: disk full: {exc}; results written before it are "
                       "intact", file=sys.stderr)
@@ -321,12 +326,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return worst
 
 
-def preflight_problem(platform, engine: str | None, in_place: bool) -> str | None:
-    """The cheap part of `harness doctor`: engine, devices, GPUs clean. The first failure."""
+def preflight_problem(platform, engine: str | None, in_place: bool, gpus: str | None = None,
+                      shard: int | None = None) -> str | None:
+    """The cheap part of `harness doctor`: engine, devices, the run's GPUs clean. The first
+    failure (warnings, such as a neighbour agent's busy GPU, do not stop the run)."""
     from harness.doctor import Host, failed, platform_checks
 
     problems = failed(platform_checks(platform, Host(), engine=engine, in_place=in_place,
-                                      cheap=True))
+                                      cheap=True, gpus=gpus, shard=shard))
     if not problems:
         return None
     return "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in problems)

@@ -9,6 +9,7 @@ images. Exit 0 when nothing failed (warnings allowed), 3 when a check failed, 2 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-place", action="store_true",
                         help="checks for `harness run --in-place` (no container engine)")
     parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--gpus", default=None,
+                        help="the run's GPUs, as `harness run --gpus` (default: the agent's "
+                             "pinning, else the platform's gpus); only these must be clean")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,11 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from harness.doctor import Host, failed, platform_checks
     from harness.models.fetch import wanted_snapshots
     from harness.plan import plan
+    from harness.settings import default_platforms
     from harness.spec import load_cases, load_platforms
 
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
     platforms = load_platforms(args.platforms_file or case_dir / PLATFORMS_FILE)
-    names = args.platform or [name for name, p in platforms.items() if p.default]
+    try:
+        names = args.platform or default_platforms(platforms, os.environ)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     unknown = [name for name in names if name not in platforms]
     if unknown:
         print(f"error: unknown platform(s) {unknown}; known: {sorted(platforms)}",
@@ -49,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         pairs = wanted_snapshots([job for job in jobs if job.platform.name == name])
         checks = platform_checks(platforms[name], host, engine=args.engine,
-                                 in_place=args.in_place, results=args.results, snapshots=pairs)
+                                 in_place=args.in_place, results=args.results, snapshots=pairs,
+                                 gpus=args.gpus)
         print(f"{name}:")
         for check in checks:
             print(f"  {check.line()}")

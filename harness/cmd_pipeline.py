@@ -9,7 +9,10 @@ with a step that runs ``harness pipeline ... --part 2 | buildkite-agent pipeline
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from harness.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, PipelineOptions,
@@ -17,6 +20,7 @@ from harness.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, Pipelin
 from harness.buildkite.uploads import job_count, render
 from harness.cli import DEFAULT_CASES, positive_int
 from harness.outcomes import EXIT_OK, EXIT_USAGE
+from harness.settings import with_queues
 
 
 
@@ -63,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-jobs-per-upload", type=positive_int, default=MAX_JOBS_PER_UPLOAD,
                         help=f"split into chained uploads above this (default: Buildkite's "
                              f"{MAX_JOBS_PER_UPLOAD})")
+    parser.add_argument("--test-engine-token-env", default=None, metavar="NAME",
+                        help="upload the compare step's JUnit file to Buildkite Test Engine "
+                             "with the token in the compare agent's environment variable NAME "
+                             "(e.g. BUILDKITE_ANALYTICS_TOKEN); without it, no upload")
     parser.add_argument("--harness-command", default="harness",
                         help="how steps invoke the harness, e.g. '.venv/bin/harness'")
     bisect = parser.add_argument_group("the nightly's own bisects (harness autobisect)")
@@ -106,7 +114,16 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
         max_jobs_per_upload=args.max_jobs_per_upload, harness=args.harness_command,
         no_autobisect=args.no_autobisect, bisect_max_age=args.bisect_max_age,
         bisect_budget=args.bisect_budget, bisect_tags_from=args.bisect_tags_from,
-        bisect_tag_pattern=args.bisect_tag_pattern)
+        bisect_tag_pattern=args.bisect_tag_pattern,
+        test_engine_token_env=_variable_name("--test-engine-token-env", args.test_engine_token_env))
+
+
+def _variable_name(option: str, name: str | None) -> str | None:
+    from harness.buildkite.uploads import PipelineError
+
+    if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise PipelineError(f"{option} {name!r}: expected an environment variable's name")
+    return name
 
 
 def _image_pair(text: str) -> tuple[str, str]:
@@ -123,8 +140,6 @@ def _bare_images(options: PipelineOptions, platforms) -> PipelineOptions:
         raise ValueError("--image IMAGE without PLATFORM= needs exactly one container platform "
                          f"selected (selected: {', '.join(containers) or 'none'})")
     pairs = tuple((p or containers[0], image) for p, image in options.images)
-    from dataclasses import replace
-
     return replace(options, images=pairs)
 
 
@@ -136,6 +151,10 @@ def documents_for(args: argparse.Namespace) -> tuple[PipelineOptions, list[dict]
                                    platform=list(options.platforms) or None,
                                    keyword=args.keyword)
     _, platforms, _, jobs = load_selection(selection)
+    platforms = with_queues(platforms, os.environ)
+    jobs = [replace(job, platform=platforms[job.platform.name]) for job in jobs]
+    if not options.platforms:  # the settings' choice, written into the pipeline's own command
+        options = replace(options, platforms=tuple(dict.fromkeys(j.platform.name for j in jobs)))
     options = _bare_images(options, platforms)
     unknown = [p for p, _ in options.images if p not in platforms]
     if unknown:
@@ -160,7 +179,8 @@ def bisect_document(args: argparse.Namespace) -> dict:
     bisect_args = parser.parse_args(args.bisect)
     request = request_from(bisect_args)
     case_dir = bisect_args.cases if bisect_args.cases.is_dir() else bisect_args.cases.parent
-    platforms = load_platforms(bisect_args.platforms_file or case_dir / "platforms.yaml")
+    platforms = with_queues(load_platforms(bisect_args.platforms_file
+                                           or case_dir / "platforms.yaml"), os.environ)
     if request.platform not in platforms:
         raise PipelineError(f"--bisect --platform {request.platform}: unknown platform; known: "
                             f"{sorted(platforms)}")

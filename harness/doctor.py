@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from harness import gpuinfo
-from harness.launch.gpus import GROUP_FILE, group_id
+from harness.launch.gpus import GROUP_FILE, SYSFS, group_id
+from harness.launch.own_gpus import OwnGpus, own_gpus
 from harness.spec import Platform
 
 DEV = Path("/dev")
@@ -49,6 +50,7 @@ class Host:
     group_file: Path = GROUP_FILE
     runner: Callable[[list[str]], tuple[int, str]] = gpuinfo.run_command
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    sysfs: Path = SYSFS
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -146,22 +148,55 @@ def check_rocm_devices(host: Host) -> list[Check]:
     return checks
 
 
-def check_gpus_clean(accelerator: str, host: Host) -> Check:
+def check_gpus_clean(accelerator: str, host: Host, own: OwnGpus | None = None) -> Check:
+    """Judges the run's own GPUs (``own``; None: every GPU is the run's). A busy GPU that is
+    not the run's (a neighbour agent's job) and a host without the GPU tools are warnings: the
+    run itself is not stopped by them."""
     try:
         tool, gpus = gpuinfo.memory_usage(accelerator, host.runner)
     except gpuinfo.ParseError as exc:
-        return Check("gpus clean", "fail", f"cannot read GPU memory: {exc}",
+        missing = all(p.endswith("not installed") for p in str(exc).split("; "))
+        return Check("gpus clean", "warn" if missing else "fail",
+                     f"cannot read GPU memory: {exc}",
                      "install amd-smi/rocm-smi (ROCm) or nvidia-smi (CUDA) on the agent")
     if not gpus:
         return Check("gpus clean", "fail", f"{tool} lists no GPU", "check the driver")
-    busy = [g for g in gpus if g.used_fraction > CLEAN_USED_FRACTION]
-    summary = ", ".join(f"{g.index}: {g.used_mib:.0f}/{g.total_mib:.0f} MiB" for g in busy or gpus)
-    if busy:
-        return Check("gpus clean", "fail", f"{tool}: memory in use on GPU {summary}",
+    own = own or OwnGpus(None, "no pinning")
+    listed = {g.index for g in gpus}
+    absent = [i for i in own.indices or [] if i not in listed]
+    if own.known and absent:
+        return Check("gpus clean", "fail", f"{tool} lists GPU {sorted(listed)}, not the run's "
+                     f"GPU {','.join(map(str, absent))} ({own.describe()})",
+                     "check the agent's pinning and the driver")
+    mine = [g for g in gpus if not own.known or own.indices is None or g.index in own.indices]
+    busy = [g for g in mine if g.used_fraction > CLEAN_USED_FRACTION]
+    others = [g for g in gpus if g not in mine and g.used_fraction > CLEAN_USED_FRACTION]
+    used = lambda gs: ", ".join(f"{g.index}: {g.used_mib:.0f}/{g.total_mib:.0f} MiB"  # noqa: E731
+                                for g in gs)
+    if busy and own.known:
+        return Check("gpus clean", "fail", f"{tool}: memory in use on GPU {used(busy)} "
+                     f"(the run's: {own.describe()})",
                      "an earlier job left a process behind: find it (amd-smi process / "
                      "nvidia-smi) and stop it; vLLM refuses to start when free memory is below "
                      "gpu_memory_utilization x total")
-    return Check("gpus clean", "pass", f"{tool}: {len(gpus)} GPU(s), all free ({summary})")
+    if busy or others:
+        whose = ("cannot tell whether they are the run's" if busy
+                 else f"not the run's ({own.describe()})")
+        return Check("gpus clean", "warn", f"{tool}: memory in use on GPU {used(busy or others)}"
+                     f", {whose}", "nothing, if another agent's job uses them")
+    return Check("gpus clean", "pass", f"{tool}: {own.describe()} free ({used(mine)})")
+
+
+def _gpus_clean(platform: Platform, host: Host, in_place: bool, gpus: str | None,
+                shard: int | None) -> Check:
+    if in_place:  # inside a container: the GPUs it sees are the ones it was given
+        return check_gpus_clean(platform.accelerator, host)
+    try:
+        own = own_gpus(platform, host.environ, gpus, shard, host.sysfs)
+    except ValueError as exc:
+        return Check("gpus clean", "fail", f"the run's GPUs: {exc}",
+                     "fix --gpus or the agent's pinning variables")
+    return check_gpus_clean(platform.accelerator, host, own)
 
 
 def check_token(platform: Platform, host: Host) -> Check:
@@ -211,9 +246,11 @@ def check_snapshots(pairs: list[tuple[str, str | None]], cache: Path,
 def platform_checks(platform: Platform, host: Host, *, engine: str | None = None,
                     in_place: bool = False, cheap: bool = False,
                     results: Path = Path("results"),
-                    snapshots: list[tuple[str, str | None]] | None = None) -> list[Check]:
+                    snapshots: list[tuple[str, str | None]] | None = None,
+                    gpus: str | None = None, shard: int | None = None) -> list[Check]:
     """The checks for one platform. ``cheap``: only what can stop a run for certain (what
-    `harness run` does first); ``in_place``: no container engine or image is involved."""
+    `harness run` does first); ``in_place``: no container engine or image is involved.
+    ``gpus``/``shard``: the run's --gpus and --shard-index, which choose its GPUs."""
     from harness.models import default_cache_root
     from harness.models.hub import platform_hub_cache
 
@@ -223,10 +260,10 @@ def platform_checks(platform: Platform, host: Host, *, engine: str | None = None
         checks.append(check_engine(platform, host, engine))
         if checks[-1].status == "pass" and not cheap:
             checks.append(check_image(platform, host, engine))
-    if platform.accelerator == "rocm":
+    if platform.accelerator == "rocm" and platform.gpu_flags is None:  # else: its own flags
         checks += check_rocm_devices(host)
     if platform.accelerator in ("rocm", "cuda"):
-        checks.append(check_gpus_clean(platform.accelerator, host))
+        checks.append(_gpus_clean(platform, host, in_place, gpus, shard))
     if cheap:
         return checks
     checks.append(check_token(platform, host))

@@ -11,6 +11,7 @@ import errno
 import gc
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -275,8 +276,29 @@ def cycle_collection_paused() -> Iterator[None]:
             gc.enable()
 
 
+# What else the harness writes into a platform directory (results/README.md), named in one
+# place for the readers that must tell it from results: per run, the worker's and the
+# container's logs (``-<shard>`` when sharded); per case, besides ``<case>.log`` (the engine's),
+# side files ``<case>.<what>.<ext>``: ``.probes.log``, ``.model.log`` (building a tiny model),
+# and a retried job's first attempt ``.attempt1.json``/``.log``. Case ids have no dot
+# (harness.spec.ID_RE), so a name with a dot in its stem is never a case's result or log.
+WORKER_LOG = "worker.log"
+CONTAINER_LOG = "container.log"
+_RUN_LOG_RE = re.compile(r"^(worker|container)(-\d+)?\.log$")
+
+
+def case_of_log(name: str) -> str | None:
+    """The case whose result a ``*.log`` in a platform directory belongs with (``<case>.log``),
+    or None for the run's own logs and a case's side logs, which need no result of their own."""
+    stem = name[:-len(".log")] if name.endswith(".log") else None
+    if not stem or "." in stem or _RUN_LOG_RE.match(name):
+        return None
+    return stem
+
+
 def _is_result_file(path: Path) -> bool:
-    return not path.name.startswith(".")  # ".<name>.json.*.tmp": an atomic write in progress
+    # ".<name>.json.*.tmp": an atomic write in progress; "<case>.attempt1.json": a side file.
+    return not path.name.startswith(".") and "." not in path.stem
 
 
 def iter_result_files(run_dir: Path) -> list[Path]:

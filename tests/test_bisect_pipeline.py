@@ -33,7 +33,7 @@ def test_bisect_step_validates_and_runs_on_the_platform_queue(capsys):
     assert not list(schema.iter_errors(document))
     check_interpolation(document)  # "$" escaped for Buildkite's upload-time interpolation
     [step] = document["steps"]
-    assert step["agents"] == {"queue": "amd-mi300"} and step["key"] == "bisect-rocm"
+    assert step["agents"] == {"queue": "amd_mi300_1"} and step["key"] == "bisect-rocm"
     assert {"exit_status": 3, "limit": 2} in step["retry"]["automatic"]
     assert step["artifact_paths"] == ["results/bisect-*/**/*"]
     fetch, command = step["commands"]

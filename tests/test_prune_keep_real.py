@@ -34,6 +34,20 @@ def exists(engine: Engine, kind: str, name: str) -> bool:  # noqa: F811
     return engine(kind, "inspect", name).returncode == 0
 
 
+def remove_all(engine: Engine, kind: str, names: list[str]) -> None:  # noqa: F811
+    """Remove each of these containers or images that still exists, one at a time (one
+    `rm -f a b c` stops at a name prune already removed, leaving the rest), checking every
+    removal; afterwards none may exist."""
+    command = "rm" if kind == "container" else "rmi"
+    failed = []
+    for name in names:
+        if exists(engine, kind, name):
+            done = engine(command, "-f", name)
+            if done.returncode != 0:
+                failed.append(f"{command} -f {name}: exit {done.returncode}: {done.stderr.strip()}")
+    assert failed == [] and not [n for n in names if exists(engine, kind, n)], failed
+
+
 def build_options(engine: Engine) -> list[str]:  # noqa: F811
     # docker's daemon here has no bridge network; podman here needs runc (see engines.md).
     return ["--runtime", "runc"] if engine.name == "podman" else ["--network=host"]
@@ -81,7 +95,7 @@ def test_keep_container_keeps_a_failed_runs_container_stopped_and_says_how_to_en
                              "phi4mm_variable_crop.json")
         assert result.status in ("error", "failed") and "failing on purpose" in result.log.tail
     finally:
-        engine("rm", "-f", container)
+        remove_all(engine, "container", [container])
 
 
 def test_without_keep_container_the_failed_container_is_removed(tmp_path, engine):  # noqa: F811
@@ -134,8 +148,10 @@ def labelled_objects(tmp_path, engine):  # noqa: F811
         assert built.returncode == 0, built.stderr
         yield names
     finally:
-        engine("rm", "-f", *names["old"], names["running"], names["foreign"])
-        engine("rmi", "-f", *names["images"], names["foreign_image"])
+        remove_all(engine, "container", [*names["old"], names["running"], names["foreign"]])
+        remove_all(engine, "image", [*names["images"], names["foreign_image"]])
+        listed = engine("ps", "-a", "-q", "--filter", f"label=vllm-harness.platform={PLATFORM}")
+        assert listed.returncode == 0 and listed.stdout.split() == [], listed.stdout + listed.stderr
 
 
 def test_prune_keeps_the_newest_and_never_touches_what_is_not_the_harnesss(

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from harness.bisect.command import BisectRequest
-from harness.buildkite.pipeline import AGENT_LOST, EXIT_INFRA, RESULTS, Raw, sh
+from harness.buildkite.pipeline import (AGENT_LOST, EXIT_INFRA, RESULTS, TIMEOUT_MARGIN_MIN, Raw,
+                                        run_budget_min, sh)
 from harness.spec import Platform
 
 # A bisect over vLLM's nightly window (14 ROCm images kept) makes at most 2 end checks and
@@ -35,8 +36,9 @@ def bisect_step(request: BisectRequest, platform: Platform, harness: str = "harn
         "key": f"bisect-{platform.name}",
         "commands": [fetch, f"{harness} " + sh(*request.argv())],
         **({"agents": {"queue": platform.queue}} if platform.queue else {}),
-        "timeout_in_minutes": (platform.timeout_minutes
-                               * expected_max_runs(request.confirmations) + 15),
+        # Each run pulls its candidate image first: its pull counts, as in a run step.
+        "timeout_in_minutes": (run_budget_min(platform)
+                               * expected_max_runs(request.confirmations) + TIMEOUT_MARGIN_MIN),
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2},
                                 {"exit_status": EXIT_INFRA, "limit": 2}]},
         "artifact_paths": [artifacts],

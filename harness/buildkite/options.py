@@ -1,8 +1,4 @@
-"""What ``harness pipeline`` was asked for: the options and the comparisons. Pure.
-
-``PipelineOptions.argv()`` gives the same request back (the chained upload steps rerun
-``harness pipeline`` with it, so nothing may be lost).
-"""
+"""What ``harness pipeline`` was asked for (``PipelineOptions``) and its comparisons. Pure."""
 
 from __future__ import annotations
 
@@ -60,6 +56,10 @@ class PipelineOptions:
     baseline_run: str | None = None  # a stored run supplying an absent baseline (compare)
     max_jobs_per_upload: int = MAX_JOBS_PER_UPLOAD
     harness: str = "harness"
+    # Test Engine upload of the compare step's JUnit file: opt-in, by naming the environment
+    # variable (on the compare agent) that holds a Test Engine token. The plugin's hook fails
+    # the step when its token is unset, so an organisation without Test Engine gets no plugin.
+    test_engine_token_env: str | None = None
     # the nightly's own bisects (harness.buildkite.autobisect_steps); None: autoplan's default
     no_autobisect: bool = False  # the kill switch as a pipeline setting
     bisect_max_age: int | None = None
@@ -108,4 +108,6 @@ class PipelineOptions:
             out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
         if self.harness != "harness":
             out += ["--harness-command", self.harness]
+        if self.test_engine_token_env:
+            out += ["--test-engine-token-env", self.test_engine_token_env]
         return out + autobisect_argv(self)

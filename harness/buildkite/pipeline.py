@@ -24,6 +24,7 @@ enforces exactly that.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -32,9 +33,10 @@ from typing import Any, Mapping, Sequence
 
 from harness import images
 from harness.buildkite.autobisect_steps import plan_command
-from harness.buildkite.options import Comparison, PipelineOptions
 from harness.buildkite.history_store import check_history_store
+from harness.buildkite.options import Comparison, PipelineOptions
 from harness.buildkite.shard import useful_shards
+from harness.models.fetch import FETCH_TIMEOUT_S
 from harness.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
                                        split_uploads)
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_USAGE
@@ -158,7 +160,7 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
         "key": f"run-{platform.name}",
         "commands": [*_fetch_commands(platform, options), sh(*argv)],
         **_agents(platform.queue),
-        "timeout_in_minutes": platform.timeout_minutes + TIMEOUT_MARGIN_MIN,
+        "timeout_in_minutes": run_step_timeout_min(platform),
         "retry": {"automatic": retry},
         "soft_fail": [{"exit_status": code} for code in sorted(soft)],
         "artifact_paths": [f"{RESULTS}/{RUN_ID}/{platform.name}/**/*"],
@@ -168,6 +170,22 @@ def run_step(platform: Platform, jobs: Sequence[Job], options: PipelineOptions,
     if options.build_images and platform.build is not None and platform.launcher == "container":
         step["depends_on"] = f"image-{platform.name}"
     return step
+
+
+def run_budget_min(platform: Platform) -> int:
+    """One `harness run` of the platform at its longest: the image pull's own deadline (a
+    container platform may pull, `--pull always` or a missing image), then the worker's
+    (``timeout_minutes``, which the in-process retry shares)."""
+    pull = math.ceil(images.PULL_TIMEOUT_S / 60) if platform.launcher == "container" else 0
+    return pull + platform.timeout_minutes
+
+
+def run_step_timeout_min(platform: Platform) -> int:
+    """The run step's timeout counts everything the step waits for, each with its own
+    deadline: the model fetch (hub platforms), the run (pull + worker), and a margin so the
+    harness's own deadlines fire first and it still writes results."""
+    fetch = math.ceil(FETCH_TIMEOUT_S / 60) if platform.model_source == "hub" else 0
+    return fetch + run_budget_min(platform) + TIMEOUT_MARGIN_MIN
 
 
 def _fetch_commands(platform: Platform, options: PipelineOptions) -> list[str]:
@@ -227,8 +245,19 @@ def compare_step(comparison: Comparison, options: PipelineOptions,
         "retry": {"automatic": [{"exit_status": AGENT_LOST, "limit": 2}]},
         "soft_fail": [{"exit_status": EXIT_INFRA}],
         "artifact_paths": [f"{out}.*"],
-        "plugins": [{TEST_ENGINE_PLUGIN: {"files": f"{out}.xml", "format": "junit"}}],
+        **_test_engine(f"{out}.xml", options),
     }
+
+
+def _test_engine(junit: str, options: PipelineOptions) -> dict[str, Any]:
+    """Buildkite's test-collector plugin, only where a token's variable is named: its hook
+    exits 1 without a token (or without a matching file), which would fail every compare step
+    of an organisation that has no Test Engine suite."""
+    if not options.test_engine_token_env:
+        return {}
+    return {"plugins": [{TEST_ENGINE_PLUGIN: {
+        "files": junit, "format": "junit",
+        "api-token-env-name": options.test_engine_token_env}}]}
 
 
 def nightly_step(platforms: Sequence[str], after: Sequence[str],

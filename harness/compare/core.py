@@ -61,6 +61,17 @@ IDENTITY = (("fingerprint", "vllm_commit", "vLLM commits"), ("fingerprint", "vll
             ("engine", "revision", "model revisions"), ("engine", "args", "engine args"))
 
 
+def public_version(version: str) -> str:
+    """A vLLM version without its local part (PEP 440: what follows "+"), which names the
+    platform's build: ``0.32.0+rocm711`` and ``0.32.0+cu130`` are the same vLLM 0.32.0. A dev
+    build's commit (``+g1a2b3c4``) is judged by ``vllm_commit``, recorded beside it."""
+    return version.split("+", 1)[0]
+
+
+# How an identity value is compared where raw equality is wrong (key -> normalise).
+_IDENTITY_VALUE = {"vllm": public_version}
+
+
 def not_comparable(baseline: Result, candidate: Result) -> str:
     """Why two results' outputs cannot be compared ("" when they can): different vLLM commits,
     model revisions or effective engine arguments. Keys a side did not record are not judged."""
@@ -68,7 +79,8 @@ def not_comparable(baseline: Result, candidate: Result) -> str:
     for where, key, what in IDENTITY:
         value_b = getattr(baseline, where).get(key)
         value_c = getattr(candidate, where).get(key)
-        if value_b and value_c and value_b != value_c:
+        same = _IDENTITY_VALUE.get(key, lambda value: value)
+        if value_b and value_c and same(value_b) != same(value_c):
             if key == "vllm" and any("vLLM commits" in r for r in reasons):
                 continue
             reasons.append(f"different {what} ({_short(value_b)} vs {_short(value_c)})")
@@ -104,7 +116,8 @@ def outputs_of(baseline: Result, candidate: Result) -> OutputComparison:
     for key, what in (("model", "models"), ("recipe_digest", "model builds"),
                       ("revision", "hub snapshots")):
         value_b, value_c = baseline.engine.get(key), candidate.engine.get(key)
-        if value_b and value_c and value_b != value_c:
+        same = _IDENTITY_VALUE.get(key, lambda value: value)
+        if value_b and value_c and same(value_b) != same(value_c):
             return OutputComparison(policy["policy"], policy["top_k"], policy["all_positions"],
                                     comparable=False,
                                     note=f"not compared: different {what} ({value_b} vs {value_c})")

@@ -8,18 +8,14 @@ the run half-written, and the store refuses it whole, naming every offending fil
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.history.rows import ResultRow, result_row
-from harness.results import (ResultFileError, cycle_collection_paused, iter_result_files,
-                             read_result_bytes)
+from harness.results import (ResultFileError, case_of_log, cycle_collection_paused,
+                             iter_result_files, read_result_bytes)
 from harness.resultview import decode_result_view
 
-# Logs in a platform directory that belong to no single result.
-_RUN_LOG_RE = re.compile(r"^worker(-\d+)?\.log$")  # worker.log, or worker-<shard>.log
-_SIDE_LOG_SUFFIXES = (".probes.log",)
 ANNOTATION_NAMES = ("annotation.md", "annotation.markdown")
 
 
@@ -50,9 +46,7 @@ def _problems_in_platform_dir(platform_dir: Path) -> list[str]:
         name = path.name
         if name.startswith(".") and name.endswith(".tmp"):
             problems.append(f"{path}: temp file of an interrupted write (the result is incomplete)")
-        elif (name.endswith(".log") and not _RUN_LOG_RE.match(name)
-              and not name.endswith(_SIDE_LOG_SUFFIXES)
-              and not path.with_suffix(".json").exists()):
+        elif case_of_log(name) and not path.with_suffix(".json").exists():
             problems.append(f"{path.with_suffix('.json')}: missing (its log {name} exists)")
     return problems
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from harness.launch.gpus import GROUP_FILE, SYSFS, cuda_args, group_id, rocm_render_nodes
+from harness.launch.gpus import (FIRST_RENDER_MINOR, GROUP_FILE, SYSFS, cuda_args, group_id,
+                                 kfd_render_minors, rocm_render_nodes)
 
 RENDER_DEVICES_VAR = "BUILDKITE_AGENT_META_DATA_RENDER_DEVICES"
 ROCM_VARS = ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
@@ -107,6 +108,22 @@ def agent_pinning(accelerator: str, environ: Mapping[str, str],
     if accelerator == "cuda":
         return cuda_pinning(environ)
     return None
+
+
+def render_node_indices(nodes: list[str], sysfs: Path = SYSFS) -> list[int] | None:
+    """The GPU indices (ROCr's order, which the GPU tools' indices follow) of render nodes: the
+    inverse of gpus.rocm_render_nodes. None when a node is not a GPU this host lists."""
+    known = kfd_render_minors(sysfs)
+    indices = []
+    for node in nodes:
+        minor = int(node.rsplit("renderD", 1)[1])
+        if known:
+            if minor not in known:
+                return None
+            indices.append(known.index(minor))
+        else:  # no KFD topology to read: AMD's documented default numbering, as rocm_render_nodes
+            indices.append(minor - FIRST_RENDER_MINOR)
+    return indices if all(i >= 0 for i in indices) else None
 
 
 def share_for_parallel_job(devices: list[str], job_index: int | None,

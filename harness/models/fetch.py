@@ -8,6 +8,8 @@ The download function is a parameter: the hub network is the one thing tests can
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +17,10 @@ from typing import Callable
 from harness.models.hub import SnapshotMissing, resolve_snapshot
 
 Download = Callable[..., str]  # snapshot_download's signature (repo_id, revision, cache_dir)
+# The whole fetch's deadline (the Buildkite run step's timeout counts it): a hub that stops
+# answering ends the fetch as a failure (exit 3) instead of holding the agent until the step
+# is killed.
+FETCH_TIMEOUT_S = 3600
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,12 @@ def wanted_snapshots(jobs) -> list[tuple[str, str | None]]:
 
 
 def fetch_hub(pairs: list[tuple[str, str | None]], cache: Path, platform: str,
-              download: Download | None = None) -> list[Fetched]:
+              download: Download | None = None,
+              timeout_s: float = FETCH_TIMEOUT_S) -> list[Fetched]:
     if download is None:
         from huggingface_hub import snapshot_download as download
     out = []
+    deadline = time.monotonic() + timeout_s
     for repo_id, revision in pairs:
         try:
             snap = resolve_snapshot(repo_id, revision, cache, platform)
@@ -45,7 +53,8 @@ def fetch_hub(pairs: list[tuple[str, str | None]], cache: Path, platform: str,
             pass
         try:
             # The token, if any, comes from HF_TOKEN in this environment (by name).
-            download(repo_id, revision=revision or "main", cache_dir=str(cache))
+            _within(deadline, timeout_s, download, repo_id, revision=revision or "main",
+                    cache_dir=str(cache))
             snap = resolve_snapshot(repo_id, revision, cache, platform)
             out.append(Fetched(repo_id, snap.commit, "downloaded", str(snap.path)))
         except Exception as exc:  # network, auth, disk: reported per model, never a traceback
@@ -53,6 +62,34 @@ def fetch_hub(pairs: list[tuple[str, str | None]], cache: Path, platform: str,
                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
                                if str(exc) else type(exc).__name__))
     return out
+
+
+class FetchTimeout(Exception):
+    pass
+
+
+def _within(deadline: float, timeout_s: float, call: Callable[..., object], *args, **kwargs):
+    """``call`` in a daemon thread, given until ``deadline``: a download that does not finish
+    in time is reported and left behind (it ends with the process), never waited on."""
+    if time.monotonic() >= deadline:
+        raise FetchTimeout(f"not started: the fetch's {timeout_s:.0f} s deadline has passed")
+    outcome: list = []
+
+    def target():
+        try:
+            outcome.append((True, call(*args, **kwargs)))
+        except BaseException as exc:  # handed to the caller, which reports it
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=target, daemon=True, name="hub-download")
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if not outcome:
+        raise FetchTimeout(f"not finished within the fetch's {timeout_s:.0f} s deadline")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def build_tiny(recipes: list[str], model_cache: Path) -> list[Fetched]:
