@@ -150,14 +150,16 @@ def _upload(args: argparse.Namespace, decided, settings) -> int:
     from harness.buildkite.agent import Agent, AgentError
     from harness.buildkite.autobisect_steps import bisect_steps
     from harness.buildkite.uploads import PipelineError, check_documents, render
+    from harness.settings import SettingError, with_queues
     from harness.spec import SpecError, load_platforms
 
     if not decided.bisects:
         return EXIT_OK
     case_dir = args.cases if args.cases.is_dir() else args.cases.parent
-    try:
-        platform = load_platforms(args.platforms_file or case_dir / PLATFORMS_FILE)[args.platform]
-    except (SpecError, KeyError) as exc:
+    try:  # the organisation's queue for it (HARNESS_QUEUE_<PLATFORM>), as `harness pipeline`
+        platform = with_queues(load_platforms(args.platforms_file or case_dir / PLATFORMS_FILE),
+                               os.environ)[args.platform]
+    except (SpecError, SettingError, KeyError) as exc:
         return _not_uploaded(decided, f"--platform {args.platform}: {exc}", EXIT_USAGE)
     db, db_env = args.db, args.db_env
     steps = [step for b in decided.bisects for step in bisect_steps(

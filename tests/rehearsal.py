@@ -187,15 +187,21 @@ def night1(rehearsal) -> Night:
     return run_night(rehearsal, 1, images)
 
 
+# Night 2's rocm nightlies: commits 2..NIGHT2_LAST, the Phi4MM fix reverted from
+# NIGHT2_FIRST_BAD on: with night 1's image, 9 nightly tags for the bisect the night starts.
+NIGHT2_LAST = 9
+NIGHT2_FIRST_BAD = 6
+
+
 @pytest.fixture(scope="session")
 def night2(rehearsal, night1) -> Night:
-    """Night 2: rocm's nightly moved over commits 2 (good), 3 and 4 (the Phi4MM fix reverted
-    in the image's vLLM); cuda's to commit 4 (good)."""
+    """Night 2: rocm's nightly moved over commits 2..NIGHT2_LAST (the Phi4MM fix reverted in the
+    image's vLLM from NIGHT2_FIRST_BAD on); cuda's to commit NIGHT2_LAST (good)."""
     n = rehearsal.nightlies
-    n.publish("rocm", fake_commit(2))
-    n.publish("rocm", fake_commit(3), revert_phi4mm=True)
-    images = {"rocm": n.publish("rocm", fake_commit(4), revert_phi4mm=True),
-              "cuda": n.publish("cuda", fake_commit(4))}
+    for number in range(2, NIGHT2_LAST):
+        n.publish("rocm", fake_commit(number), revert_phi4mm=number >= NIGHT2_FIRST_BAD)
+    images = {"rocm": n.publish("rocm", fake_commit(NIGHT2_LAST), revert_phi4mm=True),
+              "cuda": n.publish("cuda", fake_commit(NIGHT2_LAST))}
     return run_night(rehearsal, 2, images)
 
 

@@ -21,7 +21,7 @@ from harness.results import read_result
 from tests.conftest import REPO
 from tests.hub_fixtures import fake_hub_cache
 from tests.rehearsal_setup import write_cases
-from tests.rehearsal import agent_env_after_hooks
+from tests.rehearsal import NIGHT2_FIRST_BAD, NIGHT2_LAST, agent_env_after_hooks
 from tests.rehearsal import night1, night2, rehearsal  # noqa: F401 (session fixtures)
 from tests.vllm_images import fake_commit, vllm_version
 
@@ -165,7 +165,7 @@ def test_night_2_is_red_on_rocm_names_the_case_and_its_bisect_finds_the_first_ba
     assert outcomes["run-cuda"] == "passed" and outcomes["nightly-history"] == "passed", outcomes
     phi4mm = read_result(run.artifact("results/build-2/rocm/phi4mm_variable_crop.json"))
     assert phi4mm.status == "failed"
-    assert phi4mm.fingerprint["vllm"] == vllm_version("rocm", fake_commit(4))
+    assert phi4mm.fingerprint["vllm"] == vllm_version("rocm", fake_commit(NIGHT2_LAST))
     assert read_result(run.artifact(
         "results/build-2/rocm/qwen2_5_vl_vit_cudagraph.json")).status == "passed"
     # The annotation names the case and how it failed.
@@ -185,7 +185,7 @@ def test_night_2_is_red_on_rocm_names_the_case_and_its_bisect_finds_the_first_ba
     assert [case for case, row in rocm_rows if 'class="flag new"' in row] == \
         ["phi4mm_variable_crop"]
     # The page proposes a bisect over the registry's drop-in tags; run as proposed, on the
-    # rocm agent, it names the first bad image: nightly-<commit 3>.
+    # rocm agent, it names the first bad image: nightly-<commit NIGHT2_FIRST_BAD>.
     proposed = re.search(r'<div class="bisect">find the first bad image: <code>(.*?)</code>',
                          dom, re.S)
     assert proposed, "the dashboard proposes no bisect"
@@ -201,5 +201,5 @@ def test_night_2_is_red_on_rocm_names_the_case_and_its_bisect_finds_the_first_ba
     wall = time.monotonic() - began
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     first_bad = re.search(r"first bad: (\S+)", done.stdout).group(1)
-    assert first_bad.endswith(f":nightly-{fake_commit(3)}"), done.stdout[-3000:]
+    assert first_bad.endswith(f":nightly-{fake_commit(NIGHT2_FIRST_BAD)}"), done.stdout[-3000:]
     print(f"\nrehearsal night 2: {night2.seconds:.0f} s; proposed bisect: {wall:.0f} s")
