@@ -139,7 +139,8 @@ def _set_up(args: argparse.Namespace):
     source = f"file:{args.candidates}" if args.candidates else f"registry:{args.tags_from}"
     wanted = BisectState(id=ident, case=args.case, platform=args.platform, good=args.good,
                          bad=args.bad, confirmations=args.confirmations,
-                         confirm_at=args.confirm_at, verify_ends=not args.no_verify_ends, source=source, candidates=[])
+                         confirm_at=args.confirm_at, verify_ends=not args.no_verify_ends,
+                         source=source, candidates=[])
     saved = load_state(bisect_dir)
     if saved is not None:
         check_same_request(saved, wanted, state_path(bisect_dir))

@@ -285,8 +285,9 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
             f"harness_status=0; {sh(*_harness(options), 'ingest', _run_dir(), *db)}"
             " || harness_status=$$?",
             # bisects of what broke tonight; a failure here leaves the history step's status
-            *(f"{sh(*_harness(options), *plan_command(options, c.candidate, c.baseline, _run_dir(), db))}"
-              " || " + sh("echo", f"harness: autobisect on {c.candidate} did not complete")
+            *(sh(*_harness(options), *plan_command(options, c.candidate, c.baseline,
+                                                   _run_dir(), db))
+              + " || " + sh("echo", f"harness: autobisect on {c.candidate} did not complete")
               for c in bisect_on),
             sh(*_harness(options), "dashboard", *db, "--out", DASHBOARD),
             f"{link} || " + sh("echo", "harness: could not post the dashboard link"),
