@@ -127,7 +127,8 @@ def _plan(args: argparse.Namespace, conn) -> int:
     write_atomic(args.run_dir / f"autobisect-{args.platform}.json",
                  json.dumps(plan_json(decided, settings, run_id), indent=2) + "\n")
     print(text)
-    _annotate(text, f"{ANNOTATION_CONTEXT}-{args.platform}", annotation_style(decided))
+    if decided.bisects or decided.refusals:  # a quiet night posts nothing
+        _annotate(text, f"{ANNOTATION_CONTEXT}-{args.platform}", annotation_style(decided))
     return code
 
 

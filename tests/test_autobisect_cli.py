@@ -104,3 +104,14 @@ def test_a_finished_bisect_is_recorded_and_shown_beside_the_broken_cell(nightly,
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["autobisect", "record", "--db", db, "--json", str(bad)]) == 2
+
+
+def test_a_quiet_night_posts_no_annotation(nightly, capsys):
+    db, run, state = nightly
+    first = run.parent / "build-4000"  # every case passed that night
+    assert main(["autobisect", "plan", "--db", db, "--run-dir", str(first), "--platform",
+                 "rocm", "--baseline", "cuda"]) == 0
+    assert "No case newly broken on rocm tonight" in capsys.readouterr().out
+    assert not (state / "annotations").exists()
+    plan = json.loads((first / "autobisect-rocm.json").read_text())
+    assert plan["bisects"] == [] and plan["refusals"] == []
