@@ -179,3 +179,31 @@ def test_the_nightly_step_runs_the_autobisect_with_the_pipelines_settings(capsys
     # after the ingest (it reads tonight from the store), before the dashboard (which shows it)
     assert [i for i, c in enumerate(commands) if " ingest " in c][0] < commands.index(line) \
         < [i for i, c in enumerate(commands) if " dashboard " in c][0]
+
+
+def test_the_uploaded_steps_are_valid_buildkite_and_the_stand_in_understands_them(tmp_path):
+    import json as _json
+
+    import jsonschema
+    import yaml
+
+    from harness.buildkite.autobisect_steps import bisect_steps
+    from harness.buildkite.uploads import check_documents, render
+    from harness.spec import load_platforms
+    from tests.bkstandin_plan import parse_upload
+    from tests.conftest import BUILDKITE_SCHEMA, CASES
+
+    [planned] = decide({CASE: broken_tonight()}).bisects
+    rocm = load_platforms(CASES / "platforms.yaml")["rocm"]
+    steps = bisect_steps(planned, rocm, "harness", "results", None, "HARNESS_HISTORY_DB", "ops")
+    document = {"steps": steps}
+    check_documents([document], 10)
+    text = render(document)
+    schema = jsonschema.Draft7Validator(_json.loads(BUILDKITE_SCHEMA.read_text()))
+    assert not list(schema.iter_errors(yaml.safe_load(text)))
+    bisect, record = parse_upload(yaml.safe_load(text), "schedule")
+    assert bisect.queue == rocm.queue and record.queue == "ops"
+    assert record.depends_on[0].key == bisect.key and record.depends_on[0].allow_failure
+    assert bisect.retry[0].exit_status == -1 and len(bisect.retry) == 1  # a lost agent only
+    assert f"--max-runs {planned.max_runs}" in bisect.commands[-1]
+    assert bisect.timeout_s == (rocm.timeout_minutes * planned.max_runs + 15) * 60
