@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the state)")
     parser.add_argument("--max-runs", type=positive_int, default=None,
                         help="stop after this many engine runs in this invocation (resumable)")
+    parser.add_argument("--max-total-runs", type=positive_int, default=None,
+                        help="stop once the bisect (this and earlier invocations together) made "
+                             "this many engine runs: a budget a rerun does not renew")
 
 
 def request_from(args: argparse.Namespace):
@@ -185,6 +188,10 @@ def _search(args, state, bisect_dir: Path, case, platform, platforms_file: Path)
             break
         if args.max_runs is not None and ran >= args.max_runs:
             print(f"harness bisect: stopped after --max-runs {args.max_runs}; rerun to continue")
+            break
+        if args.max_total_runs is not None and len(state.steps) >= args.max_total_runs:
+            print(f"harness bisect: stopped at --max-total-runs {args.max_total_runs} (its "
+                  "budget of engine runs is spent)")
             break
         number = len(state.steps) + 1
         candidate = state.candidates[decision.candidate]

@@ -65,7 +65,7 @@ def test_a_newly_broken_case_is_bisected_alone_between_last_good_and_first_bad_t
     assert argv[argv.index("--tags-from") + 1] == REPO
     assert argv[argv.index("--tag-pattern") + 1] == "nightly-.*"
     assert argv[argv.index("--confirm-at") + 1] == "final"
-    assert argv[argv.index("--max-runs") + 1] == str(bisect.max_runs)
+    assert argv[argv.index("--max-total-runs") + 1] == str(bisect.max_runs)
     assert bisect.bisect_id == bisect_id(CASE, "rocm", "crash", "nightly-0000004",
                                          "nightly-000000c")
 
@@ -205,5 +205,5 @@ def test_the_uploaded_steps_are_valid_buildkite_and_the_stand_in_understands_the
     assert bisect.queue == rocm.queue and record.queue == "ops"
     assert record.depends_on[0].key == bisect.key and record.depends_on[0].allow_failure
     assert bisect.retry[0].exit_status == -1 and len(bisect.retry) == 1  # a lost agent only
-    assert f"--max-runs {planned.max_runs}" in bisect.commands[-1]
+    assert f"--max-total-runs {planned.max_runs}" in bisect.commands[-1]
     assert bisect.timeout_s == (rocm.timeout_minutes * planned.max_runs + 15) * 60

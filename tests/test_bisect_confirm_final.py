@@ -3,6 +3,7 @@ a failing step is taken as bad meanwhile (harness/bisect/search.py). Pure."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -47,3 +48,31 @@ def test_the_good_end_failing_once_is_confirmed_before_giving_up():
 def test_confirm_at_is_checked():
     with pytest.raises(ValueError, match="confirm_at"):
         SearchConfig(4, confirm_at="sometimes")
+
+
+def test_max_total_runs_is_a_budget_a_rerun_does_not_renew(tmp_path, capsys):
+    """A bisect that already made its runs stops before starting another one (no engine)."""
+    from harness.bisect.state import BisectState, Candidate, Step, save_state
+    from harness.cli import main
+    from tests.conftest import CASES
+
+    refs = [f"127.0.0.1:9/vllm/x:nightly-{i}" for i in range(4)]
+    (tmp_path / "candidates.txt").write_text("\n".join(refs) + "\n")
+    steps = [Step(number=1, name="01", candidate=3, purpose="verify-bad", outcome="fail",
+                  status="failed"),
+             Step(number=2, name="02", candidate=3, purpose="confirm", outcome="fail",
+                  status="failed")]
+    save_state(tmp_path / "results" / "bisect-t", BisectState(
+        id="t", case="phi4mm_variable_crop", platform="cpu-podman", good="nightly-0",
+        bad="nightly-3", confirmations=1, confirm_at="final", verify_ends=True,
+        source=f"file:{tmp_path / 'candidates.txt'}",
+        candidates=[Candidate(ref=r) for r in refs], steps=steps))
+    args = ["bisect", "--case", "phi4mm_variable_crop", "--platform", "cpu-podman",
+            "--good", "nightly-0", "--bad", "nightly-3", "--candidates",
+            str(tmp_path / "candidates.txt"), "--confirm-at", "final", "--cases", str(CASES),
+            "--results", str(tmp_path / "results"), "--id", "t", "--max-total-runs", "2"]
+    assert main(args) == 3
+    out = capsys.readouterr().out
+    assert "stopped at --max-total-runs 2" in out and "step 3" not in out
+    data = json.loads((tmp_path / "results" / "bisect-t" / "bisect.json").read_text())
+    assert data["status"] == "open" and data["engine_runs"] == 2

@@ -14,7 +14,7 @@ A case is bisected when, on the candidate platform (ROCm) tonight:
 * the kill switch is not set.
 
 Every bisect runs that one case only, with ``confirm_at=final``: at most ceil(log2 n) + 4 runs
-over n tags without flakes, capped by ``--max-runs`` at what the budget granted it.
+over n tags without flakes, capped by ``--max-total-runs`` at what the budget granted it (a rerun does not renew it).
 """
 
 from __future__ import annotations
@@ -266,6 +266,6 @@ def _decide(settings: Settings, case_id: str, rows: list[Observation],
         case_id, settings.platform, good.tag, bad.tag, tags_from=repository,
         tag_pattern=settings.tag_pattern, confirmations=settings.confirmations,
         confirm_at="final", cases=settings.cases, platforms_file=settings.platforms_file,
-        bisect_id=ident, max_runs=cost, json_out=None)
+        bisect_id=ident, max_total_runs=cost, json_out=None)
     out.bisects.append(Planned(case_id, signature, good, bad, candidates, cost, request))
     return None

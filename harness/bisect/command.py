@@ -26,7 +26,7 @@ class BisectRequest:
     platforms_file: str | None = None
     results: str | None = None
     bisect_id: str | None = None
-    max_runs: int | None = None
+    max_total_runs: int | None = None  # the bisect's budget, across reruns
     json_out: str | None = None
 
     def argv(self) -> list[str]:
@@ -51,8 +51,8 @@ class BisectRequest:
                             ("--json", self.json_out)):
             if value:
                 out += [flag, value]
-        if self.max_runs is not None:
-            out += ["--max-runs", str(self.max_runs)]
+        if self.max_total_runs is not None:
+            out += ["--max-total-runs", str(self.max_total_runs)]
         return out
 
     def command(self, harness: str = "harness") -> str:

@@ -4,7 +4,7 @@ to the nightly step. Pure.
 Per bisect, two steps:
 
 * ``bisect-<id>`` on the platform's queue: ``harness bisect`` of the one failing case, with
-  ``--max-runs`` at what the night's budget granted (so a retry would not spend more, it retries
+  ``--max-total-runs`` at what the night's budget granted (a retry continues within it; it retries
   a lost agent only); it posts its own annotation on the nightly build (first bad, last good,
   the vLLM commits with a compare link, the components that changed and the likely layer) and
   leaves ``results/bisect-<id>/bisect.json``.
