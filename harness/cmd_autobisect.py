@@ -146,8 +146,9 @@ def _store(conn, decided, settings, run_id: str, now: datetime) -> None:
 
 
 def _upload(args: argparse.Namespace, decided, settings) -> int:
-    """The bisect steps into this build; a step that cannot be uploaded is not started: the
-    plan is then refused for the night (it says so) and the records are not written."""
+    """The bisect steps into this build. Steps that cannot be uploaded are not started: each
+    becomes a refusal (kind ``upload``, with the command to run by hand) and no bisect is
+    recorded as running."""
     from harness.buildkite.agent import Agent, AgentError
     from harness.buildkite.autobisect_steps import bisect_steps
     from harness.buildkite.uploads import PipelineError, check_documents, render
