@@ -150,6 +150,7 @@ EXTRA_COMMANDS = {
     "triage": "failures grouped by signature across jobs, nights and nodes",
     "signatures": "check the failure-signature rulebook (signatures.yaml) and its coverage",
     "tests": "fetch vLLM's own tests tree (for vllm_tests cases) into the cache",
+    "autobisect": "the nightly's own bisects of what broke tonight (with guards)",
 }
 
 
@@ -279,11 +280,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 progress=progress, stream_engine_log=args.stream_engine_log,
                                 tests_cache=tests_cache(platform_jobs))
 
-        def launcher(r: WorkerRequest):
-            return make_launch(r, engine=args.engine, gpus=args.gpus, image=args.image,
-                               pull=args.pull, in_place=args.in_place)
+        def launcher(r: WorkerRequest, pinned: tuple[str, str] | None = None):
+            image, pull = pinned or (args.image, args.pull)
+            return make_launch(r, engine=args.engine, gpus=args.gpus, image=image, pull=pull,
+                               in_place=args.in_place)
 
         launch = launcher(request)
+
+        def relaunch(r: WorkerRequest, first=launch):  # the retry runs the digest attempt 1 ran
+            return launcher(r, first.pinned() if hasattr(first, "pinned") else None)
         # Only the first attempt's container is kept (release() below decides); a retry's
         # launcher removes its own.
         if args.keep_container and hasattr(launch, "keep_container"):
@@ -303,7 +308,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             outcome = not_started(platform_jobs, request, launch, f"preflight: {problem}")
         else:
             try:
-                outcome = execute(platform_jobs, request, launch, relaunch=launcher)
+                outcome = execute(platform_jobs, request, launch, relaunch=relaunch)
             except DiskFull as exc:
                 print(f"error: infrastructure: disk full: {exc}; results written before it are "
                       "intact", file=sys.stderr)

@@ -12,6 +12,7 @@ or infrastructure (rerun to continue).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --tags-from: only tags matching this regex (e.g. 'nightly-.*')")
     parser.add_argument("--confirmations", type=int, default=1,
                         help="extra failing runs before a candidate is called bad (default 1)")
+    parser.add_argument("--confirm-at", choices=["each", "final"], default="each",
+                        help="confirm every failing candidate (each, default), or only the bad "
+                             "end and the candidate the search ends on (final: ceil(log2 n) + 4 "
+                             "runs without flakes)")
     parser.add_argument("--no-verify-ends", action="store_true",
                         help="assume --good passes and --bad fails instead of running them first")
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help="case directory or file")
@@ -52,8 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pull each candidate before its run (default: when missing here)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="also write the Markdown report here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the result as JSON here (always: bisect.json beside "
+                             "the state)")
     parser.add_argument("--max-runs", type=positive_int, default=None,
                         help="stop after this many engine runs in this invocation (resumable)")
+    parser.add_argument("--max-total-runs", type=positive_int, default=None,
+                        help="stop once the bisect (this and earlier invocations together) made "
+                             "this many engine runs: a budget a rerun does not renew")
 
 
 def request_from(args: argparse.Namespace):
@@ -63,11 +74,11 @@ def request_from(args: argparse.Namespace):
         args.case, args.platform, args.good, args.bad,
         candidates=str(args.candidates) if args.candidates else None, tags_from=args.tags_from,
         tag_pattern=args.tag_pattern, confirmations=args.confirmations,
-        verify_ends=not args.no_verify_ends, pull=args.pull,
+        confirm_at=args.confirm_at, verify_ends=not args.no_verify_ends, pull=args.pull,
         cases=None if args.cases == DEFAULT_CASES else str(args.cases),
         platforms_file=str(args.platforms_file) if args.platforms_file else None,
         results=None if args.results == Path("results") else str(args.results),
-        bisect_id=args.bisect_id)
+        bisect_id=args.bisect_id, json_out=str(args.json) if args.json else None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,7 +142,8 @@ def _set_up(args: argparse.Namespace):
     source = f"file:{args.candidates}" if args.candidates else f"registry:{args.tags_from}"
     wanted = BisectState(id=ident, case=args.case, platform=args.platform, good=args.good,
                          bad=args.bad, confirmations=args.confirmations,
-                         verify_ends=not args.no_verify_ends, source=source, candidates=[])
+                         confirm_at=args.confirm_at, verify_ends=not args.no_verify_ends,
+                         source=source, candidates=[])
     saved = load_state(bisect_dir)
     if saved is not None:
         check_same_request(saved, wanted, state_path(bisect_dir))
@@ -177,6 +189,10 @@ def _search(args, state, bisect_dir: Path, case, platform, platforms_file: Path)
         if args.max_runs is not None and ran >= args.max_runs:
             print(f"harness bisect: stopped after --max-runs {args.max_runs}; rerun to continue")
             break
+        if args.max_total_runs is not None and len(state.steps) >= args.max_total_runs:
+            print(f"harness bisect: stopped at --max-total-runs {args.max_total_runs} (its "
+                  "budget of engine runs is spent)")
+            break
         number = len(state.steps) + 1
         candidate = state.candidates[decision.candidate]
         name = _step_name(number, decision.purpose, candidate.ref)
@@ -221,6 +237,7 @@ def _step_name(number: int, purpose: str, ref: str) -> str:
 def _write_reports(args, state, decision, command: str, bisect_dir: Path) -> None:
     from harness.bisect.report import Summary, markdown
     from harness.bisect.search import Done
+    from harness.bisect.summary import JSON_FILE, summary_json
     from harness.buildkite.agent import Agent, AgentError, on_buildkite
     from harness.report.markdown import LinkStyle
     from harness.results import write_atomic
@@ -233,6 +250,10 @@ def _write_reports(args, state, decision, command: str, bisect_dir: Path) -> Non
     summary = Summary(state, decision, command)
     text = markdown(summary, link_to)
     write_atomic(bisect_dir / REPORT_FILE, text)
+    data = json.dumps(summary_json(summary), indent=2) + "\n"
+    write_atomic(bisect_dir / JSON_FILE, data)
+    if args.json:
+        write_atomic(args.json, data)
     if args.markdown:
         markdown_style = LinkStyle.from_env(args.markdown.parent)
         write_atomic(args.markdown, markdown(summary, lambda rel: markdown_style.log_url(

@@ -73,6 +73,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(e.g. BUILDKITE_ANALYTICS_TOKEN); without it, no upload")
     parser.add_argument("--harness-command", default="harness",
                         help="how steps invoke the harness, e.g. '.venv/bin/harness'")
+    bisect = parser.add_argument_group("the nightly's own bisects (harness autobisect)")
+    bisect.add_argument("--no-autobisect", action="store_true",
+                        help="kill switch: the nightly starts no bisect (and says so)")
+    bisect.add_argument("--bisect-max-age", type=positive_int, default=None, metavar="NIGHTS",
+                        help="bisect only when the last good night is at most this old "
+                             "(default 3)")
+    bisect.add_argument("--bisect-budget", type=positive_int, default=None, metavar="RUNS",
+                        help="engine runs all of a night's bisects may make (default 24)")
+    bisect.add_argument("--bisect-tags-from", default=None, metavar="REGISTRY/REPO",
+                        help="where the nightly tags are (default: the failing image's "
+                             "repository)")
+    bisect.add_argument("--bisect-tag-pattern", default=None, metavar="REGEX",
+                        help="the nightly tags (default 'nightly-.*')")
     parser.add_argument("--part", type=positive_int, default=1,
                         help="which upload to print when the pipeline is split (1-based)")
     parser.add_argument("--bisect", nargs=argparse.REMAINDER, default=None, metavar="ARGS",
@@ -99,6 +112,9 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
         queue=args.queue, history_db=args.history_db, history_db_env=args.history_db_env,
         baseline_run=args.baseline_run,
         max_jobs_per_upload=args.max_jobs_per_upload, harness=args.harness_command,
+        no_autobisect=args.no_autobisect, bisect_max_age=args.bisect_max_age,
+        bisect_budget=args.bisect_budget, bisect_tags_from=args.bisect_tags_from,
+        bisect_tag_pattern=args.bisect_tag_pattern,
         test_engine_token_env=_variable_name("--test-engine-token-env", args.test_engine_token_env))
 
 

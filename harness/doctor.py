@@ -263,7 +263,7 @@ def platform_checks(platform: Platform, host: Host, *, engine: str | None = None
         checks.append(check_engine(platform, host, engine))
         if checks[-1].status == "pass" and not cheap:
             checks.append(check_image(platform, host, engine))
-    if platform.accelerator == "rocm":
+    if platform.accelerator == "rocm" and platform.gpu_flags is None:  # else: its own flags
         checks += check_rocm_devices(host)
     if platform.accelerator in ("rocm", "cuda"):
         checks.append(_gpus_clean(platform, host, in_place, gpus, shard))

@@ -57,6 +57,9 @@ class Platform(Strict):
     shm_size: str | None = None
     gpus: str = Field(default="all", pattern=r"^(all|\d+(,\d+)*)$")  # "all" or indices "0,1"
     gpus_per_job: int | None = Field(default=None, gt=0)  # BUILDKITE_PARALLEL_JOB i -> GPUs
+    # Replaces the device flags the accelerator gives the selected GPUs (harness.launch.gpus):
+    # for a runtime that wants others, or [] where the device cannot exist (a CPU stand-in).
+    gpu_flags: list[str] | None = None
     network: str | None = None  # e.g. host (podman/runc hosts without a usable bridge)
     memory: str | None = None  # container memory limit, e.g. 16g (no swap beyond it)
     readonly_mounts: list[str] = []  # extra "HOST:CONTAINER" bind mounts, always read-only

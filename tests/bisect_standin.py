@@ -6,6 +6,12 @@ a verdict the IMAGE declares in its environment: ``STANDIN_BEHAVIOUR`` = good (p
 (fails), flaky (fails its first completed run, passes the next, and so on: one run in two).
 Every completed call is appended to ``<results>/standin-calls.log`` ("<version> <run-id>"), so
 a test can count the engine runs and see that a resumed bisect repeated none.
+
+The result's fingerprint records the image's stack with the real worker's reader
+(harness.worker.stack: /opt/rocm/.info/version, dist-info versions, ...). With
+``STANDIN_BREAKS_ON_ROCM=<version prefix>`` (the same in every image), the verdict follows the
+ROCm version the image records instead: it fails where that version starts with the prefix, so
+that a planted break is one stack component changing between two tags and nothing else.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 
 from harness.results import Expect, LogInfo, Result, result_path, write_result
 from harness.runinfo import now
+from harness.worker.stack import stack_versions
 
 SLEEP_S = 2.0  # long enough for a test to interrupt a step in progress
 
@@ -30,6 +37,10 @@ def main(argv: list[str]) -> int:
     platform, case_id = option(argv, "--harness-platform"), option(argv, "-k")
     version = os.environ.get("STANDIN_VERSION", "?")
     behaviour = os.environ.get("STANDIN_BEHAVIOUR", "good")
+    stack = stack_versions()
+    breaks_on = os.environ.get("STANDIN_BREAKS_ON_ROCM")
+    if breaks_on:
+        behaviour = "bad" if (stack.get("rocm") or "").startswith(breaks_on) else "good"
     calls = results / "standin-calls.log"
     print(f"stand-in worker: image {version} ({behaviour}), run {run_id}", flush=True)
     time.sleep(SLEEP_S)
@@ -42,7 +53,8 @@ def main(argv: list[str]) -> int:
         message=f"stand-in: image {version} behaves {behaviour}",
         expect=Expect(), log=LogInfo(tail=f"stand-in worker: image {version} ({behaviour})"),
         fingerprint={"image": os.environ.get("HARNESS_IMAGE", ""), "container": True,
-                     "stand_in": True},
+                     "image_digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
+                     "stand_in": True, "vllm": stack["vllm"], "stack": stack},
         started_at=now(), finished_at=now())
     write_result(result_path(results, run_id, platform, case_id), result)
     with open(calls, "a") as log:

@@ -44,6 +44,7 @@ def require_tools(*tools: str) -> None:
 
 # Real engines (dockerd, registry) shared by every test module, one of each per session.
 from tests.engines import docker_base_image, docker_engine, podman_base, registry  # noqa: E402,F401
+from tests.vllm_images import nightlies, vllm_standin  # noqa: E402,F401
 @pytest.fixture(scope="session")
 def postgres_server():
     """One real PostgreSQL 15 server per test process (tests/pgserver.py)."""

@@ -20,6 +20,7 @@ from harness.launch.gpus import (gpus_for_parallel_job, parallel_job_index, pars
                                  select_gpus)
 from harness.launch.local import WorkerRequest
 from harness.launch.worker import WorkerOutcome
+from harness.launch.worker_deps import worker_deps_dir
 from harness.spec import SpecError, load_platforms
 from tests.conftest import CASES, REPO
 
@@ -159,12 +160,15 @@ def test_mounts_repo_readonly_results_and_caches_readwrite(tmp_path, group_file)
     environ = {"HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
     argv = launch_for("rocm", tmp_path, group_file, environ=environ).argv()
     compile_cache = f"{tmp_path}/.cache/vllm-harness/compile/rocm/" \
-                    "localhost_vllm-harness_vllm-harness_rocm-latest"
+                    "vllm_vllm-openai-rocm_nightly"
     assert pairs(argv, "-v") == [f"{REPO}:/workspace:ro", f"{tmp_path}/results:/results:rw",
                                  f"{tmp_path}/hf:{HF_CACHE_DIR}:rw",
-                                 f"{compile_cache}:{COMPILE_CACHE_DIR}:rw"]
+                                 f"{compile_cache}:{COMPILE_CACHE_DIR}:rw",
+                                 f"{worker_deps_dir(environ)}:/opt/harness-worker-deps:ro"]
+    assert (Path(pairs(argv, "-v")[-1].split(":")[0]) / "pytest/__init__.py").is_file()
+    assert "HARNESS_WORKER_DEPS=/opt/harness-worker-deps" in pairs(argv, "-e")
     worker = argv[argv.index("--kill-after=30s"):]
-    assert worker[3:7] == ["python3", "-m", "pytest", "-p"]
+    assert worker[3:7] == ["python3", "-m", "harness.worker", "-p"]
     assert ["--harness-results", "/results"] == worker[worker.index("--harness-results"):][:2]
     assert "/workspace/cases/platforms.yaml" in worker
     assert "/workspace/cases/qwen2_5_vl_vit_cudagraph.yaml" in worker
@@ -174,7 +178,7 @@ def test_mounts_repo_readonly_results_and_caches_readwrite(tmp_path, group_file)
 def test_container_env_names_image_commit_and_checkout(tmp_path, group_file):
     argv = launch_for("rocm", tmp_path, group_file).argv()
     env = pairs(argv, "-e")
-    assert {"HARNESS_IN_CONTAINER=1", "HARNESS_IMAGE=localhost/vllm-harness/vllm-harness:rocm-latest",
+    assert {"HARNESS_IN_CONTAINER=1", "HARNESS_IMAGE=vllm/vllm-openai-rocm:nightly",
             "PYTHONPATH=/workspace", f"HF_HOME={HF_CACHE_DIR}"} <= set(env)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
@@ -305,7 +309,7 @@ def test_on_stop_is_safe_when_the_container_never_started_no_engine_installed(tm
     outcome = WorkerOutcome(None, True, False, 1.0, tmp_path / "worker.log")
     details = launch.describe(outcome)
     assert details["oom"] is False and details["exit_code"] is None and details["removed"]
-    assert details["fingerprint"]["image"] == "localhost/vllm-harness/vllm-harness:rocm-latest"
+    assert details["fingerprint"]["image"] == "vllm/vllm-openai-rocm:nightly"
 
 
 def fake_engine(launch: ContainerLaunch, state: dict, calls: list):
@@ -418,8 +422,11 @@ def test_image_option_overrides_the_platforms_image(tmp_path, group_file):
 def test_image_name_follows_registry_and_namespace_settings(tmp_path, group_file):
     environ = {"HOME": str(tmp_path), "HARNESS_REGISTRY": "ghcr.io",
                "HARNESS_NAMESPACE": "my-team"}
-    launch = launch_for("cuda", tmp_path, group_file, environ=environ)
-    assert launch.image == "ghcr.io/my-team/vllm-harness:cuda-latest"
+    assert launch_for("cuda", tmp_path, group_file, environ=environ).image == \
+        "vllm/vllm-openai:nightly"  # the shipped platform runs vLLM's published nightly
+    launch = ContainerLaunch(request_for("cuda", tmp_path, image=None), environ=environ,
+                             group_file=group_file, sysfs=tmp_path / "no-sys")
+    assert launch.image == "ghcr.io/my-team/vllm-harness:cuda-latest"  # no image: the harness's
 
 
 def test_engine_client_binary_and_daemon_are_settings(tmp_path, group_file):
@@ -472,8 +479,30 @@ def test_cli_image_on_a_local_platform_is_a_usage_error(tmp_path):
 
 
 def test_pull_policy_option_overrides_the_platforms(tmp_path, group_file):
-    assert launch_for("rocm", tmp_path, group_file).pull == "missing"
+    assert launch_for("rocm", tmp_path, group_file).pull == "always"  # tonight's nightly
     launch = ContainerLaunch(request_for("rocm", tmp_path), environ={"HOME": str(tmp_path)},
-                             group_file=group_file, sysfs=tmp_path / "no-sys", pull="always")
-    assert launch.pull == "always"
+                             group_file=group_file, sysfs=tmp_path / "no-sys", pull="never")
+    assert launch.pull == "never"
     assert launch_for("cpu-podman", tmp_path, group_file).pull == "never"
+
+
+def test_gpu_flags_replace_the_accelerators_device_flags(tmp_path, group_file):
+    """A platform's gpu_flags replace the device flags (a runtime that wants others, or none
+    where the device cannot exist); the GPU selection is still checked."""
+    default = launch_for("rocm", tmp_path, group_file).argv()
+    assert "/dev/kfd" in default
+    replaced = launch_for("rocm", tmp_path, group_file, gpu_flags=["--device", "/dev/null"])
+    argv = replaced.argv()
+    assert "/dev/kfd" not in argv and "--group-add" not in argv
+    assert pairs(argv, "--device") == ["/dev/null"]
+
+
+def test_retry_is_pinned_to_the_digest_the_first_attempt_ran(tmp_path, group_file):
+    """A moving tag (vLLM's nightly) may move between attempts: the retry runs the digest."""
+    launch = launch_for("rocm", tmp_path, group_file)
+    assert launch.pinned() is None  # not prepared: nothing ran yet
+    digest = "vllm/vllm-openai-rocm@sha256:" + "ab" * 32
+    launch._image = {"Id": "sha256:" + "cd" * 32, "RepoDigests": [digest]}
+    assert launch.pinned() == (digest, "missing")
+    retry = launch_for("rocm", tmp_path, group_file, image=launch.pinned()[0])
+    assert retry.image == digest and digest in retry.argv()

@@ -84,8 +84,7 @@ def test_image_command_names_and_refuses_bad_input(tmp_path):
                               env={**os.environ, "HARNESS_REGISTRY": "reg.example:5000"})
 
     named = image("name", "--platform", "rocm", "--namespace", "team")
-    assert named.returncode == 0 and named.stdout.strip() == \
-        "reg.example:5000/team/vllm-harness:rocm-latest"
+    assert named.returncode == 0 and named.stdout.strip() == "vllm/vllm-openai-rocm:nightly"
     local = image("build", "--platform", "cpu")
     assert local.returncode == 2 and "runs on this host" in local.stderr
     unknown = image("pull", "--platform", "nope")

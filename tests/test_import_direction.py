@@ -40,7 +40,7 @@ LAYERS = {
     "harness.spec": "shared", "harness.plan": "shared", "harness.platform_spec": "shared",
     "harness.yamlsource": "shared", "harness.proc": "shared", "harness.secrets": "shared",
     "harness.runinfo": "shared", "harness.runid": "shared", "harness.gpuinfo": "shared",
-    "harness.models": "shared", "harness.scenes": "shared", "harness.syspkgs": "shared",
+    "harness.models": "shared", "harness.scenes": "shared", "harness.stack": "shared", "harness.syspkgs": "shared",
     "harness": "model", "harness.outcomes": "model", "harness.results": "model",
     "harness.resultview": "model",
     # Added on branches being merged: classified here so the merge needs no edit of this table.

@@ -19,7 +19,7 @@ def harness(*argv: str, env: dict | None = None, timeout: float = 300):
 def test_dry_run_is_the_local_worker_with_the_platforms_name():
     done = harness("run", "--platform", "rocm", "--in-place", "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"{sys.executable} -m pytest -p harness.worker.plugin")
+    assert done.stdout.startswith(f"{sys.executable} -m harness.worker -p harness.worker.plugin")
     assert "--harness-platform rocm" in done.stdout
     assert "docker" not in done.stdout and "podman" not in done.stdout
 

@@ -604,7 +604,11 @@ def test_options_survive_the_round_trip_through_the_chained_command_line():
                                     comparisons=(Comparison("cpu", "rocm"),), queue="cpu",
                                     history_db="/var/lib/h.sqlite", max_jobs_per_upload=50,
                                     harness=".venv/bin/harness",
-                                    test_engine_token_env="BUILDKITE_ANALYTICS_TOKEN")):
+                                    test_engine_token_env="BUILDKITE_ANALYTICS_TOKEN"),
+                    PipelineOptions(nightly=True, history_db_env="H", no_autobisect=True,
+                                    bisect_max_age=2, bisect_budget=10,
+                                    bisect_tags_from="rocm/vllm-dev",
+                                    bisect_tag_pattern="nightly_.*")):
         assert options_from(parser.parse_args(options.argv())) == options
 
 

@@ -135,9 +135,10 @@ def test_a_schema_2_store_is_migrated_and_its_failures_signed(new_store):
     try:
         for batch in year_batches(3):
             store_run(conn, batch)
-        # make it what a schema-2 store was: no signatures table, version 2
+        # make it what a schema-2 store was: no signatures or bisects table, version 2
         with conn.write():
             conn.execute("DROP TABLE signatures")
+            conn.execute("DROP TABLE bisects")  # schema 3 brought both
             conn.execute("UPDATE harness_meta SET value = '2' WHERE key = 'schema_version'")
             conn.execute("UPDATE results SET log_tail = ?, status = 'error' WHERE id = 1",
                          (HANG,))

@@ -19,12 +19,15 @@ class BisectRequest:
     tags_from: str | None = None  # REGISTRY/REPO
     tag_pattern: str | None = None
     confirmations: int = DEFAULT_CONFIRMATIONS
+    confirm_at: str = "each"
     verify_ends: bool = True
     pull: str = "missing"
     cases: str | None = None
     platforms_file: str | None = None
     results: str | None = None
     bisect_id: str | None = None
+    max_total_runs: int | None = None  # the bisect's budget, across reruns
+    json_out: str | None = None
 
     def argv(self) -> list[str]:
         out = ["bisect", "--case", self.case, "--platform", self.platform,
@@ -37,14 +40,19 @@ class BisectRequest:
             out += ["--tag-pattern", self.tag_pattern]
         if self.confirmations != DEFAULT_CONFIRMATIONS:
             out += ["--confirmations", str(self.confirmations)]
+        if self.confirm_at != "each":
+            out += ["--confirm-at", self.confirm_at]
         if not self.verify_ends:
             out.append("--no-verify-ends")
         if self.pull != "missing":
             out += ["--pull", self.pull]
         for flag, value in (("--cases", self.cases), ("--platforms-file", self.platforms_file),
-                            ("--results", self.results), ("--id", self.bisect_id)):
+                            ("--results", self.results), ("--id", self.bisect_id),
+                            ("--json", self.json_out)):
             if value:
                 out += [flag, value]
+        if self.max_total_runs is not None:
+            out += ["--max-total-runs", str(self.max_total_runs)]
         return out
 
     def command(self, harness: str = "harness") -> str:

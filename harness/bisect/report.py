@@ -14,6 +14,7 @@ from typing import Callable
 from harness.bisect.search import Done, Next, run_counts, step_bound, verdicts
 from harness.bisect.state import BisectState, Candidate, Step
 from harness.bisect.candidates import tag_of
+from harness.bisect.components import ComponentDiff, diff
 from harness.report.mdtext import code_span, escape, link
 
 # Labels that name a build's version or source commit, in the order they are shown.
@@ -21,6 +22,7 @@ VERSION_LABELS = ("org.opencontainers.image.version", "org.opencontainers.image.
                   "vllm.version", "vllm.commit", "version", "revision", "vcs-ref")
 REVISION_LABELS = ("org.opencontainers.image.revision", "vllm.commit", "vcs-ref", "revision")
 SOURCE_LABEL = "org.opencontainers.image.source"
+VLLM_REPOSITORY = "https://github.com/vllm-project/vllm"
 _COMMIT_TAG = re.compile(r"(?:^|[-_.])([0-9a-f]{7,40})$")
 RUN_VERDICT = {"pass": "pass", "fail": "fail", "infra": "skip"}  # one run's word in the report
 
@@ -108,12 +110,34 @@ def commit_range(summary: Summary) -> tuple[str | None, str | None, str | None]:
     good, bad = s.candidates[done.last_good], s.candidates[done.first_bad]
     a, b = revision(good), revision(bad)
     source = bad.labels.get(SOURCE_LABEL, "")
+    if not (a and b):  # the images do not say: the vLLM commits their results recorded
+        a, b = (str(stack_of(s, i).get("vllm_commit") or "") or None
+                for i in (done.last_good, done.first_bad))
     url = None
-    if a and b and source.startswith("https://github.com/"):
+    if a and b and a != b and source.startswith("https://github.com/"):
         url = f"{source.rstrip('/').removesuffix('.git')}/compare/{a}...{b}"
-    elif a and b and bad.ref.startswith(("vllm/", "docker.io/vllm/")):
-        url = f"https://github.com/vllm-project/vllm/compare/{a}...{b}"
+    elif a and b and a != b:  # vLLM images: the revision is vLLM's
+        url = f"{VLLM_REPOSITORY}/compare/{a}...{b}"
     return a, b, url
+
+
+def stack_of(state: BisectState, index: int) -> dict:
+    """The stack versions a run of candidate ``index`` recorded (harness.worker.stack)."""
+    return next((dict(st.fingerprint["stack"]) for st in _steps_of(state, index)
+                 if isinstance(st.fingerprint.get("stack"), dict)), {})
+
+
+def component_diff(summary: Summary) -> ComponentDiff | None:
+    done, s = summary.done, summary.state
+    if done is None or done.problem or done.last_good is None or done.first_bad is None:
+        return None
+    return diff(stack_of(s, done.last_good) or None, stack_of(s, done.first_bad) or None)
+
+
+def component_lines(changes: ComponentDiff) -> list[str]:
+    """'ROCm: 6.4.1 -> 7.0.0' per changed component (plain text)."""
+    return [f"{c.label}: {c.before or '(absent)'} -> {c.after or '(absent)'}"
+            for c in changes.changes]
 
 
 def _steps_of(state: BisectState, index: int) -> list[Step]:
@@ -134,6 +158,10 @@ def terminal(summary: Summary) -> str:
     a, b, url = commit_range(summary)
     if a and b:
         lines.append(f"  commits to read: {a}..{b}" + (f"  {url}" if url else ""))
+    changes = component_diff(summary)
+    if changes is not None:
+        lines.append(f"  likely layer: {changes.layer}")
+        lines += [f"    changed {line}" for line in component_lines(changes)]
     if done is not None:
         for index in done.undecided:
             lines.append(f"  could also be first bad (skipped): {s.candidates[index].ref}")
@@ -178,6 +206,14 @@ def markdown(summary: Summary, link_to: Callable[[str], str]) -> str:
     if a and b:
         out += [f"Commits to read: {code_span(f'{a}..{b}')}"
                 + (f" ({link('compare on GitHub', url)})" if url else ""), ""]
+    changes = component_diff(summary)
+    if changes is not None:
+        out += [f"**Likely layer: {escape(changes.layer)}**", ""]
+        if changes.changes:
+            out += ["| component | last good | first bad |", "|---|---|---|"]
+            out += [f"| {escape(c.label)} | {code_span(c.before or '(absent)')} | "
+                    f"{code_span(c.after or '(absent)')} |" for c in changes.changes]
+            out.append("")
     if done is not None:
         out += [f"- note: {escape(note)}" for note in done.notes]
     out += [escape(summary.counts_line()), "",

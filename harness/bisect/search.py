@@ -18,6 +18,13 @@ Per candidate, its runs give a verdict:
 
 Without skips the steps (first runs inside the range) are at most ceil(log2(n)) for n
 candidates, plus the confirmation runs and the two end checks.
+
+When confirmation runs happen (``confirm_at``): ``each`` confirms every failing candidate
+before the search moves on; ``final`` confirms the bad end at once (does the failure reproduce
+at all?) and otherwise only the candidate the search ends on, taking a failing step as bad
+meanwhile. A step that was a flake then passes its confirmation, counts on the good side, and
+the search goes on to its right. Without flakes, ``final`` costs ceil(log2(n)) steps, the two
+end checks and two confirmations (one per confirmation setting): ceil(log2(n)) + 4 runs.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from typing import Literal, Sequence
 Outcome = Literal["pass", "fail", "infra"]
 Purpose = Literal["verify-bad", "verify-good", "step", "confirm"]
 Verdict = Literal["untested", "good", "bad", "flaky", "skip", "confirming"]
+ConfirmAt = Literal["each", "final"]
+CONFIRM_AT: tuple[str, ...] = ("each", "final")
 GOOD_SIDE = ("good", "flaky")
 
 
@@ -46,12 +55,15 @@ class SearchConfig:
     count: int  # candidates, the good end at 0 and the bad end at count - 1
     confirmations: int = 1  # extra failing runs before a candidate is called bad
     verify_ends: bool = True  # run the ends first; otherwise they are assumed good and bad
+    confirm_at: ConfirmAt = "each"  # confirm every failing candidate, or the bad end and the last
 
     def __post_init__(self) -> None:
         if self.count < 2:
             raise ValueError(f"a bisect needs at least 2 candidates (good and bad), got {self.count}")
         if self.confirmations < 0:
             raise ValueError(f"confirmations must be >= 0, got {self.confirmations}")
+        if self.confirm_at not in CONFIRM_AT:
+            raise ValueError(f"confirm_at must be one of {CONFIRM_AT}, got {self.confirm_at!r}")
 
 
 @dataclass(frozen=True)
@@ -102,10 +114,11 @@ def verdicts(config: SearchConfig, runs: Sequence[RunRecord]) -> list[Verdict]:
 def decide(config: SearchConfig, runs: Sequence[RunRecord]) -> Next | Done:
     """The next run, or the conclusion."""
     seen = verdicts(config, runs)
-    confirming = [i for i, v in enumerate(seen) if v == "confirming"]
+    good_end, bad_end = 0, config.count - 1
+    confirming = [i for i, v in enumerate(seen) if v == "confirming"
+                  and (config.confirm_at == "each" or i in (good_end, bad_end))]
     if confirming:
         return Next(confirming[0], "confirm")
-    good_end, bad_end = 0, config.count - 1
     if config.verify_ends:
         end_check = _check_ends(seen, good_end, bad_end)
         if end_check is not None:
@@ -118,7 +131,8 @@ def decide(config: SearchConfig, runs: Sequence[RunRecord]) -> Next | Done:
     if effective[bad_end] != "bad":
         # Only reachable without verification, when the bad end ran as a step (never): guard.
         return Done(None, None, problem=f"the bad end is {effective[bad_end]}, not bad")
-    first_bad = min(i for i, v in enumerate(effective) if v == "bad")
+    # confirm_at="final": a failing step counts as bad until the search ends on it
+    first_bad = min(i for i, v in enumerate(effective) if v in ("bad", "confirming"))
     good_before = [i for i in range(first_bad) if effective[i] in GOOD_SIDE]
     if not good_before:
         return Done(None, first_bad,
@@ -132,6 +146,8 @@ def decide(config: SearchConfig, runs: Sequence[RunRecord]) -> Next | Done:
     if untested:
         middle = (last_good + first_bad) / 2
         return Next(min(untested, key=lambda i: (abs(i - middle), i)), "step")
+    if effective[first_bad] == "confirming":  # confirm_at="final": the one it ends on
+        return Next(first_bad, "confirm")
     undecided = tuple(i for i in range(last_good + 1, first_bad) if effective[i] == "skip")
     return Done(last_good, first_bad, undecided, notes=notes)
 

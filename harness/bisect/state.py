@@ -16,13 +16,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from harness.bisect.search import Outcome, Purpose, RunRecord, SearchConfig
+from harness.bisect.search import ConfirmAt, Outcome, Purpose, RunRecord, SearchConfig
 from harness.results import write_atomic
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 # The fields that make two command lines "the same bisect" (the rerun continues it).
-IDENTITY = ("case", "platform", "good", "bad", "confirmations", "verify_ends", "source")
+IDENTITY = ("case", "platform", "good", "bad", "confirmations", "confirm_at", "verify_ends",
+            "source")
 
 
 class _Model(BaseModel):
@@ -59,6 +60,7 @@ class BisectState(_Model):
     good: str
     bad: str
     confirmations: int
+    confirm_at: ConfirmAt = "each"  # states written before the setting existed confirmed each
     verify_ends: bool
     source: str  # where the candidates came from: "file:PATH" or "registry:HOST/REPO"
     candidates: list[Candidate]
@@ -66,7 +68,8 @@ class BisectState(_Model):
     started_at: str = ""
 
     def config(self) -> SearchConfig:
-        return SearchConfig(len(self.candidates), self.confirmations, self.verify_ends)
+        return SearchConfig(len(self.candidates), self.confirmations, self.verify_ends,
+                            self.confirm_at)
 
     def runs(self) -> list[RunRecord]:
         return [RunRecord(s.candidate, s.outcome, s.purpose) for s in self.steps]

@@ -22,6 +22,8 @@ from harness.results import Result, ResultFileError, read_result, result_path
 # result), so the child's deadline normally fires first.
 STEP_MARGIN_S = 600
 RUN_LOG = "harness-run.log"
+# What a step keeps of its result's fingerprint: the range to read and the stack's versions.
+FINGERPRINT_KEPT = ("vllm", "image", "image_digest", "stack")
 GOOD_STATUSES = ("passed", "xpassed")  # the case's code path works on this image
 BAD_STATUSES = ("failed", "xfailed")  # it fails (an xfail case fails as declared)
 # Lines of a log tail that name an infrastructure cause better than "worker exited 125".
@@ -116,7 +118,7 @@ def run_step(request: StepRequest, env: dict[str, str], echo: bool = True) -> St
         outcome, reason = "infra", f"the step overran its {request.timeout_s:.0f} s deadline"
     if done.start_error:
         outcome, reason = "infra", f"could not start harness run: {done.start_error}"
-    fingerprint = {k: result.fingerprint[k] for k in ("vllm", "image", "image_digest")
+    fingerprint = {k: result.fingerprint[k] for k in FINGERPRINT_KEPT
                    if result is not None and k in result.fingerprint}
     return StepOutcome(
         outcome, result.status if result else "missing", result.failure_class if result else None,

@@ -59,6 +59,12 @@ class PipelineOptions:
     # variable (on the compare agent) that holds a Test Engine token. The plugin's hook fails
     # the step when its token is unset, so an organisation without Test Engine gets no plugin.
     test_engine_token_env: str | None = None
+    # the nightly's own bisects (harness.buildkite.autobisect_steps); None: autoplan's default
+    no_autobisect: bool = False  # the kill switch as a pipeline setting
+    bisect_max_age: int | None = None
+    bisect_budget: int | None = None
+    bisect_tags_from: str | None = None
+    bisect_tag_pattern: str | None = None
 
     def argv(self) -> list[str]:
         out: list[str] = []
@@ -103,4 +109,17 @@ class PipelineOptions:
             out += ["--harness-command", self.harness]
         if self.test_engine_token_env:
             out += ["--test-engine-token-env", self.test_engine_token_env]
+        return out + self.autobisect_argv()
+
+    def autobisect_argv(self) -> list[str]:
+        """The auto-bisect settings of ``harness pipeline``, as it takes them (round trip)."""
+        out: list[str] = []
+        if self.no_autobisect:
+            out.append("--no-autobisect")
+        for flag, value in (("--bisect-max-age", self.bisect_max_age),
+                            ("--bisect-budget", self.bisect_budget),
+                            ("--bisect-tags-from", self.bisect_tags_from),
+                            ("--bisect-tag-pattern", self.bisect_tag_pattern)):
+            if value is not None:
+                out += [flag, str(value)]
         return out

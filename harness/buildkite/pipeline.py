@@ -32,6 +32,7 @@ import shlex
 from typing import Any, Mapping, Sequence
 
 from harness import images
+from harness.buildkite.autobisect_steps import plan_command
 from harness.buildkite.history_store import check_history_store
 from harness.buildkite.reference_step import KEY as REFERENCE_KEY
 from harness.buildkite.reference_step import PLATFORM as REFERENCE_PLATFORM
@@ -264,8 +265,10 @@ def _test_engine(junit: str, options: PipelineOptions) -> dict[str, Any]:
 
 
 def nightly_step(platforms: Sequence[str], after: Sequence[str],
-                 options: PipelineOptions) -> dict[str, Any]:
-    """Add this build's results to the history store, then render and link the dashboard.
+                 options: PipelineOptions, bisect_on: Sequence[Comparison] = ()
+                 ) -> dict[str, Any]:
+    """Add this build's results to the history store, start a bisect of each case newly broken
+    on a candidate of ``bisect_on`` (harness autobisect), then render and link the dashboard.
 
     The store must outlive the build's checkout (agents clean it): ``--history-db`` names a
     persistent path on the agent that runs this step (pin it with ``--queue``).
@@ -285,6 +288,11 @@ def nightly_step(platforms: Sequence[str], after: Sequence[str],
             # soft-fails with ingest's status.
             f"harness_status=0; {sh(*_harness(options), 'ingest', _run_dir(), *db)}"
             " || harness_status=$$?",
+            # bisects of what broke tonight; a failure here leaves the history step's status
+            *(sh(*_harness(options), *plan_command(options, c.candidate, c.baseline,
+                                                   _run_dir(), db))
+              + " || " + sh("echo", f"harness: autobisect on {c.candidate} did not complete")
+              for c in bisect_on),
             sh(*_harness(options), "dashboard", *db, "--out", DASHBOARD),
             f"{link} || " + sh("echo", "harness: could not post the dashboard link"),
             'exit "$$harness_status"',
@@ -347,7 +355,8 @@ def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
               for c in comparisons]
     if options.nightly:
         after = [f"run-{name}" for name in by_platform] + [c.key for c in comparisons]
-        steps.append(nightly_step(list(by_platform), after, options))
+        bisect_on = [c for c in comparisons if platforms[c.candidate].launcher == "container"]
+        steps.append(nightly_step(list(by_platform), after, options, bisect_on))
     return steps
 
 

@@ -12,6 +12,8 @@ import posixpath
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.history import bisectline
+from harness.history.bisects import BisectRecord
 from harness.history.board import Board, CaseLine, PlatformBoard
 from harness.history.html import Markup, html, href, join
 from harness.history.nodeboard import node_section
@@ -111,10 +113,12 @@ class Renderer:
     def __init__(self, board: Board, details: dict[int, Detail], out_path: Path,
                  drift_requests: dict[tuple[int, int], list[str]] | None = None,
                  generated_at: str | None = None, quarantine: list | None = None,
-                 signatures: Markup | None = None):
+                 signatures: Markup | None = None,
+                 bisects: dict[tuple[str, str], list[BisectRecord]] | None = None):
         self.board, self.details = board, details
         self.quarantine = quarantine or []  # harness.quarantine entries
         self.signatures = signatures or Markup("")  # the triage table (harness.signatures)
+        self.bisects = bisects or {}  # (case, platform) -> records, in planned order
         self.drift_requests = drift_requests or {}  # (before, after) result ids -> request ids
         self.links = Links(out_path.parent)
         self.generated_at = generated_at or datetime.now(timezone.utc).isoformat(
@@ -194,6 +198,14 @@ class Renderer:
         return html('<div class="bisect">find the first bad image: <code>{}</code></div>',
                     command)
 
+    def autobisect(self, line: CaseLine) -> BisectRecord | None:
+        """The auto-bisect record of this break (harness.history.bisectline.pick)."""
+        records = self.bisects.get((line.case_id, line.platform))
+        if not records or not line.broken_now or line.first_bad is None:
+            return None
+        index = {night.run_id: night.index for night in self.board.nights}
+        return bisectline.pick(records, line.first_bad.first_bad.night, index)
+
     def line(self, p_index: int, l_index: int, line: CaseLine) -> Markup:
         anchor = None
         fb = line.first_bad
@@ -212,6 +224,7 @@ class Renderer:
         flags.append(self.quarantine_flag(line))
         if line.broken_now:
             flags.append(self.first_bad_text(line, full=False))
+            flags.append(bisectline.flag(self.autobisect(line)))
         if line.drift_nights:
             flags.append(Markup('<span class="flag drift">output changed</span>'))
         classes = "line problem" if line.problem else "line"
@@ -307,7 +320,7 @@ class Renderer:
                          else Markup(""), self.first_bad_text(line)]),
                 msg=detail.message if detail else "",
                 log=html('<a href="{}">log</a>', log) if log else Markup(""), tail=tail,
-                bisect=self.bisect_hint(line)))
+                bisect=join([bisectline.line(self.autobisect(line)), self.bisect_hint(line)])))
         for line in (l for l in platform.lines if l.flaky.flaky):
             rate = line.flaky.fail_rate
             items.append(html('<li><b>{}</b> <span class="flag flaky">flaky</span> fail rate {} '
@@ -403,8 +416,9 @@ class Renderer:
 def render(board: Board, details: dict[int, Detail], out_path: Path,
            drift_requests: dict[tuple[int, int], list[str]] | None = None,
            generated_at: str | None = None, quarantine: list | None = None,
-           signatures: Markup | None = None, node_lines: list | None = None) -> str:
+           signatures: Markup | None = None, node_lines: list | None = None,
+           bisects: dict[tuple[str, str], list[BisectRecord]] | None = None) -> str:
     renderer = Renderer(board, details, out_path, drift_requests, generated_at, quarantine,
-                        signatures)
+                        signatures, bisects)
     renderer.node_lines = node_lines or []  # vllm_tests nodes not passing (history.nodes)
     return renderer.page()

@@ -13,6 +13,7 @@ from harness.history.nodes import load_node_lines
 from harness.history.board import (DEFAULT_NIGHTS, Board, build_board, first_loaded_night,
                                    resolve_first_bad, unresolved_first_bad)
 from harness.history.dashboard import render, rich_cell
+from harness.history.bisects import load_records
 from harness.history.db import Connection
 from harness.history.queries import FlakeRule
 from harness.history.storeread import (changed_requests, load_details, load_nights,
@@ -71,5 +72,9 @@ def page_from_store(conn: Connection, out_path: Path,
         # the failure signatures of the shown nights (harness.signatures.triage)
         signatures = html_table(triage(*read_signatures(conn, len(board.shown)), rule_links()))
         node_lines = load_node_lines(conn)
+        broken = {line.case_id for p in board.platforms for line in p.lines if line.broken_now}
+        bisects: dict[tuple[str, str], list] = {}
+        for record in load_records(conn, broken):
+            bisects.setdefault((record.case_id, record.platform), []).append(record)
     return render(board, details, Path(out_path), drift_requests, generated_at,
-                  quarantine, signatures, node_lines), board
+                  quarantine, signatures, node_lines, bisects), board

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from harness.history import sigstore
+from harness.history.bisects import BISECTS_DDL
 from harness.history.db import Connection, StoreError, connect, shown_target
 from harness.history.nodes import ensure_tables as ensure_node_tables, store_nodes
 from harness.history.rows import Fingerprint, ResultRow
@@ -28,7 +29,7 @@ __all__ = ["CHUNK", "DEFAULT_DB", "SCHEMA_VERSION", "Connection", "StoreError", 
            "ids_of", "most_common", "open_store", "store_run"]
 
 DEFAULT_DB = Path("results/history.sqlite")
-SCHEMA_VERSION = 3  # 3: the signatures table (harness.history.sigstore)
+SCHEMA_VERSION = 3  # 3: failure signatures (harness.history.sigstore) and bisects (.bisects)
 CHUNK = 500  # bound parameters per IN (...): under SQLite's limit
 
 SCHEMA = """
@@ -135,18 +136,22 @@ def _create_or_check(conn: Connection, create: bool) -> None:
     with conn.write():
         if "harness_meta" in conn.table_names():
             return  # another process created it while this one waited for the lock
-        for statement in [*filter(str.strip, ddl.split(";")), *sigstore.ddl_statements()]:
+        for statement in [*filter(str.strip, (ddl + BISECTS_DDL.format(ID=conn.ID)).split(";")),
+                          *sigstore.ddl_statements()]:
             conn.execute(statement)
         conn.execute("INSERT INTO harness_meta (key, value) VALUES (?, ?)",
                      ("schema_version", str(SCHEMA_VERSION)))
 
 
 def _migrate_from_2(conn: Connection) -> None:
-    """Schema 2 -> 3, once, under the writers' lock (another process may have done it)."""
+    """Schema 2 -> 3, once, under the writers' lock (another process may have done it):
+    the bisects table, and the signatures table with the stored failures signed."""
     with conn.write():
         if conn.scalar("SELECT value FROM harness_meta WHERE key = ?",
                        ("schema_version",)) != "2":
             return
+        for statement in filter(str.strip, BISECTS_DDL.format(ID=conn.ID).split(";")):
+            conn.execute(statement)
         sigstore.migrate_from_2(conn)
         conn.execute("UPDATE harness_meta SET value = ? WHERE key = ?",
                      (str(SCHEMA_VERSION), "schema_version"))

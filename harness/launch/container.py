@@ -3,9 +3,11 @@
 The worker is the same pytest command as on the host (``launch.worker.pytest_argv``), with the
 container's paths: the checkout read-only at /workspace (first on PYTHONPATH, so the harness
 under test is the checkout's, whatever the image installed), the results directory read-write
-at /results, the Hugging Face cache and, for tiny models, the model cache. Environment passes
-by name (``-e HF_TOKEN``): the engine client reads the value from its own environment, so no
-secret value is ever in the argument list, the reproduce command or a log.
+at /results, the Hugging Face cache and, for tiny models, the model cache. The image needs
+nothing but vLLM: pytest (which vLLM's images lack) comes from a read-only folder built on
+this host (``launch.worker_deps``), after the image's own packages on ``sys.path``.
+Environment passes by name (``-e HF_TOKEN``): the engine client reads the value from its own
+environment, so no secret value is ever in the argument list, the reproduce command or a log.
 
 Lifecycle, and why there is no ``--rm``: ``--rm`` deletes the container the moment it exits,
 racing the ``inspect`` that tells an OOM kill (State.OOMKilled, or exit 137 the harness did not
@@ -43,6 +45,8 @@ from harness.launch.local import WorkerRequest
 from harness.launch.ownership import chown, hand_over, make_dirs, owner_of
 from harness.models import default_cache_root
 from harness.launch.worker import WorkerOutcome, pytest_argv
+from harness.launch.worker_deps import ENV_NAME as WORKER_DEPS_ENV
+from harness.launch.worker_deps import MOUNT_DIR as WORKER_DEPS_DIR, worker_deps_dir
 from harness import proc
 from harness.results import CONTAINER_LOG
 from harness.secrets import redact
@@ -103,6 +107,8 @@ class ContainerLaunch:
         except ValueError as exc:
             raise SpecError("--gpus" if gpus else self.platform.name, None, "gpus",
                             str(exc)) from None
+        if self.platform.gpu_flags is not None:  # the selection is checked, the flags replaced
+            self._gpu_args = list(self.platform.gpu_flags)
         self.name = _container_name(self.platform.name, request.run_id)
         self.git = git_env(request.repo, self.environ)  # one commit + dirty flag per run
         self._mounts, self._paths = self._plan_mounts()
@@ -166,6 +172,7 @@ class ContainerLaunch:
         fixed = {"HARNESS_IN_CONTAINER": "1", "HARNESS_IMAGE": self.image,
                  "PYTHONPATH": self._pythonpath(), "PYTHONDONTWRITEBYTECODE": "1",
                  "PYTHONUNBUFFERED": "1", "HF_HOME": HF_CACHE_DIR,
+                 WORKER_DEPS_ENV: WORKER_DEPS_DIR,
                  # Any uid: a writable HOME, and a user name for tools that ask (inductor).
                  "HOME": CONTAINER_HOME, "USER": f"uid{self.user[0]}",
                  HOSTNAME_ENV: hostname()}  # the node's name, not the container's
@@ -195,7 +202,8 @@ class ContainerLaunch:
         repo = r.repo.resolve()
         mounts = [(str(repo), REPO_DIR, "ro"), (str(r.results_dir.resolve()), RESULTS_DIR, "rw"),
                   (str(self.host_hf_cache()), HF_CACHE_DIR, "rw"),
-                  (str(self.host_compile_cache()), COMPILE_CACHE_DIR, "rw")]
+                  (str(self.host_compile_cache()), COMPILE_CACHE_DIR, "rw"),
+                  (str(worker_deps_dir(self.environ)), WORKER_DEPS_DIR, "ro")]
         if p.model_source == "tiny":
             mounts.append((str(self.host_model_cache()), MODEL_CACHE_DIR, "rw"))
         if r.tests_cache is not None and r.tests_cache.is_dir():  # absent: the job says so
@@ -320,6 +328,12 @@ class ContainerLaunch:
         if not self._image:
             return None
         return images.digest_of(self.image, self._image)
+
+    def pinned(self) -> tuple[str, str] | None:
+        """(image, pull) for a retry that must run the very image this launch ran: its
+        digest, never the moving tag (``nightly`` may have moved since). None: not prepared."""
+        digest = self.image_digest() if self._image is not None else None
+        return (digest, "missing") if digest else None
 
     def on_stop(self) -> None:
         """Kill (if still running), inspect, keep the log, remove. Safe to call twice or never

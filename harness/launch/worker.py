@@ -37,8 +37,9 @@ class WorkerOutcome:
 def pytest_argv(python: str, *, platform: str, case_files: Sequence[str], results: str,
                 run_id: str, keyword: str | None, junit: str, platforms_file: str | None = None,
                 extra: Sequence[str] = ()) -> list[str]:
-    """The worker command: pytest collecting the case files with the harness plugin."""
-    argv = [python, "-m", "pytest", "-p", "harness.worker.plugin", "-p", "no:cacheprovider",
+    """The worker command: pytest collecting the case files with the harness plugin, started as
+    ``-m harness.worker`` so that an image without pytest gets the mounted one (worker_deps)."""
+    argv = [python, "-m", "harness.worker", "-p", "harness.worker.plugin", "-p", "no:cacheprovider",
             "-o", "addopts=", "-o", "testpaths=", "-rA", "--tb=short",
             "--harness-platform", platform, "--harness-results", results,
             "--harness-run-id", run_id, f"--junitxml={junit}"]

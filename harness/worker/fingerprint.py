@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.gpuinfo import gpu_env, gpu_summary, rocm_version, summarize, vllm_commit
 from harness.runinfo import buildkite_fields, git_state, hostname
+from harness.worker.stack import stack_versions
 
 def version_of(*distributions: str) -> str | None:
     for name in distributions:
@@ -105,6 +106,8 @@ def fingerprint(platform_name: str, accelerator: str, repo: Path) -> dict[str, A
         "container_started_by_harness": bool(os.environ.get("HARNESS_IN_CONTAINER")),
         "inside_a_container": any(Path(p).exists() for p in ("/.dockerenv", "/run/.containerenv")),
         "buildkite": buildkite,
+        # the image's stack by component (harness.worker.stack): a bisect's component diff
+        "stack": stack_versions(),
         "gpu_env": gpu_env(),
         **gpu_fields(accelerator),
     }
