@@ -3,6 +3,12 @@
 
 * ``test_harness_run_in_a_raw_vllm_image``: ``harness run --platform rocm --image <the raw
   nightly stand-in>`` runs both cases in an image with vLLM and no pytest, nothing installed.
+* ``test_night_1_...``: the scheduled build (tests/rehearsal.py) all green, ROCm vs CUDA at
+  parity though the version strings differ, annotated, ingested into PostgreSQL, both lanes on
+  the dashboard in Chromium.
+* ``test_night_2_...``: rocm's ``nightly`` moved to an image with the Phi4MM fix reverted in its
+  vLLM: red on rocm, the annotation names the case and its failure, newly broken on rocm only,
+  and the bisect the dashboard proposes names the first bad tag.
 """
 
 from __future__ import annotations
