@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", dest="keyword", default=None, help="pytest -k expression")
     parser.add_argument("--nightly", action="store_true",
                         help="add the history ingest and dashboard step")
+    parser.add_argument("--gpu-reference", action="store_true",
+                        help="with --nightly: the hf reference on the candidate's GPU agent (needs "
+                             "torch and transformers in that agent's Python)")
     parser.add_argument("--parallelism", type=positive_int, default=1,
                         help="parallel jobs per platform (capped at what can be non-empty)")
     parser.add_argument("--build-images", action="store_true",
@@ -103,6 +106,7 @@ def options_from(args: argparse.Namespace) -> PipelineOptions:
     platforms = tuple(n.strip() for n in (args.platform or "").split(",") if n.strip())
     return PipelineOptions(
         platforms=platforms, keyword=args.keyword, nightly=args.nightly,
+        gpu_reference=args.gpu_reference,
         parallelism=args.parallelism, build_images=args.build_images,
         push_images=args.push_images, comparisons=comparisons,
         images=tuple(_image_pair(text) for text in args.images or ()),

@@ -15,7 +15,7 @@ from tests.conftest import BUILDKITE_SCHEMA, REPO
 from tests.test_compare_data import QWEN, make_run, outside_top, real_result, swap_token, \
     with_request
 
-NIGHTLY = ["--nightly", "--history-db-env", "HARNESS_HISTORY_DB"]
+NIGHTLY = ["--nightly", "--gpu-reference", "--history-db-env", "HARNESS_HISTORY_DB"]
 
 
 @pytest.fixture(autouse=True)

@@ -40,6 +40,9 @@ class PipelineOptions:
     platforms: tuple[str, ...] = ()  # empty: every platform in platforms.yaml
     keyword: str | None = None
     nightly: bool = False
+    # the nightly hf reference on a GPU agent (harness.buildkite.reference_step): opt-in, as it
+    # needs torch and transformers in that agent's Python, which the README's GPU agent lacks
+    gpu_reference: bool = False
     parallelism: int = 1
     build_images: bool = False
     push_images: bool = False
@@ -78,6 +81,8 @@ class PipelineOptions:
             out += ["-k", self.keyword]
         if self.nightly:
             out.append("--nightly")
+        if self.gpu_reference:
+            out.append("--gpu-reference")
         if self.parallelism != 1:
             out += ["--parallelism", str(self.parallelism)]
         if self.build_images:

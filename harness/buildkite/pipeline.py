@@ -3,7 +3,7 @@
 Shape of a build (every arrow is a ``depends_on``):
 
     image-<p> (--build-images) -> run-<p> (one per platform, on its queue; maybe parallel)
-    run-* -> reference-hf (--nightly: transformers on a GPU agent, hub weights; reference_step)
+    run-* -> reference-hf (--nightly --gpu-reference: transformers on a GPU agent; reference_step)
     run-<baseline>, run-<candidate>, reference-hf -> compare-<baseline>-vs-<candidate>
     run-*, compare-* -> nightly-history (--nightly)                          (allow_failure)
 
@@ -348,7 +348,7 @@ def build_steps(jobs: Sequence[Job], platforms: Mapping[str, Platform],
                        name in baselines and name not in candidates)
               for name, platform_jobs in by_platform.items()]
     gpu = reference_platform(comparisons, platforms, list(by_platform)) \
-        if options.nightly else None
+        if options.nightly and options.gpu_reference else None
     if gpu is not None:  # the nightly GPU reference, after the run steps
         steps.append(reference_step(gpu, [f"run-{name}" for name in by_platform], options))
     steps += [compare_step(c, options, list(by_platform), REFERENCE_PLATFORM if gpu else None)
