@@ -37,7 +37,7 @@ run: $(STAMP)
 	[ $$ran -eq 0 ] && exit $$compared; exit $$ran
 
 test: $(STAMP)
-	$(PYTHON) harness/syspkgs.py
+	$(PYTHON) tests/syspkgs.py
 	$(BIN)/python -m pytest $(PYTEST_UNIT)
 	$(BIN)/python -m pytest $(PYTEST_SLOW)
 

@@ -5,7 +5,7 @@ peak memory apart), in the same run.
     .venv/bin/python benchmarks/bench_compare.py [--cases 5000] [--keep DIR]
 
 Every result is derived from the committed real results (tests/data/real_run; see
-harness.history.synthetic): 1% of the cases fail on rocm, 0.5% change their output there.
+tests.synthetic_history): 1% of the cases fail on rocm, 0.5% change their output there.
 
 - baseline ("today"): the reader before the one reader (``json.loads`` then pydantic's
   ``validate_python``, every field kept), taken from the commit pinned in benchmarks/pinned.py;
@@ -61,7 +61,7 @@ LABELS = {"today": "baseline: today's reader", "pydantic": "pydantic in one step
 
 
 def generate(root: Path, cases: int, real_run: Path) -> Path:
-    from harness.history.synthetic import Outcome, Place, case_ids, load_templates, synth_result
+    from tests.synthetic_history import Outcome, Place, case_ids, load_templates, synth_result
 
     templates = load_templates(real_run)
     names = case_ids([r for r, _ in templates], cases)
@@ -84,7 +84,7 @@ def generate(root: Path, cases: int, real_run: Path) -> Path:
 def measure(variant: str, run_dir: Path, out: Path, tree: Path) -> dict:
     """One variant, in this process: the whole `harness compare` command."""
     import harness.compare as compare
-    from harness.cli import main
+    from harness.commands.cli import main
     from harness.compare import load
 
     if variant in READERS:

@@ -4,7 +4,7 @@
                                                  [--no-browser] [--real-run DIR]
 
 Every result is derived from the committed real results (tests/data/real_run; see
-harness.history.synthetic). Figures, each against its goal, and ratios against the baseline,
+tests.synthetic_history). Figures, each against its goal, and ratios against the baseline,
 the implementation before issue 14 (the v1 store, page and dashboard, loaded from a worktree of
 the commit pinned in benchmarks/pinned.py), measured in this same process on the same histories:
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from harness.history import store  # noqa: E402
 from harness.history.publish import page_from_store  # noqa: E402
 from harness.history.runread import RunBatch, read_run  # noqa: E402
-from harness.history.synthetic import (PLATFORMS, Outcome, Place, RowFactory, case_ids,  # noqa
+from tests.synthetic_history import (PLATFORMS, Outcome, Place, RowFactory, case_ids,  # noqa
                                        load_templates, write_night)
 import pinned  # noqa: E402
 

@@ -14,7 +14,7 @@ year's history store.
    the candidate lines) and by the naive scan (each rule, in order, over every line). Both must
    give the same rule, line and captures for every job. Goal: the combined scan <= 10 s.
 2. A year of ``--cases`` cases x 3 platforms in an SQLite store (rows from the real results,
-   harness.history.synthetic, with bench_history's year: flaky cases, regressions, drift) plus
+   tests.synthetic_history, with bench_history's year: flaky cases, regressions, drift) plus
    planted signatures; `harness triage --db` over all of it, end to end. Goal: <= 2 s.
 """
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_history import YearScenario, find_real_run, year_batches  # noqa: E402
 from harness.history import store  # noqa: E402
-from harness.history.synthetic import Outcome, RowFactory, case_ids, load_templates  # noqa: E402
+from tests.synthetic_history import Outcome, RowFactory, case_ids, load_templates  # noqa: E402
 from harness.signatures.rulebook import load_rulebook  # noqa: E402
 from harness.signatures.scan import Source, classify, last_error_line, naive_classify  # noqa
 
@@ -178,7 +178,7 @@ def triage_year(args, tmp: Path) -> float:
     done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=120)
     wall = time.monotonic() - began
     began = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import harness.cmd_triage"], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", "import harness.commands.triage"], check=True, timeout=60)
     imports = time.monotonic() - began
     print(done.stdout.rstrip())
     from harness.signatures.triage import triage

@@ -103,7 +103,7 @@ def rocm_version(info_file: Path = ROCM_INFO) -> str | None:
 
 def gpu_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     environ = os.environ if environ is None else environ
-    from harness.platform_spec import is_secret_name
+    from harness.spec.platform import is_secret_name
 
     return {k: v for k, v in sorted(environ.items())
             if GPU_ENV_RE.match(k) and not is_secret_name(k)}

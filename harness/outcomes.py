@@ -4,7 +4,7 @@ Statuses, failure classes (and which of them say "the code under test was not ju
 outcomes, exit codes and their severity. Every other module imports these names; none keeps a
 copy.
 
-The retry rule (see ``harness.execute`` and ``harness.repeats``): a job that ends in a RETRIED
+The retry rule (see ``harness.host.execute`` and ``harness.host.repeats``): a job that ends in a RETRIED
 class gets one more attempt, on the same machine with the same image. Who is to blame for the
 same class twice depends on the class:
 

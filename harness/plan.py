@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from harness.spec import Case, Expectation, Platform
-from harness.spec_tests import KIND, TESTS_MODEL, is_tests_case
+from harness.spec.case import Case, Expectation, Platform
+from harness.spec.tests import KIND, TESTS_MODEL, is_tests_case
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Job:
     expect: Expectation
     skip_reason: str | None = None
     keywords: tuple[str, ...] = field(default=())
-    # A vllm_tests job (harness.spec_tests): the pytest arguments on its platform, nodes last.
+    # A vllm_tests job (harness.spec.tests): the pytest arguments on its platform, nodes last.
     pytest_args: tuple[str, ...] = field(default=())
 
     @property

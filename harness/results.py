@@ -145,7 +145,7 @@ class Attempt(_Model):
     log: LogInfo = LogInfo()
     image_digest: str | None = None
     finished_at: str = ""
-    node: str = ""  # where it ran: "host H (agent A)" (harness.repeats)
+    node: str = ""  # where it ran: "host H (agent A)" (harness.host.repeats)
     signature: Signature | None = None  # a failed attempt's signature (harness.signatures)
 
 
@@ -330,7 +330,7 @@ def cycle_collection_paused() -> Iterator[None]:
 # container's logs (``-<shard>`` when sharded); per case, besides ``<case>.log`` (the engine's),
 # side files ``<case>.<what>.<ext>``: ``.probes.log``, ``.model.log`` (building a tiny model),
 # and a retried job's first attempt ``.attempt1.json``/``.log``. Case ids have no dot
-# (harness.spec.ID_RE), so a name with a dot in its stem is never a case's result or log.
+# (harness.spec.case.ID_RE), so a name with a dot in its stem is never a case's result or log.
 WORKER_LOG = "worker.log"
 CONTAINER_LOG = "container.log"
 _RUN_LOG_RE = re.compile(r"^(worker|container)(-\d+)?\.log$")
@@ -347,7 +347,7 @@ def case_of_log(name: str) -> str | None:
 
 def _is_result_file(path: Path) -> bool:
     # ".<name>.json.*.tmp": an atomic write in progress; "<case>.attempt1.json": an earlier
-    # attempt kept beside its job's result (a case id never holds a dot: harness.spec.ID_RE).
+    # attempt kept beside its job's result (a case id never holds a dot: harness.spec.case.ID_RE).
     return not path.name.startswith(".") and "." not in path.stem
 
 

@@ -1,6 +1,6 @@
 """What the host (orchestrator) and the worker both need to say where and when a run happened.
 
-Below both ``harness.execute``/``harness.launch`` and ``harness.worker``, so neither side
+Below both ``harness.host.execute``/``harness.host.launch`` and ``harness.worker``, so neither side
 reaches into the other's internals. The git state is taken once per run, on the host, and
 handed to the worker by environment (a container has no .git), so every result of a run
 names the same commit and dirty flag.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from harness.platform_spec import is_secret_name
+from harness.spec.platform import is_secret_name
 
 _MIN_SECRET_LEN = 6  # shorter values would redact ordinary words
 _HF_TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")

@@ -1,5 +1,5 @@
 """The components of the stack inside an image that a result records (harness.worker.stack reads
-them) and a bisect report compares (harness.bisect.components), with their display names."""
+them) and a bisect report compares (harness.host.bisect.components), with their display names."""
 
 COMPONENTS = ("vllm", "vllm_commit", "torch", "torch_hip", "torch_cuda", "triton", "aiter",
               "rocm", "hipblaslt", "rocblas", "transformers")

@@ -33,7 +33,7 @@ def require_tools(*tools: str) -> None:
     """Fail (never skip) when a system tool the test needs is missing: `make test` installs
     them (scripts/system-packages.sh), so a missing one is a broken set-up, not a reason to
     pass quietly."""
-    from harness.syspkgs import missing_packages
+    from tests.syspkgs import missing_packages
 
     missing = missing_packages(tools)
     if missing:

@@ -13,7 +13,7 @@ import yaml
 
 from harness.models import build_model, default_cache_root
 from harness.models.hubcache import add_snapshot
-from harness.spec import load_cases
+from harness.spec.case import load_cases
 from tests.conftest import CASES
 
 

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 README_HOME = "/var/lib/buildkite-agent"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 QUEUES = {"rocm": "rehearsal-mi300", "cuda": "rehearsal-h100"}
-# The organisation's settings, in the pipeline's environment (harness/settings.py).
+# The organisation's settings, in the pipeline's environment (harness/spec/settings.py).
 BUILD_ENV = {"HARNESS_PLATFORMS": "rocm,cuda", "HARNESS_QUEUE_ROCM": QUEUES["rocm"],
              "HARNESS_QUEUE_CUDA": QUEUES["cuda"]}
 HISTORY_DB_VAR = "HARNESS_HISTORY_DB"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.launch.agent_gpus import parse_render_devices, share_for_parallel_job
-from harness.spec import SpecError
+from harness.host.launch.agent_gpus import parse_render_devices, share_for_parallel_job
+from harness.spec.case import SpecError
 from tests.test_container_argv import group_file, kfd_sysfs, launch_for, pairs  # noqa: F401
 
 # The fake topology (tests/test_container_argv.kfd_sysfs): GPU i has render minor 129 + i.

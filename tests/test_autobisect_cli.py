@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.history.bisects import BisectRecord, add_records, load_records
 from harness.history.store import open_store
-from harness.history.synthetic import Outcome, write_history
+from tests.synthetic_history import Outcome, write_history
 from tests.conftest import REPO
 from tests.test_history_data import real_run
-from harness.history.synthetic import load_templates
+from tests.synthetic_history import load_templates
 from harness.report.markdown import escape
 
 CASES = ["phi4mm_variable_crop", "qwen2_5_vl_vit_cudagraph"]

@@ -1,4 +1,4 @@
-"""The nightly's own bisect decision (harness/bisect/autoplan.py): each guard refuses with its
+"""The nightly's own bisect decision (harness/host/bisect/autoplan.py): each guard refuses with its
 reason when tripped, and a newly broken ROCm case within every guard becomes one bisect of that
 case alone. Pure: plain nights, results, tags and records in."""
 
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from harness.bisect.autoplan import (Observation, Settings, Tag, Tags, bisect_id, failure_key,
+from harness.host.bisect.autoplan import (Observation, Settings, Tag, Tags, bisect_id, failure_key,
                                      kill_switch, max_runs_for, plan)
 from harness.history.bisects import BisectRecord
 
@@ -166,7 +166,7 @@ def test_never_passed_and_registry_errors_are_refused():
 def test_the_nightly_step_runs_the_autobisect_with_the_pipelines_settings(capsys):
     import yaml
 
-    from harness.cli import main
+    from harness.commands.cli import main
 
     assert main(["pipeline", "--nightly", "--history-db-env", "HARNESS_HISTORY_DB",
                  "--no-autobisect", "--bisect-max-age", "2", "--bisect-budget", "12"]) == 0
@@ -187,9 +187,9 @@ def test_the_uploaded_steps_are_valid_buildkite_and_the_stand_in_understands_the
     import jsonschema
     import yaml
 
-    from harness.buildkite.autobisect_steps import bisect_steps
-    from harness.buildkite.uploads import check_documents, render
-    from harness.spec import load_platforms
+    from harness.host.buildkite.autobisect_steps import bisect_steps
+    from harness.host.buildkite.uploads import check_documents, render
+    from harness.spec.case import load_platforms
     from tests.bkstandin_plan import parse_upload
     from tests.conftest import BUILDKITE_SCHEMA, CASES
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.bisect.state import load_state
+from harness.host.bisect.state import load_state
 from tests.conftest import CASES, REPO
 from tests.nightly_images import build_and_push, rocm_nightlies
 from tests.test_bisect_real import (CASE, PLATFORM, bisect_env, docker, harness_bisect,  # noqa
@@ -115,8 +115,8 @@ def run_step(step: dict, cwd: Path, env: dict[str, str]) -> str:
 
 def test_night_twos_rocm_break_uploads_its_bisect_which_names_the_first_bad_and_the_layer(
         tmp_path, docker, docker_engine, registry, docker_base_image):
-    from harness.bisect.registry import registry_candidates
-    from harness.cli import main
+    from harness.host.bisect.registry import registry_candidates
+    from harness.commands.cli import main
     from harness.history.bisects import load_records
     from harness.history.store import open_store
     from harness.results import result_path, write_result

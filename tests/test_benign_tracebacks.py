@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.spec import SpecError, load_case, load_cases
+from harness.spec.case import SpecError, load_case, load_cases
 from harness.worker.checks import Observed, evaluate, traceback_summaries
 from tests.conftest import CASES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from tests.conftest import CASES
 
 
@@ -57,7 +57,7 @@ def test_unreachable_registry_is_an_infrastructure_error(tmp_path, capsys):
 
 
 def test_a_changed_rerun_is_refused_and_the_state_kept(tmp_path, capsys, candidates):
-    from harness.bisect.state import BisectState, Candidate, save_state
+    from harness.host.bisect.state import BisectState, Candidate, save_state
 
     bisect_dir = tmp_path / "results" / "bisect-mine"
     saved = BisectState(id="mine", case="phi4mm_variable_crop", platform="rocm", good="v0",

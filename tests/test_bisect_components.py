@@ -1,11 +1,11 @@
 """The image's stack by component (harness/worker/stack.py) and the diff between two images'
-stacks with the layer it points at (harness/bisect/components.py)."""
+stacks with the layer it points at (harness/host/bisect/components.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.bisect.components import BOTH, NEITHER, STACK_ONLY, UNKNOWN, VLLM_ONLY, diff
+from harness.host.bisect.components import BOTH, NEITHER, STACK_ONLY, UNKNOWN, VLLM_ONLY, diff
 from harness.worker.stack import (COMPONENTS, dpkg_versions, library_version, stack_versions,
                                   torch_build)
 
@@ -97,7 +97,7 @@ def test_the_layer_named_by_what_changed():
 
 def finished_state(stacks, labels=None):
     """A bisect over 4 images that ended: 0 and 1 good, 2 and 3 bad, with recorded stacks."""
-    from harness.bisect.state import BisectState, Candidate, Step
+    from harness.host.bisect.state import BisectState, Candidate, Step
 
     candidates = [Candidate(ref=f"reg/vllm/vllm-openai-rocm:nightly-{i}{'a' * 7}",
                             labels=(labels or {}).get(i, {})) for i in range(4)]
@@ -112,15 +112,15 @@ def finished_state(stacks, labels=None):
 
 
 def summary_of(state):
-    from harness.bisect.report import Summary
-    from harness.bisect.search import decide
+    from harness.host.bisect.report import Summary
+    from harness.host.bisect.search import decide
 
     return Summary(state, decide(state.config(), state.runs()), "harness bisect ...")
 
 
 def test_the_report_and_json_name_the_layer_the_changes_and_the_vllm_range():
-    from harness.bisect.report import markdown, terminal
-    from harness.bisect.summary import summary_json
+    from harness.host.bisect.report import markdown, terminal
+    from harness.host.bisect.summary import summary_json
 
     good = {**BASE}
     bad = {**BASE, "vllm": "0.11.1+gbbbbbbb", "vllm_commit": "bbbbbbb", "rocm": "7.0.0"}
@@ -139,8 +139,8 @@ def test_the_report_and_json_name_the_layer_the_changes_and_the_vllm_range():
 
 
 def test_without_recorded_stacks_the_layer_is_unknown_and_commits_come_from_results():
-    from harness.bisect.report import commit_range, markdown
-    from harness.bisect.summary import summary_json
+    from harness.host.bisect.report import commit_range, markdown
+    from harness.host.bisect.summary import summary_json
 
     state = finished_state({1: BASE, 2: {**BASE, "vllm_commit": "ccccccc"}})
     # tags that name no commit: the range comes from the vLLM commits the results recorded

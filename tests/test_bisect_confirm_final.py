@@ -1,5 +1,5 @@
 """The search with confirm_at="final": the bad end and the candidate it ends on are confirmed,
-a failing step is taken as bad meanwhile (harness/bisect/search.py). Pure."""
+a failing step is taken as bad meanwhile (harness/host/bisect/search.py). Pure."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from harness.bisect.search import Done, Next, RunRecord, SearchConfig, decide, run_counts
+from harness.host.bisect.search import Done, Next, RunRecord, SearchConfig, decide, run_counts
 from tests.test_bisect_search import bisect, breaks_at
 
 
@@ -52,8 +52,8 @@ def test_confirm_at_is_checked():
 
 def test_max_total_runs_is_a_budget_a_rerun_does_not_renew(tmp_path, capsys):
     """A bisect that already made its runs stops before starting another one (no engine)."""
-    from harness.bisect.state import BisectState, Candidate, Step, save_state
-    from harness.cli import main
+    from harness.host.bisect.state import BisectState, Candidate, Step, save_state
+    from harness.commands.cli import main
     from tests.conftest import CASES
 
     refs = [f"127.0.0.1:9/vllm/x:nightly-{i}" for i in range(4)]

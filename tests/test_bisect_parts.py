@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.bisect.candidates import (CandidateError, by_creation_time, cut_range,
+from harness.host.bisect.candidates import (CandidateError, by_creation_time, cut_range,
                                        read_candidates_file, resolve, tag_of)
-from harness.bisect.command import BisectRequest, image_repository, suggest
-from harness.bisect.registry import Repository, RegistryError, registry_candidates
-from harness.bisect.report import Summary, commit_range, markdown, terminal
-from harness.bisect.search import Done, decide
-from harness.bisect.state import (BisectState, Candidate, StateError, Step, bisect_id,
+from harness.host.bisect.command import BisectRequest, image_repository, suggest
+from harness.host.bisect.registry import Repository, RegistryError, registry_candidates
+from harness.host.bisect.report import Summary, commit_range, markdown, terminal
+from harness.host.bisect.search import Done, decide
+from harness.host.bisect.state import (BisectState, Candidate, StateError, Step, bisect_id,
                                   check_same_request, load_state, save_state, state_path)
-from harness.bisect.step import classify
+from harness.host.bisect.step import classify
 from harness.results import LogInfo, Result
 
 
@@ -294,7 +294,7 @@ def test_commit_range_from_revision_labels_or_nightly_tags():
 
 
 def test_suggested_command_line_round_trips_through_the_parser():
-    from harness.cli import build_parser
+    from harness.commands.cli import build_parser
 
     line = suggest("phi4mm_variable_crop", "rocm", "reg:5000/vllm/x:nightly-a",
                    "reg:5000/vllm/x:nightly-b")
@@ -352,7 +352,7 @@ def test_a_digest_reference_resolves_to_its_tag():
 
 
 def test_dashboard_newly_broken_mark_shows_the_bisect_command(tmp_path):
-    from harness.cli import main
+    from harness.commands.cli import main
     from tests.test_compare_data import PHI, failed, fingerprint, make_run
 
     repo = "127.0.0.1:5000/vllm/vllm-openai-rocm"
@@ -379,9 +379,9 @@ def test_the_image_env_decides_the_mutation_unless_the_host_sets_one(tmp_path, h
                                                                      passed):
     """HARNESS_MUTATIONS reaches the container by name only when the host sets a value; else
     `docker run` passes nothing and the image's own ENV (a bisect candidate's) is what runs."""
-    from harness.launch.container import ContainerLaunch
-    from harness.launch.local import WorkerRequest
-    from harness.spec import load_platforms
+    from harness.host.launch.container import ContainerLaunch
+    from harness.host.launch.local import WorkerRequest
+    from harness.spec.case import load_platforms
     from tests.conftest import CASES, REPO
 
     platform = load_platforms(CASES / "platforms.yaml")["cpu-podman"]

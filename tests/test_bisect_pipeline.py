@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from harness.buildkite.uploads import check_interpolation
-from harness.cli import build_parser, main
+from harness.host.buildkite.uploads import check_interpolation
+from harness.commands.cli import build_parser, main
 from tests.conftest import BUILDKITE_SCHEMA, REPO
 
 GOOD, BAD = "vllm/vllm-openai-rocm:nightly-1a2b3c4", "vllm/vllm-openai-rocm:nightly-5e6f7a8"

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.bisect.state import load_state
+from harness.host.bisect.state import load_state
 from harness.results import read_result
 from tests.conftest import CASES, REPO
 from tests.engines import CONTAINER_PYTHON, venv_mounts

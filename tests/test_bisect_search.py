@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from harness.bisect.search import (Done, Next, RunRecord, SearchConfig, decide, run_counts,
+from harness.host.bisect.search import (Done, Next, RunRecord, SearchConfig, decide, run_counts,
                                    step_bound, verdict)
-from harness.bisect.state import BisectState, Candidate, Step
+from harness.host.bisect.state import BisectState, Candidate, Step
 
 
 def bisect(config: SearchConfig, oracle, limit: int = 200) -> tuple[Done, list[RunRecord]]:

@@ -1,4 +1,4 @@
-"""harness.buildkite.agent: the one gateway to `buildkite-agent`.
+"""harness.host.buildkite.agent: the one gateway to `buildkite-agent`.
 
 There is no Buildkite build here, so calls "on Buildkite" go to the fake agent in tests/bin
 (it records its arguments and keeps artifacts, annotations and meta-data in a folder).
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.buildkite.agent import (ANNOTATION_MAX_BYTES, Agent, AgentError, fit_annotation,
+from harness.host.buildkite.agent import (ANNOTATION_MAX_BYTES, Agent, AgentError, fit_annotation,
                                      on_buildkite)
 from tests.conftest import REPO
 

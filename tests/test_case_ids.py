@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from tests.conftest import CASES
 
 

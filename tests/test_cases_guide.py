@@ -15,7 +15,7 @@ import yaml
 
 from harness.plan import NO_TINY_REASON, plan
 from harness.results import read_result
-from harness.spec import _CHECK_KINDS, load_case, load_cases, load_platforms
+from harness.spec.case import _CHECK_KINDS, load_case, load_cases, load_platforms
 from harness.worker.probes import PROBES
 from harness.worker.traces import TRACES
 from tests.conftest import CASES, REPO

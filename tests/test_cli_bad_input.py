@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import harness.execute
-from harness.cli import main
+import harness.host.execute
+from harness.commands.cli import main
 from tests.conftest import CASES, REAL_RUN, REPO
 
 RUN = str(REAL_RUN / "real-cpu-1")
@@ -111,7 +111,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(template, bad, capsys, monke
     def must_not_run(*args, **kwargs):
         raise AssertionError("a bad input was accepted: the run would have started")
 
-    monkeypatch.setattr(harness.execute, "execute", must_not_run)
+    monkeypatch.setattr(harness.host.execute, "execute", must_not_run)
     monkeypatch.chdir(REPO)
     before = sorted(p.name for p in bad.rglob("*"))
     code, out, err = run_cli(template.format(bad=bad).split(), capsys)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.compare import SelectionError, Verdict, compare_runs
 from harness.compare.core import public_version
 from harness.compare.select import select

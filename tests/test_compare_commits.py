@@ -46,7 +46,7 @@ def test_results_asked_different_inputs_are_not_output_compared(tmp_path):
 
 
 def test_the_inputs_digest_follows_prompts_and_images_only():
-    from harness.spec import load_case
+    from harness.spec.case import load_case
     from harness.worker.inputs import inputs_digest
     from tests.conftest import CASES
 

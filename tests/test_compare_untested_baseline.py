@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.compare import compare_runs
 from harness.compare.verdicts import Outcome, Verdict, parity_verdict
 from tests.test_compare_data import PHI, QWEN, failed, infra, make_run

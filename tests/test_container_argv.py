@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.launch.container import (COMPILE_CACHE_DIR, HF_CACHE_DIR, INNER_DEADLINE_MARGIN_S,
+from harness.host.launch.container import (COMPILE_CACHE_DIR, HF_CACHE_DIR, INNER_DEADLINE_MARGIN_S,
                                       MODEL_CACHE_DIR, ContainerLaunch)
-from harness.launch.gpus import (gpus_for_parallel_job, parallel_job_index, parse_gpus,
+from harness.host.launch.gpus import (gpus_for_parallel_job, parallel_job_index, parse_gpus,
                                  select_gpus)
-from harness.launch.local import WorkerRequest
-from harness.launch.worker import WorkerOutcome
-from harness.launch.worker_deps import worker_deps_dir
-from harness.spec import SpecError, load_platforms
+from harness.host.launch.local import WorkerRequest
+from harness.host.launch.start_worker import WorkerOutcome
+from harness.host.launch.worker_deps import worker_deps_dir
+from harness.spec.case import SpecError, load_platforms
 from tests.conftest import CASES, REPO
 
 SECRET = "hf_" + "secretVALUEthatMustNeverLeak1234567"  # a fake, split so scanners see no token

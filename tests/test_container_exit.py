@@ -1,4 +1,4 @@
-"""What a container's exit says (harness.launch.container_exit): pure, from recorded states.
+"""What a container's exit says (harness.host.launch.container_exit): pure, from recorded states.
 
 The real engines give these exits in tests/test_container_real.py; here every branch, including
 those the engines can only give by breaking an image, is pinned down.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.launch.container_exit import classify_exit, last_line, oom_killed
-from harness.launch.worker import WorkerOutcome
+from harness.host.launch.container_exit import classify_exit, last_line, oom_killed
+from harness.host.launch.start_worker import WorkerOutcome
 
 
 def outcome(tmp_path, code, log="", **flags) -> WorkerOutcome:

@@ -28,13 +28,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import harness.execute as execute_module
-from harness.execute import execute
-from harness.launch.container import CONTAINER_LOG, LABEL, ContainerLaunch
-from harness.launch.local import WorkerRequest
+import harness.host.execute as execute_module
+from harness.host.execute import execute
+from harness.host.launch.container import CONTAINER_LOG, LABEL, ContainerLaunch
+from harness.host.launch.local import WorkerRequest
 from harness.plan import plan
 from harness.results import read_result
-from harness.spec import load_cases, load_platforms
+from harness.spec.case import load_cases, load_platforms
 from tests.conftest import CASES, REPO
 from tests.engines import (CONTAINER_PYTHON, CONTAINER_VENV, PODMAN, PYTHON_HOME, podman,
                            venv_mounts)

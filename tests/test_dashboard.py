@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.history.html import Markup, escape, href, html
 from harness.history.publish import page_from_store
 from harness.history.runread import RunBatch, read_run
 from harness.history.store import open_store, store_run
 from harness.history.dashboard import sparkline
 from harness.history.page_assets import NOT_RUN, STATUS_CLASS
-from harness.history.synthetic import Outcome, write_history
+from tests.synthetic_history import Outcome, write_history
 from tests.test_history_data import cases, templates
 from tests.test_history_data import XSS, Planted, planted_history
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.history.page_assets import NOT_RUN, STATUS_CLASS
 from tests.conftest import REPO, require_tools
 from tests.test_history_data import Planted, planted_history

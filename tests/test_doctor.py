@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from harness import gpuinfo
-from harness.doctor import (Host, check_gpus_clean, check_image, check_rocm_devices, failed,
+from harness.host.doctor import (Host, check_gpus_clean, check_image, check_rocm_devices, failed,
                             parse_created, platform_checks)
-from harness.launch.own_gpus import own_gpus
-from harness.spec import load_platforms
+from harness.host.launch.own_gpus import own_gpus
+from harness.spec.case import load_platforms
 from tests.conftest import CASES, REPO, require_tools
 
 SMI = Path(__file__).parent / "data" / "smi"

@@ -10,11 +10,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.execute import EXIT_INFRA, EXIT_OK, execute
-from harness.launch.local import LocalLaunch, WorkerRequest
+from harness.host.execute import EXIT_INFRA, EXIT_OK, execute
+from harness.host.launch.local import LocalLaunch, WorkerRequest
 from harness.plan import plan
 from harness.results import read_result
-from harness.spec import load_cases, load_platforms
+from harness.spec.case import load_cases, load_platforms
 from tests.conftest import CASES, REAL_RUN, REPO
 
 

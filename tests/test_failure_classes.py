@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.execute import execute
-from harness.launch.local import LocalLaunch, WorkerRequest
+from harness.host.execute import execute
+from harness.host.launch.local import LocalLaunch, WorkerRequest
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_OK
 from harness.signatures.exits import classify_exit
 from harness.plan import plan
 from harness.results import (DiskFull, Result, read_result, write_atomic, write_result)
-from harness.spec import load_cases, load_platforms
+from harness.spec.case import load_cases, load_platforms
 from harness.worker.checks import Observed, evaluate
 from harness.worker.job import final_status
 from tests.conftest import CASES, REAL_RUN, REPO
@@ -145,7 +145,7 @@ def test_exit_classification(code, log, expected):
 
 
 def test_a_worker_aborted_by_a_gpu_hang_is_gpu_hang_and_retried(tmp_path):
-    """A GPU hang twice on one node is the node's (harness.repeats): infrastructure, exit 3,
+    """A GPU hang twice on one node is the node's (harness.host.repeats): infrastructure, exit 3,
     the node named; Buildkite's retry may land elsewhere."""
     jobs, request = setup(tmp_path)
     counter: list[int] = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from tests.conftest import REPO
 from tests.test_history_data import planted_history
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.history import store as store_module
 from harness.history.bisects import BisectRecord, add_records, finish, load_records
 from harness.history.store import SCHEMA, SCHEMA_VERSION, open_store

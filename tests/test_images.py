@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from harness import images
-from harness.spec import load_platforms
+from harness.host import images
+from harness.spec.case import load_platforms
 from tests.conftest import CASES
 
 PLATFORMS = load_platforms(CASES / "platforms.yaml")
@@ -109,7 +109,7 @@ def _closed_port() -> int:
 
 
 def test_a_pull_whose_registry_stops_answering_is_stopped_and_names_the_registry(tmp_path):
-    from harness import images
+    from harness.host import images
 
     registry = f"127.0.0.1:{_closed_port()}"
     client = _stand_in_client(tmp_path, "echo 'Pulling fs layer'; exec sleep 600")
@@ -122,7 +122,7 @@ def test_a_pull_whose_registry_stops_answering_is_stopped_and_names_the_registry
 
 
 def test_a_pull_that_finishes_is_ok_and_a_missing_image_is_named(tmp_path):
-    from harness import images
+    from harness.host import images
 
     ok = images.pull(_stand_in_client(tmp_path, "exit 0"), "127.0.0.1:1/ns/x:1", {})
     assert ok.ok

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.launch.container import LABEL
+from harness.host.launch.container import LABEL
 from harness.results import read_result
 from tests.conftest import CASES, REPO
 from tests.engines import CONTAINER_PYTHON, venv_mounts

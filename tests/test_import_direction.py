@@ -4,8 +4,8 @@ function, TYPE_CHECKING included):
     commands -> host -> readers -> shared -> model
     worker ------------------------> shared -> model
 
-- commands: the command line (cli, cmd_*);
-- host: what runs on the orchestrating machine (plan execution, launch, images, doctor,
+- commands: the command line (harness.commands);
+- host: what runs on the orchestrating machine (harness.host: plan execution, launch, images, doctor,
   Buildkite, bisect, the hf reference);
 - worker: what runs beside the engine, inside the container (harness.worker);
 - readers: what reads results (compare, report, history);
@@ -31,24 +31,20 @@ from tests.conftest import REPO
 # Layer of a module: the longest matching name (a module, or a package and all below it; a
 # name ending in _ is a prefix; "harness" is the top package's __init__ alone).
 LAYERS = {
-    "harness.__main__": "commands", "harness.cli": "commands", "harness.cmd_": "commands",
-    "harness.execute": "host", "harness.launch": "host", "harness.images": "host",
-    "harness.doctor": "host", "harness.buildkite": "host", "harness.bisect": "host",
-    "harness.reference": "host",
+    "harness.__main__": "commands", "harness.commands": "commands",
+    "harness.host": "host",
     "harness.worker": "worker",
     "harness.compare": "readers", "harness.report": "readers", "harness.history": "readers",
-    "harness.spec": "shared", "harness.plan": "shared", "harness.platform_spec": "shared",
-    "harness.yamlsource": "shared", "harness.proc": "shared", "harness.secrets": "shared",
-    "harness.runinfo": "shared", "harness.runid": "shared", "harness.gpuinfo": "shared",
-    "harness.models": "shared", "harness.scenes": "shared", "harness.stack": "shared", "harness.syspkgs": "shared",
+    "harness.signatures": "readers",
+    "harness.spec": "shared", "harness.plan": "shared", "harness.proc": "shared",
+    "harness.secrets": "shared", "harness.runinfo": "shared", "harness.runid": "shared",
+    "harness.gpuinfo": "shared", "harness.models": "shared", "harness.stack": "shared",
+    "harness.testtree": "shared", "harness.junitnodes": "shared",
+    # the rulebook and its scan: the worker signs its own failures with them
+    "harness.signatures.rulebook": "shared", "harness.signatures.scan": "shared",
+    "harness.signatures.literals": "shared", "harness.signatures.exits": "shared",
     "harness": "model", "harness.outcomes": "model", "harness.results": "model",
     "harness.resultview": "model",
-    # Added on branches being merged: classified here so the merge needs no edit of this table.
-    "harness.signatures": "readers", "harness.signatures.rulebook": "shared",
-    "harness.signatures.scan": "shared", "harness.signatures.literals": "shared",
-    "harness.signatures.exits": "shared", "harness.spec_tests": "shared", "harness.testtree": "shared",
-    "harness.junitnodes": "shared", "harness.quarantine": "shared", "harness.settings": "shared",
-    "harness.repeats": "host", "harness.remote_code": "host",
 }
 MAY_IMPORT = {
     "commands": {"commands", "host", "readers", "shared", "model"},
@@ -61,17 +57,17 @@ MAY_IMPORT = {
 # Today's imports against the direction, to be moved down during the package re-layout.
 KNOWN = {
     # The spec validates probe and trace names against the worker's registries.
-    ("harness.spec", "harness.worker.probes"),
-    ("harness.spec", "harness.worker.traces"),
+    ("harness.spec.case", "harness.worker.probes"),
+    ("harness.spec.case", "harness.worker.traces"),
     # The hf reference builds its inputs, fingerprint and outputs with the worker's code.
-    ("harness.reference", "harness.worker.fingerprint"),
-    ("harness.reference", "harness.worker.inputs"),
-    ("harness.reference.hf", "harness.worker.engine"),
+    ("harness.host.reference", "harness.worker.fingerprint"),
+    ("harness.host.reference", "harness.worker.inputs"),
+    ("harness.host.reference.hf", "harness.worker.engine"),
     # Reports and the dashboard print the `harness bisect` command line for a regression.
-    ("harness.report.markdown", "harness.bisect.command"),
-    ("harness.history.dashboard", "harness.bisect.command"),
+    ("harness.report.markdown", "harness.host.bisect.command"),
+    ("harness.history.dashboard", "harness.host.bisect.command"),
     # Backfilling the history downloads earlier builds' artifacts through the Buildkite agent.
-    ("harness.history.backfill", "harness.buildkite.agent"),
+    ("harness.history.backfill", "harness.host.buildkite.agent"),
 }
 
 
@@ -167,11 +163,11 @@ def test_no_import_cycle():
 
 
 @pytest.mark.parametrize("host_module, line", [
-    ("execute.py", "from harness.worker.job import run_job\n"),
-    ("cli.py", "def f():\n    from harness.worker import progress\n"),
-    ("launch/local.py", "import harness.worker.engine\n"),
-    ("bisect/step.py", "from ..worker import checks\n"),
-], ids=["execute", "cli-in-function", "launch-import", "bisect-relative"])
+    ("host/execute.py", "from harness.worker.job import run_job\n"),
+    ("host/doctor.py", "def f():\n    from harness.worker import progress\n"),
+    ("host/launch/local.py", "import harness.worker.engine\n"),
+    ("host/bisect/step.py", "from ...worker import checks\n"),
+], ids=["execute", "in-a-function", "launch-import", "bisect-relative"])
 def test_a_host_module_that_imports_a_worker_module_fails(tmp_path, host_module, line):
     copy = tmp_path / "harness"
     shutil.copytree(HARNESS, copy, ignore=shutil.ignore_patterns("__pycache__"))
@@ -183,19 +179,21 @@ def test_a_host_module_that_imports_a_worker_module_fails(tmp_path, host_module,
 
 
 def test_the_checker_on_a_synthetic_tree(tmp_path):
-    files = {"__init__.py": "", "cli.py": "from harness import execute\n",
-             "execute.py": "from harness.results import R\n", "results.py": "R = 1\n",
+    files = {"__init__.py": "", "commands/__init__.py": "",
+             "commands/cli.py": "from harness.host import execute\n",
+             "host/__init__.py": "", "host/execute.py": "from harness.results import R\n",
+             "results.py": "R = 1\n",
              "worker/__init__.py": "", "worker/job.py": "from harness import results\n",
-             "novel.py": "", "spec.py": "import harness.execute\n",
+             "novel.py": "", "spec/__init__.py": "", "spec/case.py": "import harness.host.execute\n",
              "report/__init__.py": "", "report/a.py": "from . import b\n",
              "report/b.py": "from harness.report import a\n"}
     for name, text in files.items():
         (tmp_path / "harness" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "harness" / name).write_text(text)
     graph = import_graph(tmp_path / "harness")
-    assert graph["harness.cli"] == {"harness.execute"}
+    assert graph["harness.commands.cli"] == {"harness.host.execute"}
     assert graph["harness.report.a"] == {"harness.report.b"}
     assert violations(graph) == [
         "harness.novel: no layer (add it to LAYERS in test_import_direction.py)",
-        "harness.spec (shared) imports harness.execute (host)"]
+        "harness.spec.case (shared) imports harness.host.execute (host)"]
     assert cycles(graph) == [["harness.report.a", "harness.report.b"]]

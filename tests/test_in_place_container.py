@@ -19,7 +19,7 @@ from harness.models import default_cache_root
 from harness.results import read_result
 from tests.conftest import CASES, REPO
 from tests.hub_fixtures import fake_hub_cache
-from harness.launch.container import HF_CACHE_DIR
+from harness.host.launch.container import HF_CACHE_DIR
 from tests.engines import CONTAINER_PYTHON, CONTAINER_VENV, PODMAN, podman, venv_mounts
 from tests.test_container_real import RUN_TIMEOUT_S, UNIQUE, Engine, platforms_file
 

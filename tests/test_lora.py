@@ -11,7 +11,7 @@ from harness.models.phi4mm import DEFAULT_PARAMS
 from harness.models.phi4mm_lora import TARGET_REGEX, adapter_tensors, write_adapter
 from harness.plan import plan_job
 from harness.results import RequestResult
-from harness.spec import SpecError, load_case, load_platforms
+from harness.spec.case import SpecError, load_case, load_platforms
 from harness.worker.checks import Observed, evaluate
 from harness.worker.server import ServerEngine
 from tests.conftest import CASES

@@ -301,7 +301,7 @@ def test_phi4mm_vllm_ragged_encoder_batch(phi_dir):
     pytest.importorskip("vllm")
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "harness.models.phi4mm_ragged_probe", str(phi_dir)],
+        [sys.executable, "-m", "tests.phi4mm_ragged_probe", str(phi_dir)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE_RESULT ")]

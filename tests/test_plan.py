@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.plan import digest, merge, plan, plan_job
-from harness.spec import load_cases, load_platforms
+from harness.spec.case import load_cases, load_platforms
 from tests.conftest import CASES
 
 
@@ -116,7 +116,7 @@ def test_bad_keyword_expression_is_a_usage_error(capsys):
 
 
 def test_shards_partition_each_platforms_jobs():
-    from harness.cli import select_shard_jobs
+    from harness.commands.cli import select_shard_jobs
 
     cases, platforms = load()
     jobs = plan(cases, platforms, ["rocm", "cuda"])

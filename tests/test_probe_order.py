@@ -10,7 +10,7 @@ import pytest
 
 from harness.plan import plan
 from harness.results import RequestResult
-from harness.spec import load_cases, load_platforms
+from harness.spec.case import load_cases, load_platforms
 from harness.worker import job as job_module
 from harness.worker.engine import EnginePool
 from tests.conftest import CASES, REPO

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import choose_mode
+from harness.commands.cli import choose_mode
 from harness.worker.progress import PhaseClock, Progress, last_line
 
 
@@ -142,8 +142,8 @@ def test_unknown_mode_is_refused():
 
 
 def test_worker_gets_no_capture_and_the_progress_options(tmp_path):
-    from harness.launch.local import LocalLaunch, WorkerRequest
-    from harness.spec import load_platforms
+    from harness.host.launch.local import LocalLaunch, WorkerRequest
+    from harness.spec.case import load_platforms
     from tests.conftest import CASES, REPO
 
     platform = load_platforms(CASES / "platforms.yaml")["cpu"]

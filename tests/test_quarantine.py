@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.compare import Verdict, compare_runs
-from harness.quarantine import load_quarantine
-from harness.spec import SpecError
+from harness.spec.quarantine import load_quarantine
+from harness.spec.case import SpecError
 from tests.test_compare_data import PHI, QWEN, failed, make_run
 
 LINK = "https://github.com/vllm-project/vllm/issues/99999"

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import cmd_reference
+from harness.commands import reference as cmd_reference
 from harness.compare import Verdict, compare_runs
-from harness.reference import PLATFORM, platform_name, run_reference
-from harness.reference.hf import split_messages
+from harness.host.reference import PLATFORM, platform_name, run_reference
+from harness.host.reference.hf import split_messages
 from harness.results import read_result
-from harness.spec import load_case
+from harness.spec.case import load_case
 from harness.worker.inputs import make_image, prepare_requests
 from tests.conftest import CASES, REPO
 from tests.test_compare_data import QWEN, real_run

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.compare import Verdict, compare_runs
 from tests.conftest import BUILDKITE_SCHEMA, REPO
 from tests.test_compare_data import QWEN, make_run, outside_top, real_result, swap_token, \

@@ -16,8 +16,8 @@ import pytest
 from harness.models import build_model, default_cache_root
 from harness.models.hubcache import add_snapshot
 from harness.plan import plan
-from harness.remote_code import CONTAINER_HUB, probe_argv, remote_code_snapshots
-from harness.spec import load_cases, load_platforms
+from harness.host.remote_code import CONTAINER_HUB, probe_argv, remote_code_snapshots
+from harness.spec.case import load_cases, load_platforms
 from tests.conftest import CASES, REPO
 from tests.hub_fixtures import hub_platforms_file
 

@@ -1,4 +1,4 @@
-"""The repeat rule (harness.repeats): who is to blame when a retried job fails the same way
+"""The repeat rule (harness.host.repeats): who is to blame when a retried job fails the same way
 again. Node-caused classes stay infrastructure on one node and name it; on two nodes (an earlier
 Buildkite job's result left in the run directory, as the retried step downloads it) they are
 the case's failure. Code-caused classes repeating are the case's failure on one node.
@@ -15,7 +15,7 @@ import pytest
 
 from harness.outcomes import (CODE_CAUSED_CLASSES, EXIT_FAILED, EXIT_INFRA, EXIT_OK,
                               NODE_CAUSED_CLASSES, RETRIED_CLASSES)
-from harness.repeats import Node, node_of, repeat_update
+from harness.host.repeats import Node, node_of, repeat_update
 from harness.results import read_result
 from tests.test_failure_classes import REAL, _run
 

@@ -1,5 +1,5 @@
 """A retried run step first downloads its step's earlier results (--include-retried-jobs), so
-`harness run` can judge a node-caused class on two nodes (harness.repeats); a first attempt
+`harness run` can judge a node-caused class on two nodes (harness.host.repeats); a first attempt
 downloads nothing. Run through bash with the stand-in buildkite-agent (tests/bin)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from harness.buildkite.retry_results import earlier_results_command
+from harness.host.buildkite.retry_results import earlier_results_command
 from tests.conftest import REPO
 
 

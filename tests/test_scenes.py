@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.spec import ImageInput, SpecError, check_registries, load_case
+from harness.spec.case import ImageInput, SpecError, check_registries, load_case
 from harness.worker.inputs import make_image
 from tests.conftest import CASES
 

@@ -14,7 +14,7 @@ from harness.signatures.rulebook import (RULES_FILE, UNCLASSIFIED, load_rulebook
                                          parse_rulebook)
 from harness.signatures.scan import (Source, classify, last_error_line, naive_classify,
                                      normalized)
-from harness.yamlsource import SpecError, load_located
+from harness.spec.yamlsource import SpecError, load_located
 
 RULEBOOK = load_rulebook(RULES_FILE)
 SEED = [rule.name for rule in RULEBOOK.rules]
@@ -193,7 +193,7 @@ def test_without_an_error_line_the_harness_message_is_the_line(tmp_path):
 # ---------------------------------------------------------------- harness signatures test
 
 def test_signatures_test_checks_every_fixture_and_reports_coverage(tmp_path, capsys):
-    from harness.cli import main
+    from harness.commands.cli import main
     from harness.results import write_result
 
     platform_dir = tmp_path / "run" / "rocm"
@@ -216,7 +216,7 @@ def test_signatures_test_checks_every_fixture_and_reports_coverage(tmp_path, cap
 
 
 def test_signatures_test_fails_on_a_fixture_an_earlier_rule_takes(tmp_path, capsys):
-    from harness.cli import main
+    from harness.commands.cli import main
 
     path = write(tmp_path, GOOD_RULE + """  - name: two
     pattern: 'HW Exception by GPU node-\\d+'
@@ -229,7 +229,7 @@ def test_signatures_test_fails_on_a_fixture_an_earlier_rule_takes(tmp_path, caps
 
 
 def test_a_bad_rulebook_stops_harness_run_before_anything_starts(tmp_path, capsys, monkeypatch):
-    from harness.cli import main
+    from harness.commands.cli import main
 
     monkeypatch.setenv("HARNESS_SIGNATURES", str(write(tmp_path, "rules: [1]\n")))
     assert main(["run", "--platform", "cpu", "--dry-run"]) == 2

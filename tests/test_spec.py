@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.spec import SpecError, load_case, load_platforms, validate_paths
+from harness.commands.cli import main
+from harness.spec.case import SpecError, load_case, load_platforms, validate_paths
 from tests.conftest import CASES
 
 QWEN = "qwen2_5_vl_vit_cudagraph.yaml"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.commands.cli import main
 from harness.history.runread import RunBatch
 from harness.history.store import SCHEMA_VERSION, open_store, store_run
-from harness.history.synthetic import PLATFORMS, Outcome, Place, node_for
+from tests.synthetic_history import PLATFORMS, Outcome, Place, node_for
 from harness.history.publish import page_from_store
 from harness.signatures.triage import triage
 from harness.signatures.triage_read import from_store

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from harness import spec
-from harness.cli import main
-from harness.spec import SpecError, check_registries, load_case
+from harness.spec import case as spec
+from harness.commands.cli import main
+from harness.spec.case import SpecError, check_registries, load_case
 from harness.worker import job as job_module
 from tests.conftest import CASES, REPO
 
@@ -98,7 +98,7 @@ def test_a_stale_probes_line_from_an_earlier_attempt_is_not_this_attempts(tmp_pa
     log.write_text('HARNESS-PROBES {"act_and_mul_compile_native": {"ok": true}}\n')
     case = load_case(CASES / QWEN)
     from harness.plan import plan
-    from harness.spec import load_platforms
+    from harness.spec.case import load_platforms
 
     [job] = plan([case], load_platforms(CASES / "platforms.yaml"), ["cpu"])
     ctx = job_module.RunContext(tmp_path, "r1", REPO, tmp_path / "m", python=str(python))

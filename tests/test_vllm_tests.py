@@ -21,7 +21,7 @@ import pytest
 from harness.junitnodes import exception_class, node_id
 from harness.plan import plan_job
 from harness.results import read_result, result_path
-from harness.spec import SpecError, load_case, load_platforms, validate_paths
+from harness.spec.case import SpecError, load_case, load_platforms, validate_paths
 from harness.testtree import (FetchError, TreeMissing, fetch_checkout, fetch_sdist, resolve_tree,
                               tree_names)
 from harness.worker.fingerprint import version_of
@@ -348,8 +348,8 @@ def test_missing_tree_node_or_time_is_no_verdict(tmp_path, upstream):
 
 
 def test_a_worker_that_died_leaves_a_placeholder_of_a_tests_job(tmp_path):
-    from harness.execute import _base
-    from harness.launch.local import LocalLaunch, WorkerRequest
+    from harness.host.execute import _base
+    from harness.host.launch.local import LocalLaunch, WorkerRequest
 
     job = planned_job(tmp_path, ["tests/a.py"])
     request = WorkerRequest(job.platform, [Path(job.case.source)], CASES / "platforms.yaml",

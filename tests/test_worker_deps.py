@@ -1,4 +1,4 @@
-"""The worker's own dependencies for images without them (harness/launch/worker_deps.py)."""
+"""The worker's own dependencies for images without them (harness/host/launch/worker_deps.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from importlib import metadata
 
 import pytest
 
-from harness.launch import worker_deps
-from harness.launch.worker_deps import WorkerDepsError, closure, worker_deps_dir
+from harness.host.launch import worker_deps
+from harness.host.launch.worker_deps import WorkerDepsError, closure, worker_deps_dir
 
 
 def test_the_folder_holds_pytest_and_what_it_requires_once_per_set_of_versions(tmp_path):

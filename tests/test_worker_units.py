@@ -14,7 +14,7 @@ import pytest
 from harness import proc
 from harness.results import (Result, ResultFileError, read_result, write_atomic, write_result)
 from harness.secrets import redact
-from harness.spec import load_case
+from harness.spec.case import load_case
 from harness.worker.checks import Observed, evaluate
 from harness.worker.engine import cli_args
 from harness.worker.job import final_status

@@ -29,7 +29,7 @@ def compare_runs(run_dirs: list[Path], baseline: str | None = None,
                  reference: str | None = REFERENCE, quarantine: list | None = None,
                  today: dt.date | None = None) -> Comparison:
     """Compare one run directory's platforms, or two run directories (first = baseline);
-    ``quarantine``: the entries of harness.quarantine, judged on ``today`` (UTC by default)."""
+    ``quarantine``: the entries of harness.spec.quarantine, judged on ``today`` (UTC by default)."""
     if not 1 <= len(run_dirs) <= 2:
         raise SelectionError("give one or two run directories")
     for run_dir in run_dirs:
@@ -55,7 +55,7 @@ def compare_runs(run_dirs: list[Path], baseline: str | None = None,
     comparison = Comparison(pairs, tuple(dict.fromkeys(notes)))
     if quarantine:
         from harness.compare.quarantined import apply_quarantine
-        from harness.quarantine import today as utc_today
+        from harness.spec.quarantine import today as utc_today
 
         comparison = apply_quarantine(comparison, quarantine, today or utc_today())
     return comparison

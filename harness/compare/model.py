@@ -72,7 +72,7 @@ class CaseComparison:
     candidate_problem: ResultProblem | None = None
     outputs: OutputComparison | None = None
     reference: ReferenceCheck | None = None
-    # harness.quarantine: the entry that made a candidate failure `quarantined`, or an expired
+    # harness.spec.quarantine: the entry that made a candidate failure `quarantined`, or an expired
     # one that no longer does (then the verdict is the failure's own, red).
     quarantine: Any = None
     quarantine_expired: bool = False

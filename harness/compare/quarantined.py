@@ -1,4 +1,4 @@
-"""Apply the quarantine list (harness.quarantine) to a comparison. Pure.
+"""Apply the quarantine list (harness.spec.quarantine) to a comparison. Pure.
 
 A case that would make the build red (its verdict exits 1) and is quarantined on the candidate's
 platform today becomes ``quarantined`` (exit 0), its detail naming the entry's date and link and
@@ -14,7 +14,7 @@ from dataclasses import replace
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import VERDICT_EXIT, Verdict
 from harness.outcomes import EXIT_FAILED, EXIT_OK
-from harness.quarantine import Quarantined, find
+from harness.spec.quarantine import Quarantined, find
 
 
 def apply_quarantine(comparison: Comparison, entries: list[Quarantined],

@@ -47,7 +47,7 @@ class Verdict(str, Enum):
     # named as the candidate's failure (the baseline's state hides nothing).
     FAILS_UNTESTED_BASELINE = "fails-baseline-untested"
     NOT_COMPARABLE = "not-comparable"  # both pass, but different vLLM/model/engine args
-    QUARANTINED = "quarantined"  # a candidate failure listed in the quarantine (harness.quarantine)
+    QUARANTINED = "quarantined"  # a candidate failure listed in the quarantine (harness.spec.quarantine)
 
     def __str__(self) -> str:
         return self.value

@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from harness.buildkite.agent import Agent, AgentError
+from harness.host.buildkite.agent import Agent, AgentError
 
 # Result files and logs sit directly in the platform directory: "<platform>/*" finds them whether
-# the artifact search reads "*" as one path segment or as any text (as harness.buildkite does).
+# the artifact search reads "*" as one path segment or as any text (as harness.host.buildkite does).
 QUERY = "results/build-*/*/*"
 
 

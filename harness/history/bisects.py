@@ -19,14 +19,14 @@ CREATE TABLE bisects (
     id {ID},
     bisect_id TEXT NOT NULL UNIQUE,
     case_id TEXT NOT NULL, platform TEXT NOT NULL,
-    signature TEXT NOT NULL,  -- the failure it chases (harness.bisect.autoplan.failure_key)
+    signature TEXT NOT NULL,  -- the failure it chases (harness.host.bisect.autoplan.failure_key)
     good_ref TEXT NOT NULL, bad_ref TEXT NOT NULL,  -- the range, as registry tags
     status TEXT NOT NULL,  -- running | found | nothing | open | refused
     run_id TEXT NOT NULL,  -- the nightly run that planned it
     planned_at TEXT NOT NULL, finished_at TEXT,
     max_runs BIGINT, engine_runs BIGINT,
     reason TEXT NOT NULL,  -- a refusal's reason, or the result's headline
-    result_json TEXT  -- bisect.json of the finished bisect (harness.bisect.summary)
+    result_json TEXT  -- bisect.json of the finished bisect (harness.host.bisect.summary)
 );
 CREATE INDEX bisects_by_case ON bisects (case_id, platform)
 """

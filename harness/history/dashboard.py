@@ -116,7 +116,7 @@ class Renderer:
                  signatures: Markup | None = None,
                  bisects: dict[tuple[str, str], list[BisectRecord]] | None = None):
         self.board, self.details = board, details
-        self.quarantine = quarantine or []  # harness.quarantine entries
+        self.quarantine = quarantine or []  # harness.spec.quarantine entries
         self.signatures = signatures or Markup("")  # the triage table (harness.signatures)
         self.bisects = bisects or {}  # (case, platform) -> records, in planned order
         self.drift_requests = drift_requests or {}  # (before, after) result ids -> request ids
@@ -183,8 +183,8 @@ class Renderer:
 
     def bisect_hint(self, line: CaseLine) -> Markup:
         """The `harness bisect` command for a newly broken case whose last good and first bad
-        runs name registry images (harness.bisect.command); nothing when they do not."""
-        from harness.bisect.command import range_images, suggest
+        runs name registry images (harness.host.bisect.command); nothing when they do not."""
+        from harness.host.bisect.command import range_images, suggest
 
         fb = line.first_bad
         if not line.newly_broken or fb is None or fb.last_good is None:
@@ -239,8 +239,8 @@ class Renderer:
                     case=line.case_id, times=times, flags=join(flags), cells=cells)
 
     def quarantine_flag(self, line: CaseLine) -> Markup:
-        """A quarantined case (harness.quarantine) says so, with its link and date."""
-        from harness.quarantine import find, today
+        """A quarantined case (harness.spec.quarantine) says so, with its link and date."""
+        from harness.spec.quarantine import find, today
 
         entry = find(self.quarantine, line.case_id, line.platform)
         if entry is None:

@@ -90,7 +90,7 @@ def _testcase(suite: ET.Element, platform: str, case_id: str, result: Result | N
     kind, kind_type, message, text = outcome
     element = ET.SubElement(suite, "testcase", classname=classname(platform), name=case_id,
                             time=_elapsed(result))
-    if quarantine is not None:  # harness.quarantine: the entry, active or expired
+    if quarantine is not None:  # harness.spec.quarantine: the entry, active or expired
         properties = ET.SubElement(element, "properties")
         for name, value in (("quarantine:link", quarantine.link),
                             ("quarantine:until", quarantine.until.isoformat())):

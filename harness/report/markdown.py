@@ -99,7 +99,7 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
     b, c = pair.baseline, pair.candidate
     names = (b.platform, c.platform) if b.platform != c.platform else (b.label, c.label)
     lines = [f"#### {escape(case.case_id)}: {escape(str(case.verdict))}", ""]
-    if case.quarantine is not None:  # harness.quarantine: its link, clickable
+    if case.quarantine is not None:  # harness.spec.quarantine: its link, clickable
         q = case.quarantine
         state = "expired" if case.quarantine_expired else "quarantined"
         lines.append(f"- {state} on {escape(c.platform)} until {q.until.isoformat()}: "
@@ -157,7 +157,7 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
 def _bisect_line(case: CaseComparison, pair: PairComparison) -> str | None:
     """For a regression between two runs of one platform on different images: the
     `harness bisect` command that searches the images between them."""
-    from harness.bisect.command import range_images, suggest
+    from harness.host.bisect.command import range_images, suggest
 
     if (case.verdict is not Verdict.REGRESSION or case.baseline is None
             or case.candidate is None or pair.baseline.platform != pair.candidate.platform):

@@ -24,7 +24,7 @@ from typing import Any
 
 from harness.outcomes import FAILURE_CLASSES
 from harness.signatures.literals import MIN_LITERAL, required_literals
-from harness.yamlsource import Located, SpecError, load_located
+from harness.spec.yamlsource import Located, SpecError, load_located
 
 RULES_FILE = Path(__file__).resolve().parents[2] / "signatures.yaml"
 RULES_ENV = "HARNESS_SIGNATURES"  # another rulebook, by path (tests, a site's own rules)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from harness.results import TRACEBACK, CheckResult, RequestResult
-from harness.spec import (Check, LogCheck, LoraAppliedCheck, OutputsDifferCheck, ProbeCheck, RaggedBatchCheck,
+from harness.spec.case import (Check, LogCheck, LoraAppliedCheck, OutputsDifferCheck, ProbeCheck, RaggedBatchCheck,
                           ReadyCheck, RequestsSucceedCheck, TokenCountsCheck)
 
 

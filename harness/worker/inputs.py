@@ -6,7 +6,7 @@ import base64
 import io
 from pathlib import Path
 
-from harness.spec import Case, ImageInput
+from harness.spec.case import Case, ImageInput
 from harness.worker.engine import PreparedRequest
 
 

@@ -22,7 +22,7 @@ from harness.outcomes import INFRA_CLASSES
 from harness.results import (NOT_DECISIVE, Expect, LogInfo, Result, Timings, not_decisive, result_path,
                              tail, write_result)
 from harness.secrets import redact, redact_file
-from harness.spec import ProbeCheck
+from harness.spec.case import ProbeCheck
 from harness.worker.checks import Observed, evaluate
 from harness.worker.engine import Engine, EngineFailure, EnginePool
 from harness.worker.fingerprint import fingerprint

@@ -17,7 +17,7 @@ from harness.plan import plan_job
 from harness.outcomes import EXIT_INFRA
 from harness.results import DiskFull, Result, not_applicable_line
 from harness.secrets import redact
-from harness.spec import PLATFORMS_FILE, QUARANTINE_FILE, SpecError, load_case, load_platforms
+from harness.spec.case import PLATFORMS_FILE, QUARANTINE_FILE, SpecError, load_case, load_platforms
 from harness.worker.engine import EnginePool
 from harness.worker.job import RunContext, run_job
 from harness.worker.vllm_tests import run_tests_item

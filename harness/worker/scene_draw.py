@@ -1,9 +1,9 @@
-"""Drawing a scene (harness.scenes says what one is) as an RGB array, with numpy only: the same
+"""Drawing a scene (harness.spec.scenes says what one is) as an RGB array, with numpy only: the same
 spec gives the same pixels on every platform's image."""
 
 from __future__ import annotations
 
-from harness.scenes import COLORS, GLYPHS
+from harness.spec.scenes import COLORS, GLYPHS
 
 
 def draw_scene(width: int, height: int, shape: str, color: str, background: str, text: str):

@@ -31,7 +31,7 @@ from harness.plan import Job
 from harness.results import Expect, LogInfo, Result, TestNode, Timings, result_path, tail
 from harness.runinfo import now
 from harness.secrets import redact
-from harness.spec_tests import TESTS_MODEL
+from harness.spec.tests import TESTS_MODEL
 from harness.testtree import TreeMissing, resolve_tree, tree_info
 from harness.worker.fingerprint import fingerprint, version_of
 

@@ -1,0 +1,1 @@
+"""The command line: `cli` parses, one module per command."""

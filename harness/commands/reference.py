@@ -1,0 +1,67 @@
+"""`harness reference --case FILE --results DIR --run-id RUN`: the `hf` reference result.
+
+Runs the case's requests through Hugging Face transformers (fp32, greedy; CPU, or the GPU with
+`--device cuda`, written as platform `hf-cuda`) on the same
+weights the platform used and writes ``<results>/<run>/hf/<case>.json``. Then
+``harness compare <results>/<run> --baseline hf --candidate cpu`` compares against it.
+
+Exit codes: 0 every case generated (or declares no reference), 2 usage or input error,
+3 the reference failed for some case (its result says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--case", type=Path, action="append", required=True,
+                        help="case file or directory (repeatable)")
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--run-id", required=True, help="the run to add the reference to")
+    parser.add_argument("--model-cache", type=Path, default=None,
+                        help="where tiny models are built (default: $HARNESS_MODEL_CACHE or "
+                             "~/.cache/vllm-harness/models, as `harness run`)")
+    parser.add_argument("--model-source", choices=["tiny", "hub"], default="tiny",
+                        help="the tiny offline recipe (as the cpu platform) or the hub model "
+                             "(as GPU platforms; needs the weights in the HF cache)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: cpu (platform hf) or cuda[:N] (platform hf-cuda; "
+                             "ROCm's torch calls its GPUs cuda too)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.host.reference import platform_name, run_reference
+    from harness.runid import is_valid_run_id
+    from harness.spec.case import load_cases
+
+    if not (args.device == "cpu" or args.device == "cuda" or
+            (args.device.startswith("cuda:") and args.device[5:].isdigit())):
+        print(f"error: --device {args.device!r}: expected cpu, cuda or cuda:N", file=sys.stderr)
+        return EXIT_USAGE
+    if not is_valid_run_id(args.run_id):
+        print(f"error: bad run id {args.run_id!r}", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [str(p) for p in args.case if not p.exists()]
+    if missing:
+        print(f"error: no such case file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    # vllm_tests cases send no requests: there is nothing for transformers to generate
+    cases = [c for c in load_cases(args.case) if c.model is not None]  # SpecError: exit 2
+    if not cases:
+        print("error: no case files found", file=sys.stderr)
+        return EXIT_USAGE
+    worst = EXIT_OK
+    for case in cases:
+        result = run_reference(case, args.results, args.run_id, args.model_cache,
+                               args.model_source, repo=Path.cwd(), device=args.device)
+        print(f"{result.job_id:<45} {result.status:<8} {result.message[:100]}")
+        if result.status == "error":
+            worst = EXIT_INFRA
+    print(f"results: {args.results / args.run_id / platform_name(args.device)}")
+    return worst
