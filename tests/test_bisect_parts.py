@@ -13,7 +13,7 @@ import pytest
 
 from harness.host.bisect.candidates import (CandidateError, by_creation_time, cut_range,
                                        read_candidates_file, resolve, tag_of)
-from harness.host.bisect.command import BisectRequest, image_repository, suggest
+from harness.bisect_command import BisectRequest, image_repository, suggest
 from harness.host.bisect.registry import Repository, RegistryError, registry_candidates
 from harness.host.bisect.report import Summary, commit_range, markdown, terminal
 from harness.host.bisect.search import Done, decide

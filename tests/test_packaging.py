@@ -29,7 +29,7 @@ from tests.conftest import CASES, REAL_RUN, REPO
 
 # Modules that run only where vLLM is (inside the platform's image, or on the cpu agent whose
 # environment has the `cpu` extra): the worker, the tiny-model recipes, the hf reference.
-PLATFORM_SIDE = ("harness/worker/", "harness/host/reference/hf.py", "harness/models/_",
+PLATFORM_SIDE = ("harness/worker/", "harness/worker/reference/hf.py", "harness/models/_",
                  "harness/models/phi4mm", "harness/models/qwen2_5_vl.py")
 
 

@@ -13,8 +13,10 @@ import pytest
 
 from harness.commands import reference as cmd_reference
 from harness.compare import Verdict, compare_runs
-from harness.host.reference import PLATFORM, platform_name, run_reference
-from harness.host.reference.hf import split_messages
+from harness.spec.platform import REFERENCE_PLATFORM as PLATFORM
+from harness.spec.platform import reference_platform_name as platform_name
+from harness.worker.reference import run_reference
+from harness.worker.reference.hf import split_messages
 from harness.results import read_result
 from harness.spec.case import load_case
 from harness.worker.inputs import make_image, prepare_requests

@@ -117,3 +117,13 @@ def test_a_reused_engines_log_gives_this_job_its_startup_and_its_own_part(tmp_pa
     text = job_module.job_log_text(log, len(startup), len(startup) + len(first_job))
     assert text == startup + second_job
     assert job_module.job_log_text(log, 0, 0) == log.read_text()  # a fresh engine: all of it
+
+
+def test_the_spec_knows_exactly_the_instruments_the_worker_implements():
+    from harness.spec.instruments import PROBE_NAMES, TRACE_NAMES, require_same
+    from harness.worker.probes import PROBES
+    from harness.worker.traces import TRACES
+
+    assert set(PROBES) == PROBE_NAMES and set(TRACES) == TRACE_NAMES
+    with pytest.raises(ImportError, match=r"only implemented \['new_probe'\]"):
+        require_same("probe", PROBE_NAMES, {**PROBES, "new_probe": None})

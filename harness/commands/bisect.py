@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def request_from(args: argparse.Namespace):
-    from harness.host.bisect.command import BisectRequest
+    from harness.bisect_command import BisectRequest
 
     return BisectRequest(
         args.case, args.platform, args.good, args.bad,

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
-from harness.history.backfill import BackfillError, download_builds
+from harness.host.buildkite.backfill import BackfillError, download_builds
 from harness.history.db import StoreError
 from harness.history.runread import IncompleteRun, read_run
 from harness.history.store import open_store, store_run

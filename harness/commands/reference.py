@@ -12,10 +12,13 @@ Exit codes: 0 every case generated (or declares no reference), 2 usage or input 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+
+REFERENCE_TIMEOUT_S = 3 * 3600  # a 3B model in fp32 on a CPU agent takes tens of minutes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu",
                         help="torch device: cpu (platform hf) or cuda[:N] (platform hf-cuda; "
                              "ROCm's torch calls its GPUs cuda too)")
+    parser.add_argument("--timeout", type=float, default=REFERENCE_TIMEOUT_S,
+                        help="seconds for all the cases together (default %(default)g)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.host.reference import platform_name, run_reference
+    from harness import proc
     from harness.runid import is_valid_run_id
     from harness.spec.case import load_cases
 
@@ -56,12 +61,19 @@ def run(args: argparse.Namespace) -> int:
     if not cases:
         print("error: no case files found", file=sys.stderr)
         return EXIT_USAGE
-    worst = EXIT_OK
-    for case in cases:
-        result = run_reference(case, args.results, args.run_id, args.model_cache,
-                               args.model_source, repo=Path.cwd(), device=args.device)
-        print(f"{result.job_id:<45} {result.status:<8} {result.message[:100]}")
-        if result.status == "error":
-            worst = EXIT_INFRA
-    print(f"results: {args.results / args.run_id / platform_name(args.device)}")
-    return worst
+    # transformers runs in the worker's process (harness.worker.reference), as an engine does
+    job = {"cases": [str(c.source) for c in cases], "results": str(args.results),
+           "run_id": args.run_id, "model_cache": str(args.model_cache or "") or None,
+           "source": args.model_source, "device": args.device}
+    done = proc.call([sys.executable, "-m", "harness.worker.reference", json.dumps(job)],
+                     timeout_s=args.timeout)
+    if done is None:
+        print(f"error: cannot start {sys.executable}", file=sys.stderr)
+        return EXIT_INFRA
+    print(done.stdout, end="")
+    print(done.stderr, end="", file=sys.stderr)
+    if done.returncode is None:
+        print(f"error: the reference did not finish within --timeout {args.timeout:g} s",
+              file=sys.stderr)
+        return EXIT_INFRA
+    return done.returncode if done.returncode in (EXIT_OK, EXIT_INFRA) else EXIT_INFRA

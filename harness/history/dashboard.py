@@ -183,8 +183,8 @@ class Renderer:
 
     def bisect_hint(self, line: CaseLine) -> Markup:
         """The `harness bisect` command for a newly broken case whose last good and first bad
-        runs name registry images (harness.host.bisect.command); nothing when they do not."""
-        from harness.host.bisect.command import range_images, suggest
+        runs name registry images (harness.bisect_command); nothing when they do not."""
+        from harness.bisect_command import range_images, suggest
 
         fb = line.first_bad
         if not line.newly_broken or fb is None or fb.last_good is None:

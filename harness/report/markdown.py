@@ -157,7 +157,7 @@ def _detail(case: CaseComparison, pair: PairComparison, links: LinkStyle) -> str
 def _bisect_line(case: CaseComparison, pair: PairComparison) -> str | None:
     """For a regression between two runs of one platform on different images: the
     `harness bisect` command that searches the images between them."""
-    from harness.host.bisect.command import range_images, suggest
+    from harness.bisect_command import range_images, suggest
 
     if (case.verdict is not Verdict.REGRESSION or case.baseline is None
             or case.candidate is None or pair.baseline.platform != pair.candidate.platform):

@@ -358,8 +358,7 @@ def check_registries(case: Case) -> None:
     """Names a case takes from registries (probes, traces, tiny recipes, capabilities) exist.
     Raises SpecError at the YAML line: a typo fails here in a second, not on a GPU."""
     from harness.models import RECIPES
-    from harness.worker.probes import PROBES
-    from harness.worker.traces import TRACES
+    from harness.spec.instruments import PROBE_NAMES as PROBES, TRACE_NAMES as TRACES
 
     def fail(keypath: tuple, message: str):
         raise load_located(case.source).error(keypath, message)

@@ -16,6 +16,14 @@ CAPABILITIES = frozenset({"gpu", "cuda_graphs", "encoder_cudagraph"})
 
 
 ID_RE = r"^[a-z0-9][a-z0-9_\-]*$"  # case, image, request and adapter ids
+# The transformers reference is written as a pseudo-platform: `hf` on CPU, `hf-<kind>` on a GPU.
+REFERENCE_PLATFORM = "hf"
+
+
+def reference_platform_name(device: str = "cpu") -> str:
+    """'hf' on CPU, 'hf-cuda' on a GPU (any index): the results directory of the reference."""
+    kind = device.split(":", 1)[0]
+    return REFERENCE_PLATFORM if kind == "cpu" else f"{REFERENCE_PLATFORM}-{kind}"
 
 
 class Strict(BaseModel):

@@ -12,6 +12,8 @@ import sys
 import traceback
 from typing import Any, Callable
 
+from harness.spec.instruments import PROBE_NAMES, require_same
+
 Probe = Callable[[], dict[str, Any]]
 
 
@@ -137,6 +139,7 @@ PROBES: dict[str, Probe] = {
     "phi4mm_stack_with_pad": phi4mm_stack_with_pad,
     "phi4mm_schema_ragged_masks": phi4mm_schema_ragged_masks,
 }
+require_same("probe", PROBE_NAMES, PROBES)
 
 
 def run_probes(names: list[str]) -> dict[str, dict[str, Any]]:

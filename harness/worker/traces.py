@@ -13,6 +13,8 @@ import functools
 import os
 from typing import Any, Callable
 
+from harness.spec.instruments import TRACE_NAMES, require_same
+
 MUTATIONS_ENV = "HARNESS_MUTATIONS"
 # Which part of the engine's life a trace record comes from: "startup" (vLLM's profiling run
 # with dummy inputs) or "requests" (the case's own). The offline child switches it.
@@ -49,6 +51,7 @@ def _phi4mm_image_batches(record: list[dict[str, Any]]) -> None:
 TRACES: dict[str, Callable[[list[dict[str, Any]]], None]] = {
     "phi4mm_image_batches": _phi4mm_image_batches,
 }
+require_same("trace", TRACE_NAMES, TRACES)
 
 
 def _revert_phi4mm_stack_with_pad() -> None:

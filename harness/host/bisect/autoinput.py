@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Mapping
 
 from harness.host.bisect.autoplan import Observation, Tag, Tags
 from harness.host.bisect.candidates import CandidateError, by_creation_time, tag_of
-from harness.host.bisect.command import image_repository
+from harness.bisect_command import image_repository
 from harness.host.bisect.registry import RegistryError, registry_candidates
 from harness.history.db import Connection
 from harness.history.storeread import load_details, load_nights, load_rows

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
-from harness.host.bisect.command import BisectRequest, image_repository
+from harness.bisect_command import BisectRequest, image_repository
 from harness.history.bisects import BisectRecord
 from harness.outcomes import is_retried
 

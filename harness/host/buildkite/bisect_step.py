@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.host.bisect.command import BisectRequest
+from harness.bisect_command import BisectRequest
 from harness.host.buildkite.pipeline import (AGENT_LOST, EXIT_INFRA, RESULTS, TIMEOUT_MARGIN_MIN, Raw,
                                         run_budget_min, sh)
 from harness.spec.case import Platform

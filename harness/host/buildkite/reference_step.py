@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from harness.spec.platform import Platform
-from harness.host.reference import platform_name
+from harness.spec.platform import reference_platform_name
 
 KEY = "reference-hf"
 DEVICE = "cuda"
-PLATFORM = platform_name(DEVICE)  # hf-cuda
+PLATFORM = reference_platform_name(DEVICE)  # hf-cuda
 TIMEOUT_MIN = 60
 
 

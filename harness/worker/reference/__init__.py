@@ -20,14 +20,10 @@ from harness.results import LogInfo, Result, Timings, result_path, tail, write_a
 from harness.runinfo import now
 from harness.secrets import redact
 from harness.spec.case import Case
+from harness.spec.platform import reference_platform_name
+from harness.worker.fingerprint import fingerprint
+from harness.worker.inputs import inputs_digest, prepare_requests
 
-PLATFORM = "hf"
-
-
-def platform_name(device: str = "cpu") -> str:
-    """'hf' on CPU, 'hf-cuda' on a GPU (any index): the results directory of the reference."""
-    kind = device.split(":", 1)[0]
-    return PLATFORM if kind == "cpu" else f"{PLATFORM}-{kind}"
 
 
 def model_name(case: Case, source: str) -> str:
@@ -48,10 +44,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
                   device: str = "cpu") -> Result:
     """Generate the case's requests with transformers and write the result. Never raises for a
     failure of the reference itself: the result says what happened (status ``error``)."""
-    from harness.worker.fingerprint import fingerprint
-    from harness.worker.inputs import inputs_digest, prepare_requests
-
-    platform = platform_name(device)
+    platform = reference_platform_name(device)
     path = result_path(results_dir, run_id, platform, case.id)
     log_path = path.with_suffix(".log")
     lines: list[str] = []
@@ -95,7 +88,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
 
 
 def _generate(case: Case, model_cache: Path, source: str, log, prepared, engine: dict) -> dict:
-    from harness.host.reference import hf
+    from harness.worker.reference import hf
 
     hf.device_name(engine["device"])  # no such GPU: say so before building a model for it
     if source == "hub":
