@@ -174,3 +174,14 @@ def test_the_hub_reference_loads_the_pinned_snapshot_without_a_branch_ref(tmp_pa
     assert result.status == "passed", (result.message, result.log.tail[-1500:])
     assert result.engine["revision"] == case.model.revision
     assert result.engine["model_dir"] == str(snapshot)
+
+
+def test_a_reference_stopped_at_its_timeout_leaves_a_result_saying_so(tmp_path, capsys):
+    # The reference runs in its own process (python -m harness.worker.reference); half a second
+    # is not enough to import torch, so the deadline stops it and each case still has a result.
+    assert reference_cli("--case", str(CASES / f"{QWEN}.yaml"), "--results", str(tmp_path),
+                         "--run-id", "run-1", "--timeout", "0.5") == 3
+    result = read_result(tmp_path / "run-1" / PLATFORM / f"{QWEN}.json")
+    assert (result.status, result.failure_class) == ("error", "timeout")
+    assert "--timeout 0.5 s" in result.message and result.job_id == f"{QWEN}@hf"
+    assert "did not finish" in capsys.readouterr().err

@@ -65,15 +65,40 @@ def run(args: argparse.Namespace) -> int:
     job = {"cases": [str(c.source) for c in cases], "results": str(args.results),
            "run_id": args.run_id, "model_cache": str(args.model_cache or "") or None,
            "source": args.model_source, "device": args.device}
-    done = proc.call([sys.executable, "-m", "harness.worker.reference", json.dumps(job)],
-                     timeout_s=args.timeout)
+    try:
+        done = proc.call([sys.executable, "-m", "harness.worker.reference", json.dumps(job)],
+                         timeout_s=args.timeout)
+    except KeyboardInterrupt:
+        write_unfinished(cases, args, "interrupted", "interrupted (Ctrl-C or SIGTERM)", "")
+        raise
     if done is None:
         print(f"error: cannot start {sys.executable}", file=sys.stderr)
         return EXIT_INFRA
     print(done.stdout, end="")
     print(done.stderr, end="", file=sys.stderr)
     if done.returncode is None:
-        print(f"error: the reference did not finish within --timeout {args.timeout:g} s",
-              file=sys.stderr)
+        message = f"the reference did not finish within --timeout {args.timeout:g} s"
+        write_unfinished(cases, args, "timeout", message, done.stdout + done.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_INFRA
     return done.returncode if done.returncode in (EXIT_OK, EXIT_INFRA) else EXIT_INFRA
+
+
+def write_unfinished(cases, args: argparse.Namespace, failure_class: str, message: str,
+                     output: str) -> None:
+    """A result for each case the stopped reference left without one: nothing is lost."""
+    from harness.plan import job_id
+    from harness.results import LogInfo, Result, result_path, tail, write_result
+    from harness.runinfo import now
+    from harness.secrets import redact
+    from harness.spec.platform import reference_platform_name
+
+    platform = reference_platform_name(args.device)
+    for case in cases:
+        path = result_path(args.results, args.run_id, platform, case.id)
+        if path.exists():
+            continue
+        write_result(path, Result(
+            run_id=args.run_id, job_id=job_id(case.id, platform), case_id=case.id,
+            platform=platform, status="error", failure_class=failure_class, message=message,
+            log=LogInfo(tail=tail(redact(output))), finished_at=now()))
