@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from harness.proc import flag_words
+
 DEFAULT_CONFIRMATIONS = 1
 
 
@@ -30,30 +32,19 @@ class BisectRequest:
     json_out: str | None = None
 
     def argv(self) -> list[str]:
-        out = ["bisect", "--case", self.case, "--platform", self.platform,
-               "--good", self.good, "--bad", self.bad]
-        if self.candidates:
-            out += ["--candidates", self.candidates]
-        if self.tags_from:
-            out += ["--tags-from", self.tags_from]
-        if self.tag_pattern:
-            out += ["--tag-pattern", self.tag_pattern]
-        if self.confirmations != DEFAULT_CONFIRMATIONS:
-            out += ["--confirmations", str(self.confirmations)]
-        if self.confirm_at != "each":
-            out += ["--confirm-at", self.confirm_at]
-        if not self.verify_ends:
-            out.append("--no-verify-ends")
-        if self.pull != "missing":
-            out += ["--pull", self.pull]
-        for flag, value in (("--cases", self.cases), ("--platforms-file", self.platforms_file),
-                            ("--results", self.results), ("--id", self.bisect_id),
-                            ("--json", self.json_out)):
-            if value:
-                out += [flag, value]
-        if self.max_total_runs is not None:
-            out += ["--max-total-runs", str(self.max_total_runs)]
-        return out
+        """Only what differs from the defaults, so the printed line stays short."""
+        return ["bisect", "--case", self.case, "--platform", self.platform,
+                "--good", self.good, "--bad", self.bad, *flag_words(
+                    ("--candidates", self.candidates), ("--tags-from", self.tags_from),
+                    ("--tag-pattern", self.tag_pattern),
+                    ("--confirmations", self.confirmations
+                     if self.confirmations != DEFAULT_CONFIRMATIONS else None),
+                    ("--confirm-at", self.confirm_at if self.confirm_at != "each" else None),
+                    ("--no-verify-ends", not self.verify_ends),
+                    ("--pull", self.pull if self.pull != "missing" else None),
+                    ("--cases", self.cases), ("--platforms-file", self.platforms_file),
+                    ("--results", self.results), ("--id", self.bisect_id),
+                    ("--json", self.json_out), ("--max-total-runs", self.max_total_runs))]
 
     def command(self, harness: str = "harness") -> str:
         return " ".join([harness, *(shlex.quote(a) for a in self.argv())])

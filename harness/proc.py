@@ -180,6 +180,20 @@ def shell_join(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
+def flag_words(*pairs: tuple[str, object]) -> list[str]:
+    """Command-line words of (flag, value) pairs that are set: ``[flag, value]`` (numbers and
+    paths as text, other words such as shell-variable words kept as they are); True gives the
+    flag alone; None, False and empty values give nothing. How the harness writes the command
+    lines it prints or uploads (bisect, pipeline, auto-bisect steps)."""
+    out: list = []
+    for flag, value in pairs:
+        if value is True:
+            out.append(flag)
+        elif value is not None and value is not False and value != "":
+            out += [flag, str(value) if isinstance(value, (int, float, Path)) else value]
+    return out
+
+
 # ---------------------------------------------------------------- memory of a process tree
 
 

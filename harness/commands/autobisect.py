@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.commands.cli import DEFAULT_CASES, positive_int
-from harness.history.target import add_store_arguments, store_target
+from harness.history.target import add_store_arguments, on_store
 from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
 from harness.spec.case import PLATFORMS_FILE
 
@@ -56,21 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.history.db import StoreError
-    from harness.history.store import open_store
-
-    try:
-        conn = open_store(store_target(args), create=False)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INFRA
-    try:
-        return _plan(args, conn) if args.action == "plan" else _record(args, conn)
-    except conn.errors as exc:
-        print(f"error: {conn.label}: {str(exc).strip()}", file=sys.stderr)
-        return EXIT_INFRA
-    finally:
-        conn.close()
+    # a store the nightly step cannot open is the night's infrastructure, not a usage error
+    return on_store(args, lambda conn: _plan(args, conn) if args.action == "plan"
+                    else _record(args, conn), open_failed=EXIT_INFRA)
 
 
 def _record(args: argparse.Namespace, conn) -> int:

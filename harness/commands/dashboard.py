@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 
 from harness.commands.cli import output_file, positive_int
-from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.outcomes import EXIT_OK, EXIT_USAGE
 from harness.history.board import DEFAULT_NIGHTS
-from harness.history.db import StoreError
 from harness.history.publish import page_from_store
-from harness.history.store import open_store
-from harness.history.target import add_store_arguments, store_target
+from harness.history.target import add_store_arguments, on_store
 from harness.results import write_atomic
 
 DEFAULT_OUT = Path("results/dashboard.html")
@@ -38,17 +36,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         quarantine = (load_quarantine(args.quarantine) if args.quarantine is not None
                       else default_quarantine())
-        conn = open_store(store_target(args), create=False)
-    except (StoreError, SpecError) as exc:
+    except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        text, board = page_from_store(conn, args.out, args.nights, quarantine=quarantine)
-    except conn.errors as exc:
-        print(f"error: {conn.label}: {str(exc).strip()}", file=sys.stderr)
-        return EXIT_INFRA
-    finally:
-        conn.close()
+    made: list = []
+    code = on_store(args, lambda conn: made.append(page_from_store(
+        conn, args.out, args.nights, quarantine=quarantine)) or EXIT_OK)
+    if code != EXIT_OK:
+        return code
+    text, board = made[0]
     write_atomic(args.out, text)
     broken = sum(line.broken_now for p in board.platforms for line in p.lines)
     flaky = sum(line.flaky.flaky for p in board.platforms for line in p.lines)

@@ -15,9 +15,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from harness.host.buildkite.pipeline import (MAX_JOBS_PER_UPLOAD, Comparison, PipelineOptions,
-                                        plan_pipeline)
-from harness.host.buildkite.uploads import job_count, render
+from harness.host.buildkite.pipeline import Comparison, PipelineOptions, plan_pipeline
+from harness.host.buildkite.uploads import MAX_JOBS_PER_UPLOAD, job_count, render
 from harness.commands.cli import DEFAULT_CASES, positive_int
 from harness.outcomes import EXIT_OK, EXIT_USAGE
 from harness.spec.settings import with_queues

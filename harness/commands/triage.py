@@ -13,10 +13,8 @@ import sys
 from pathlib import Path
 
 from harness.commands.cli import output_file, positive_int
-from harness.history.db import StoreError
-from harness.history.store import open_store
-from harness.history.target import add_store_arguments, store_target
-from harness.outcomes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from harness.history.target import add_store_arguments, on_store
+from harness.outcomes import EXIT_OK, EXIT_USAGE
 from harness.results import write_atomic
 from harness.signatures import triage_render
 from harness.signatures.rulebook import rule_links
@@ -43,18 +41,11 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     occurrences, passes, nights = [], [], []
     if not args.runs or args.db or args.db_env:
-        try:
-            conn = open_store(store_target(args), create=False)
-        except StoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            occurrences, passes, nights = from_store(conn, args.nights)
-        except conn.errors as exc:
-            print(f"error: {conn.label}: {str(exc).strip()}", file=sys.stderr)
-            return EXIT_INFRA
-        finally:
-            conn.close()
+        read: list = []
+        code = on_store(args, lambda conn: read.append(from_store(conn, args.nights)) or EXIT_OK)
+        if code != EXIT_OK:
+            return code
+        occurrences, passes, nights = read[0]
     stored = {n.run_id for n in nights}
     fresh = [r for r in args.runs if r.name not in stored]
     if fresh:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
 
 # Run in the platform's Python: argv[1] is the snapshot directory. One JSON line on stdout.
 PROBE = """

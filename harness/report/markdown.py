@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import html
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.compare.explain import (counts_line, output_lines, pair_title, reference_line,
-                                     side_status, strip_ansi)
+                                     side_status)
 from harness.compare.model import CaseComparison, Comparison, PairComparison
 from harness.compare.verdicts import Outcome, Verdict
 from harness.outcomes import EXIT_CODES, EXIT_OK

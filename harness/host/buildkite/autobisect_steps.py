@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from harness.host.bisect.autoplan import Planned
 from harness.host.buildkite.shell import AGENT_LOST, Raw, sh
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA
+from harness.proc import flag_words
 
 if TYPE_CHECKING:
     from harness.host.buildkite.options import PipelineOptions
@@ -77,14 +78,8 @@ def bisect_steps(planned: Planned, platform: "Platform", harness: str, results: 
 def plan_command(options: "PipelineOptions", platform: str, baseline: str | None,
                  run_dir: Any, db: Sequence[str]) -> list[Any]:
     """`harness autobisect plan ...` for the nightly step (words for pipeline.sh)."""
-    argv: list[Any] = ["autobisect", "plan", "--run-dir", run_dir, *db, "--platform", platform]
-    argv += ["--baseline", baseline] if baseline else []
-    if options.cases:
-        argv += ["--cases", options.cases]
-    if options.platforms_file:
-        argv += ["--platforms-file", options.platforms_file]
-    if options.queue:
-        argv += ["--queue", options.queue]
-    if options.harness != "harness":
-        argv += ["--harness-command", options.harness]
-    return argv + options.autobisect_argv()
+    return ["autobisect", "plan", "--run-dir", run_dir, *db, "--platform", platform, *flag_words(
+        ("--baseline", baseline), ("--cases", options.cases),
+        ("--platforms-file", options.platforms_file), ("--queue", options.queue),
+        ("--harness-command", options.harness if options.harness != "harness" else None)),
+        *options.autobisect_argv()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.host.buildkite.uploads import MAX_JOBS_PER_UPLOAD, PipelineError
+from harness.proc import flag_words
 
 
 @dataclass(frozen=True)
@@ -70,61 +71,31 @@ class PipelineOptions:
     bisect_tag_pattern: str | None = None
 
     def argv(self) -> list[str]:
-        out: list[str] = []
-        if self.cases:
-            out += ["--cases", self.cases]
-        if self.platforms_file:
-            out += ["--platforms-file", self.platforms_file]
-        if self.platforms:
-            out += ["--platform", ",".join(self.platforms)]
-        if self.keyword:
-            out += ["-k", self.keyword]
-        if self.nightly:
-            out.append("--nightly")
-        if self.gpu_reference:
-            out.append("--gpu-reference")
-        if self.parallelism != 1:
-            out += ["--parallelism", str(self.parallelism)]
-        if self.build_images:
-            out.append("--build-images")
-        if self.push_images:
-            out.append("--push-images")
-        for platform, image in self.images:
-            out += ["--image", f"{platform}={image}"]
-        if self.registry:
-            out += ["--registry", self.registry]
-        if self.namespace:
-            out += ["--namespace", self.namespace]
+        """``harness pipeline``'s own arguments for these options (round trip): only what
+        differs from the defaults."""
+        compares: list[tuple[str, object]] = []
         if self.comparisons != PipelineOptions.comparisons:
-            for comparison in self.comparisons:
-                out += ["--compare", f"{comparison.baseline}:{comparison.candidate}"]
-            if not self.comparisons:
-                out.append("--no-compare")
-        if self.queue:
-            out += ["--queue", self.queue]
-        if self.history_db:
-            out += ["--history-db", self.history_db]
-        if self.baseline_run:
-            out += ["--baseline-run", self.baseline_run]
-        if self.history_db_env:
-            out += ["--history-db-env", self.history_db_env]
-        if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD:
-            out += ["--max-jobs-per-upload", str(self.max_jobs_per_upload)]
-        if self.harness != "harness":
-            out += ["--harness-command", self.harness]
-        if self.test_engine_token_env:
-            out += ["--test-engine-token-env", self.test_engine_token_env]
-        return out + self.autobisect_argv()
+            compares = [("--compare", f"{c.baseline}:{c.candidate}") for c in self.comparisons]
+            compares += [("--no-compare", not self.comparisons)]
+        return flag_words(
+            ("--cases", self.cases), ("--platforms-file", self.platforms_file),
+            ("--platform", ",".join(self.platforms)), ("-k", self.keyword),
+            ("--nightly", self.nightly), ("--gpu-reference", self.gpu_reference),
+            ("--parallelism", self.parallelism if self.parallelism != 1 else None),
+            ("--build-images", self.build_images), ("--push-images", self.push_images),
+            *(("--image", f"{platform}={image}") for platform, image in self.images),
+            ("--registry", self.registry), ("--namespace", self.namespace), *compares,
+            ("--queue", self.queue), ("--history-db", self.history_db),
+            ("--baseline-run", self.baseline_run), ("--history-db-env", self.history_db_env),
+            ("--max-jobs-per-upload", self.max_jobs_per_upload
+             if self.max_jobs_per_upload != MAX_JOBS_PER_UPLOAD else None),
+            ("--harness-command", self.harness if self.harness != "harness" else None),
+            ("--test-engine-token-env", self.test_engine_token_env)) + self.autobisect_argv()
 
     def autobisect_argv(self) -> list[str]:
         """The auto-bisect settings of ``harness pipeline``, as it takes them (round trip)."""
-        out: list[str] = []
-        if self.no_autobisect:
-            out.append("--no-autobisect")
-        for flag, value in (("--bisect-max-age", self.bisect_max_age),
-                            ("--bisect-budget", self.bisect_budget),
-                            ("--bisect-tags-from", self.bisect_tags_from),
-                            ("--bisect-tag-pattern", self.bisect_tag_pattern)):
-            if value is not None:
-                out += [flag, str(value)]
-        return out
+        return flag_words(("--no-autobisect", self.no_autobisect),
+                          ("--bisect-max-age", self.bisect_max_age),
+                          ("--bisect-budget", self.bisect_budget),
+                          ("--bisect-tags-from", self.bisect_tags_from),
+                          ("--bisect-tag-pattern", self.bisect_tag_pattern))

@@ -42,8 +42,7 @@ from harness.host.buildkite.options import Comparison, PipelineOptions
 from harness.host.buildkite.shard import useful_shards
 from harness.host.buildkite.shell import AGENT_LOST, RESULTS, RUN_ID, Raw, sh
 from harness.models.fetch import FETCH_TIMEOUT_S
-from harness.host.buildkite.uploads import (MAX_JOBS_PER_UPLOAD, PipelineError, check_documents,
-                                       split_uploads)
+from harness.host.buildkite.uploads import PipelineError, check_documents, split_uploads
 from harness.outcomes import EXIT_FAILED, EXIT_INFRA, EXIT_USAGE
 from harness.plan import Job
 from harness.spec.platform import Platform, is_secret_name
