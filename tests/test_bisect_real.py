@@ -18,7 +18,6 @@ image's ENV is what the worker sees.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -34,6 +33,7 @@ from harness.host.bisect.state import load_state
 from harness.results import read_result
 from tests.conftest import CASES, REPO
 from tests.engines import CONTAINER_PYTHON, venv_mounts
+from tests.nightly_images import NightlyTag, build_and_push as push_nightlies
 
 pytestmark = pytest.mark.container
 
@@ -62,27 +62,11 @@ def build_and_push(docker, registry, base: str, repo: str, tags: dict[str, dict[
                    workdir: Path) -> list[str]:
     """One image per tag FROM base: a version file layer, version LABELs, the given ENV. Pushed
     in order (so creation times follow it), then removed locally so each run pulls it."""
-    refs = []
-    for index, (tag, env) in enumerate(tags.items()):
-        context = workdir / f"{repo.replace('/', '_')}-{tag}"
-        context.mkdir(parents=True)
-        (context / "version.txt").write_text(f"{tag}\n")
-        lines = [f"FROM {base}", "COPY version.txt /etc/vllm-build-version",
-                 f'LABEL org.opencontainers.image.version="0.{index}.0" '
-                 f'vllm.commit="{str(index) * 12}"']
-        lines += [f'ENV {name}="{value}"' for name, value in env.items()]
-        (context / "Dockerfile").write_text("\n".join(lines) + "\n")
-        ref = f"{registry.address}/{repo}:{tag}"
-        built = docker("build", "--network=host", "-t", ref, str(context), timeout=300,
-                       env_extra={"DOCKER_BUILDKIT": "1"})
-        assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-        pushed = docker("push", ref, timeout=600)
-        assert pushed.returncode == 0, pushed.stderr[-2000:]
-        refs.append(ref)
-        time.sleep(1.1)  # distinct creation times, whatever the clock's resolution
-    removed = docker("rmi", *refs, timeout=120)
-    assert removed.returncode == 0, removed.stderr
-    return refs
+    return push_nightlies(docker, registry, base, repo, [
+        NightlyTag(tag, {"/etc/vllm-build-version": f"{tag}\n"}, env,
+                   {"org.opencontainers.image.version": f"0.{index}.0",
+                    "vllm.commit": str(index) * 12})
+        for index, (tag, env) in enumerate(tags.items())], workdir)
 
 
 @pytest.fixture(scope="module")
