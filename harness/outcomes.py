@@ -48,6 +48,7 @@ FailureClass = Literal[
     "registry",  # the image registry failed or stopped answering during a pull
     "worker-died",  # the harness's worker process died before writing the job's result
     "tests-missing",  # vLLM's tests tree for the vLLM that runs is not fetched: `harness tests fetch`
+    "remote-code",  # the model repository's own code (trust_remote_code) does not load here
 ]
 FAILURE_CLASSES: tuple[str, ...] = get_args(FailureClass)
 
@@ -74,6 +75,10 @@ INFRA_CLASSES = RETRIED_CLASSES | frozenset({
     "worker-died",
     # The vllm_tests tree is fetched before the job (`harness tests fetch`), never inside it.
     "tests-missing",
+    # The pinned snapshot's remote code (Phi-4-multimodal's processor) does not import under the
+    # image's transformers: the case's pin against tonight's stack, not vLLM's code. Not
+    # retried: it fails the same way every time; `harness doctor` finds it in seconds.
+    "remote-code",
 })
 VERDICT_CLASSES = frozenset(FAILURE_CLASSES) - INFRA_CLASSES  # crash, request-error, check-failed
 

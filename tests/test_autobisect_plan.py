@@ -25,9 +25,10 @@ def digest(i: int) -> str:
 
 
 def obs(night: int, status: str, image: int, failure_class: str | None = None,
-        commit: str | None = None, attempts: int | None = None) -> Observation:
+        commit: str | None = None, attempts: int | None = None,
+        signature: str | None = None) -> Observation:
     return Observation(night, f"build-{night + 1}", status, failure_class,
-                       commit or f"{night:040x}", digest(image), attempts)
+                       commit or f"{night:040x}", digest(image), attempts, signature)
 
 
 NIGHTS = [f"build-{i + 1}" for i in range(6)]
@@ -207,3 +208,15 @@ def test_the_uploaded_steps_are_valid_buildkite_and_the_stand_in_understands_the
     assert bisect.retry[0].exit_status == -1 and len(bisect.retry) == 1  # a lost agent only
     assert f"--max-total-runs {planned.max_runs}" in bisect.commands[-1]
     assert bisect.timeout_s == (rocm.timeout_minutes * planned.max_runs + 15) * 60
+
+
+def test_the_same_failure_is_the_same_signature_not_only_the_same_class():
+    signed = "phi4mm-ragged-image-mask"
+    # A bisect running for this crash's signature blocks a second one for it...
+    tonight = broken_tonight(signature=signed)
+    result = decide({CASE: tonight}, records=[running(signature=signed)])
+    assert refusal(result).reason.startswith(f"already bisected for [{signed}]")
+    # ...but another crash (another rule, same class) of the same case is another failure.
+    other = broken_tonight(signature="aiter-jit-build-failed [module=module_moe_ck2stages]")
+    assert decide({CASE: other}, records=[running(signature=signed)]).bisects
+    assert failure_key("failed", "crash", signed) == signed

