@@ -67,7 +67,11 @@ def test_remote_code_that_loads_passes_naming_the_transformers_version(tmp_path)
     line = remote_code_line(done.stdout)
     assert line.strip().startswith("PASS"), done.stdout + done.stderr
     assert f"transformers {transformers.__version__}" in line and "Phi4MMProcessor" in line
-    assert done.returncode == 0, done.stdout
+    # The hub-source disk check wants room for the real weights (60 GiB): a machine with less
+    # free fails it, and only it; every other check passes.
+    failed = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("FAIL")]
+    assert all("disk: models" in ln for ln in failed), done.stdout
+    assert done.returncode == (3 if failed else 0), done.stdout
     print(f"doctor with the remote-code check: {time.monotonic() - began:.1f} s")
 
 
