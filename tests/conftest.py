@@ -45,6 +45,10 @@ def require_tools(*tools: str) -> None:
 # Real engines (dockerd, registry) shared by every test module, one of each per session.
 from tests.engines import docker_base_image, docker_engine, podman_base, registry  # noqa: E402,F401
 from tests.vllm_images import nightlies, vllm_standin  # noqa: E402,F401
+# The rehearsal's nights, once per session for every module that asserts on them (a session
+# fixture imported into two test modules is two fixtures, built twice). A plugin, as
+# tests/rehearsal.py imports this file.
+pytest_plugins = ["tests.rehearsal"]
 @pytest.fixture(scope="session")
 def postgres_server():
     """One real PostgreSQL 15 server per test process (tests/pgserver.py)."""

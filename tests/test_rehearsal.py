@@ -28,7 +28,6 @@ from tests.conftest import REPO
 from tests.hub_fixtures import fake_hub_cache
 from tests.rehearsal_setup import write_cases
 from tests.rehearsal import NIGHT2_FIRST_BAD, NIGHT2_LAST, agent_env_after_hooks
-from tests.rehearsal import night1, night2, rehearsal  # noqa: F401 (session fixtures)
 from tests.vllm_images import fake_commit, vllm_version
 
 pytestmark = pytest.mark.container

@@ -15,7 +15,7 @@ import pytest
 
 from harness.history.bisects import load_records
 from harness.history.store import open_store
-from tests.rehearsal import NIGHT2_FIRST_BAD, night1, night2, rehearsal  # noqa: F401
+from tests.rehearsal import NIGHT2_FIRST_BAD
 from tests.vllm_images import fake_commit, vllm_version
 
 pytestmark = pytest.mark.container
