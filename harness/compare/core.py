@@ -195,6 +195,12 @@ def check_reference(reference: Side, case_id: str, baseline: Result,
     return ReferenceCheck(name, agrees, note=note, baseline=with_b, candidate=with_c)
 
 
+def _sides(case: CaseComparison, bn: str, cn: str, outcome: Outcome) -> list:
+    """(side name, result) of the sides whose outcome is ``outcome``, baseline first."""
+    return [(n, r) for n, r, o in ((bn, case.baseline, case.baseline_outcome),
+                                   (cn, case.candidate, case.candidate_outcome)) if o is outcome]
+
+
 def _message(result: Result | None) -> str:
     if result is None:
         return ""
@@ -258,19 +264,14 @@ def describe(case: CaseComparison, baseline: Side, candidate: Side) -> str:
         return (f"passes on {cn} although marked xfail (strict): {_expectation(case.candidate)}; "
                 "remove the expectation")
     if v is Verdict.INFRA:
-        sides = [(n, r) for n, r, o in ((bn, case.baseline, case.baseline_outcome),
-                                        (cn, case.candidate, case.candidate_outcome))
-                 if o is Outcome.INFRA]
         return "infrastructure error, code not tested: " + "; ".join(
-            f"{n}: {_message(r)}" for n, r in sides)
+            f"{n}: {_message(r)}" for n, r in _sides(case, bn, cn, Outcome.INFRA))
     if v in (Verdict.MISSING, Verdict.CORRUPT):
         problems = [p for p in (case.baseline_problem, case.candidate_problem)
                     if p is not None and (v is Verdict.MISSING or p.problem != "missing")]
         return "; ".join(f"{p.path}: {p.problem}" for p in problems)
     if v is Verdict.SKIPPED:
-        sides = [(n, r) for n, r, o in ((bn, case.baseline, case.baseline_outcome),
-                                        (cn, case.candidate, case.candidate_outcome))
-                 if o is Outcome.SKIPPED]
-        return "skipped: " + "; ".join(f"{n}: {r.message if r else ''}" for n, r in sides)
+        return "skipped: " + "; ".join(f"{n}: {r.message if r else ''}"
+                                       for n, r in _sides(case, bn, cn, Outcome.SKIPPED))
     status = case.candidate.status if case.candidate else str(case.candidate_outcome)
     return f"only on {cn} ({status}); no result on {bn}"
