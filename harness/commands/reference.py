@@ -4,6 +4,9 @@ Runs the case's requests through Hugging Face transformers (fp32, greedy; CPU, o
 `--device cuda`, written as platform `hf-cuda`) on the same
 weights the platform used and writes ``<results>/<run>/hf/<case>.json``. Then
 ``harness compare <results>/<run> --baseline hf --candidate cpu`` compares against it.
+Transformers runs in its own process (``python -m harness.worker.reference``): in this
+Python, or with ``--platform P`` in that platform's image, with its torch, transformers and GPUs
+(a GPU agent's host has none of them).
 
 Exit codes: 0 every case generated (or declares no reference), 2 usage or input error,
 3 the reference failed for some case (its result says why).
@@ -30,20 +33,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-cache", type=Path, default=None,
                         help="where tiny models are built (default: $HARNESS_MODEL_CACHE or "
                              "~/.cache/vllm-harness/models, as `harness run`)")
-    parser.add_argument("--model-source", choices=["tiny", "hub"], default="tiny",
+    parser.add_argument("--model-source", choices=["tiny", "hub"], default=None,
                         help="the tiny offline recipe (as the cpu platform) or the hub model "
-                             "(as GPU platforms; needs the weights in the HF cache)")
+                             "(as GPU platforms; needs the weights in the HF cache); default: "
+                             "the --platform's, else tiny")
     parser.add_argument("--device", default="cpu",
                         help="torch device: cpu (platform hf) or cuda[:N] (platform hf-cuda; "
                              "ROCm's torch calls its GPUs cuda too)")
+    parser.add_argument("--platform", default=None,
+                        help="run it in this container platform's image (its GPUs, its "
+                             "transformers), as the worker runs")
+    parser.add_argument("--platforms-file", type=Path, default=None,
+                        help="default: cases/platforms.yaml")
+    parser.add_argument("--image", default=None, help="with --platform: the image to run")
     parser.add_argument("--timeout", type=float, default=REFERENCE_TIMEOUT_S,
                         help="seconds for all the cases together (default %(default)g)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness import proc
+    from harness.commands.cli import DEFAULT_CASES
     from harness.runid import is_valid_run_id
-    from harness.spec.case import load_cases
+    from harness.spec.case import PLATFORMS_FILE, load_cases, load_platforms
 
     if not (args.device == "cpu" or args.device == "cuda" or
             (args.device.startswith("cuda:") and args.device[5:].isdigit())):
@@ -61,7 +71,25 @@ def run(args: argparse.Namespace) -> int:
     if not cases:
         print("error: no case files found", file=sys.stderr)
         return EXIT_USAGE
-    # transformers runs in the worker's process (harness.worker.reference), as an engine does
+    if args.platform is None:
+        args.model_source = args.model_source or "tiny"
+        return _here(args, cases)
+    args.platforms_file = args.platforms_file or DEFAULT_CASES / PLATFORMS_FILE
+    platforms = load_platforms(args.platforms_file)  # SpecError: exit 2
+    platform = platforms.get(args.platform)
+    if platform is None or platform.launcher != "container":
+        print(f"error: --platform {args.platform}: "
+              + ("not in " + str(args.platforms_file) if platform is None else
+                 "not a container platform (drop --platform to run here)"), file=sys.stderr)
+        return EXIT_USAGE
+    args.model_source = args.model_source or platform.model_source
+    return _in_image(args, cases, platform)
+
+
+def _here(args: argparse.Namespace, cases) -> int:
+    """Transformers in this Python, in a child process with a deadline."""
+    from harness import proc
+
     job = {"cases": [str(c.source) for c in cases], "results": str(args.results),
            "run_id": args.run_id, "model_cache": str(args.model_cache or "") or None,
            "source": args.model_source, "device": args.device}
@@ -82,6 +110,48 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr)
         return EXIT_INFRA
     return done.returncode if done.returncode in (EXIT_OK, EXIT_INFRA) else EXIT_INFRA
+
+
+def _in_image(args: argparse.Namespace, cases, platform) -> int:
+    """Transformers in the platform's image: the worker's container, the reference as its
+    command. The container's log is the reference directory's ``worker.log``."""
+    from harness.host.execute import make_launch
+    from harness.host.launch.local import WorkerRequest
+    from harness.host.launch.ownership import make_dirs
+    from harness.host.launch.start_worker import WorkerOutcome, run_worker
+    from harness.proc import read_tail
+    from harness.results import WORKER_LOG
+    from harness.spec.platform import reference_platform_name
+
+    request = WorkerRequest(platform, [Path(c.source) for c in cases], args.platforms_file,
+                            args.results, args.run_id, None, Path.cwd())
+    launch = make_launch(request, image=args.image)
+    out_dir = args.results / args.run_id / reference_platform_name(args.device)
+    make_dirs(out_dir, launch.user)
+    log_path = out_dir / WORKER_LOG
+    blocked = launch.prepare()  # the image is missing or the pull failed: say so, run nothing
+    if blocked:
+        outcome = WorkerOutcome(None, False, False, 0.0, log_path, blocked)
+    else:
+        outcome = run_worker(launch.reference_argv(args.model_source, args.device), log_path,
+                             timeout_s=args.timeout, env=launch.env(), cwd=launch.workdir(),
+                             on_stop=launch.on_stop)
+    failure = launch.describe(outcome).get("failure")
+    launch.release(failed=outcome.returncode != EXIT_OK)
+    if not (outcome.timed_out or outcome.interrupted) and outcome.returncode in (EXIT_OK,
+                                                                                 EXIT_INFRA):
+        return outcome.returncode  # each case's result says how it went
+    if outcome.timed_out:
+        klass = "timeout"
+        message = f"the reference did not finish within --timeout {args.timeout:g} s"
+    elif outcome.interrupted:
+        klass, message = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
+    else:  # not started (image), the container lost or killed, or the process died
+        klass, message = failure or ("worker-died", blocked or
+                                     f"the reference's process exited {outcome.returncode}")
+    write_unfinished(cases, args, klass, message, read_tail(log_path))
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_INFRA
 
 
 def write_unfinished(cases, args: argparse.Namespace, failure_class: str, message: str,

@@ -59,22 +59,6 @@ def insert(conn: Connection, rows: Iterable[tuple[tuple[int, int, int], ResultRo
         conn.bulk_insert("signatures", COLUMNS, out)
 
 
-def signature_keys(conn: Connection, result_ids: Iterable[int]) -> dict[int, str]:
-    """``rule [key]`` of each given result that has a signature (by result primary key): what
-    "the same failure" is across nights (the auto-bisect's one bisect per failure)."""
-    from harness.history.store import CHUNK
-
-    found: dict[int, str] = {}
-    wanted = sorted(set(result_ids))
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start:start + CHUNK]
-        for ref, rule, key in conn.execute(
-                "SELECT result_ref, rule, sig_key FROM signatures WHERE rule IS NOT NULL AND "
-                f"result_ref IN ({','.join('?' * len(chunk))})", chunk):
-            found[ref] = f"{rule} [{key}]" if key else rule
-    return found
-
-
 def migrate_from_2(conn: Connection) -> int:
     """Add the table to a schema-2 store (inside the caller's write transaction) and sign
     its stored failures from their log tails; returns how many were signed."""

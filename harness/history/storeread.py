@@ -157,3 +157,17 @@ def changed_requests(conn: Connection, before_id: int, after_id: int) -> list[st
                               (before_id, after_id)))
     before, after = _digests(texts.get(before_id)), _digests(texts.get(after_id))
     return sorted(rid for rid in before.keys() | after.keys() if before.get(rid) != after.get(rid))
+
+
+def signature_keys(conn: Connection, result_ids: Iterable[int]) -> dict[int, str]:
+    """``rule [key]`` of each given result that has a signature (by result primary key): what
+    "the same failure" is across nights (the auto-bisect's one bisect per failure)."""
+    found: dict[int, str] = {}
+    wanted = sorted(set(result_ids))
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start:start + CHUNK]
+        for ref, rule, key in conn.execute(
+                "SELECT result_ref, rule, sig_key FROM signatures WHERE rule IS NOT NULL AND "
+                f"result_ref IN ({','.join('?' * len(chunk))})", chunk):
+            found[ref] = f"{rule} [{key}]" if key else rule
+    return found

@@ -13,8 +13,7 @@ from harness.host.bisect.candidates import CandidateError, by_creation_time, tag
 from harness.bisect_command import image_repository
 from harness.host.bisect.registry import RegistryError, registry_candidates
 from harness.history.db import Connection
-from harness.history.sigstore import signature_keys
-from harness.history.storeread import load_details, load_nights, load_rows
+from harness.history.storeread import load_details, load_nights, load_rows, signature_keys
 from harness.results import ResultFileError, read_result, result_path
 
 WINDOW_NIGHTS = 30  # nights read back for a last good (older ones are stale anyway)

@@ -7,7 +7,8 @@ pinned snapshots (present ones are not fetched again) and runs ``harness referen
 ``hf-cuda`` pseudo-platform under this build's run directory and uploads it. The compare steps
 download it and pass ``--reference hf-cuda``: where the sides disagree (regression, fix,
 divergence), the verdict line and the annotation say which side agrees with the reference.
-The agent's Python needs torch and transformers for its GPU (scripts/gpu-smoke.sh checks that).
+Transformers runs in the platform's image (``--platform``), as the worker does: the agent's
+host needs no torch (an agent set up as the README says has none).
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ def reference_step(platform: Platform, after: Sequence[str], options) -> dict[st
     fetch = sh(Raw(options.harness), "models", "fetch", "--platform", platform.name,
                *(["--cases", options.cases] if options.cases else []),
                *(["--platforms-file", options.platforms_file] if options.platforms_file else []))
+    # in the platform's image (its torch, transformers and GPUs), as the run steps' worker runs
     reference = sh(Raw(options.harness), "reference", "--case", cases, "--results", RESULTS,
-                   "--run-id", Raw(RUN_ID), "--model-source", "hub", "--device", DEVICE)
+                   "--run-id", Raw(RUN_ID), "--model-source", "hub", "--device", DEVICE,
+                   "--platform", platform.name,
+                   *(["--platforms-file", options.platforms_file] if options.platforms_file
+                     else []))
     return {
         "label": f"hf reference on {platform.name} (GPU, hub weights)",
         "key": KEY,

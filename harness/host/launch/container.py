@@ -27,6 +27,7 @@ directory per platform and image.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -126,7 +127,9 @@ class ContainerLaunch:
         # Podman takes the OCI runtime as a global option; docker as a `run` option.
         return images.client(self.engine, self.platform, self.environ)
 
-    def argv(self) -> list[str]:
+    def argv(self, command: list[str] | None = None) -> list[str]:
+        """The container run of the worker, or of ``command`` in its place (same image,
+        mounts, devices, environment and deadline)."""
         p, r = self.platform, self.request
         args = [*self.engine_prefix(), "run"]
         if self.engine == "docker" and p.runtime:
@@ -151,7 +154,7 @@ class ContainerLaunch:
         args.append(self.image)
         deadline = p.timeout_minutes * 60 + INNER_DEADLINE_MARGIN_S
         args += [f"--kill-after={INNER_KILL_AFTER_S}s", "--signal=INT", f"{deadline}s"]
-        return args + self._worker_argv()
+        return args + (command if command is not None else self._worker_argv())
 
     def _worker_argv(self) -> list[str]:
         r, paths = self.request, self._paths
@@ -163,6 +166,17 @@ class ContainerLaunch:
             platforms_file=paths[r.platforms_file],
             extra=["--rootdir", REPO_DIR, *r.worker_options(),
                    *(["--harness-vllm-tests", TESTS_CACHE_DIR] if self._tests_mounted() else [])])
+
+    def reference_argv(self, source: str, device: str) -> list[str]:
+        """The transformers reference of the request's cases (``python -m
+        harness.worker.reference``) in this platform's image: its torch and transformers, its
+        GPUs; nothing of them needed on the agent's host."""
+        r = self.request
+        job = {"cases": [self._paths[p] for p in r.case_files], "results": RESULTS_DIR,
+               "run_id": r.run_id, "source": source, "device": device,
+               "model_cache": MODEL_CACHE_DIR if self.platform.model_source == "tiny" else None}
+        return self.argv([self.platform.python, "-m", "harness.worker.reference",
+                          json.dumps(job)])
 
     def _tests_mounted(self) -> bool:
         return any(target == TESTS_CACHE_DIR for _, target, _ in self._mounts)
