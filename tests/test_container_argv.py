@@ -16,6 +16,7 @@ import pytest
 
 from harness.host.launch.container import (COMPILE_CACHE_DIR, HF_CACHE_DIR, INNER_DEADLINE_MARGIN_S,
                                       MODEL_CACHE_DIR, ContainerLaunch)
+import harness.host.launch.container as container_module
 from harness.host.launch.gpus import (gpus_for_parallel_job, parallel_job_index, parse_gpus,
                                  select_gpus)
 from harness.host.launch.local import WorkerRequest
@@ -336,7 +337,9 @@ def fake_engine(launch: ContainerLaunch, state: dict, calls: list):
     ({"OOMKilled": False, "ExitCode": 137, "Running": False}, True, False),  # our own kill
     ({"OOMKilled": False, "ExitCode": 1, "Running": False}, False, False),
 ])
-def test_describe_classifies_oom_from_fake_inspect(tmp_path, group_file, state, timed_out, oom):
+def test_describe_classifies_oom_from_fake_inspect(tmp_path, group_file, state, timed_out, oom,
+                                                   monkeypatch):
+    monkeypatch.setattr(container_module, "REMOVAL_SETTLE_S", 0.6)
     launch = launch_for("rocm", tmp_path, group_file)
     calls: list = []
     fake_engine(launch, state, calls)
@@ -346,7 +349,37 @@ def test_describe_classifies_oom_from_fake_inspect(tmp_path, group_file, state, 
     details = launch.describe(outcome)
     assert (details["oom"], details["exit_code"], details["removed"]) == (
         oom, state["ExitCode"], True)
-    assert [c[0] for c in calls] == ["inspect", "logs", "rm", "inspect", "image"]
+    names = [c[0] for c in calls]
+    # an unflagged SIGKILL is watched a moment for someone else's removal (more inspects)
+    watched = state["ExitCode"] == 137 and not state["OOMKilled"]
+    head = 1 + next(i for i, name in enumerate(names[1:]) if name != "inspect")
+    assert (head > 1) == watched
+    assert ["inspect", *names[head:]] == ["inspect", "logs", "rm", "inspect", "image"]
+
+
+def test_a_container_removed_by_someone_else_after_its_kill_is_lost_not_oom(
+        tmp_path, group_file, monkeypatch):
+    """`rm -f` by someone else kills (exit 137, no OOM flag) and removes a moment later: the
+    first inspect sees the killed container, a later one sees nothing (fake engine)."""
+    monkeypatch.setattr(container_module, "REMOVAL_SETTLE_S", 2.0)
+    launch = launch_for("rocm", tmp_path, group_file)
+    state = {"OOMKilled": False, "ExitCode": 137, "Running": False, "Status": "exited"}
+    calls: list = []
+    fake_engine(launch, state, calls)
+    real_call = launch._call
+
+    def call(*args):  # the janitor's removal lands after the first inspect
+        if args[0] == "inspect" and [c[0] for c in calls].count("inspect") >= 1:
+            calls.append(args)
+            return subprocess.CompletedProcess(args, 1, "", "no such object")
+        return real_call(*args)
+
+    launch._call = call  # type: ignore[method-assign]
+    outcome = WorkerOutcome(137, False, False, 1.0, tmp_path / "worker.log")
+    launch.on_stop()
+    details = launch.describe(outcome)
+    assert details["oom"] is False
+    assert details["failure"][0] == "container-lost", details
     log = (tmp_path / "results/build-42/rocm/container.log").read_text()
     assert "line" in log and SECRET not in log
 

@@ -41,7 +41,8 @@ from harness.host import images
 from harness.host.launch.agent_gpus import agent_pinning, pinned_args, share_for_parallel_job
 from harness.host.launch.gpus import (GROUP_FILE, SYSFS, count_gpus, gpu_args,
                                  parallel_job_index, select_gpus)
-from harness.host.launch.container_exit import classify_exit, oom_killed
+from harness.host.launch.container_exit import (SIGKILL_EXIT, being_removed, classify_exit,
+                                                oom_killed)
 from harness.host.launch.local import WorkerRequest
 from harness.host.launch.ownership import chown, hand_over, make_dirs, owner_of
 from harness.models import default_cache_root
@@ -73,6 +74,9 @@ LABEL = "vllm-harness.run"
 # interrupts gracefully and classifies the result as a timeout) normally fires first.
 INNER_DEADLINE_MARGIN_S = 300
 INNER_KILL_AFTER_S = 30
+# How long a container killed by a SIGKILL we did not send is watched for removal by someone
+# else (whose `rm -f` kills first and removes a moment later) before it counts as an OOM kill.
+REMOVAL_SETTLE_S = 5.0
 # Passed by name when the host has them: CI identity for the fingerprint, test mutations.
 BY_NAME = (*BUILDKITE_FIELDS.values(), "BUILDKITE_PARALLEL_JOB", "HARNESS_MUTATIONS")
 
@@ -364,6 +368,8 @@ class ContainerLaunch:
             self._call("kill", self.name)
             self._call("wait", self.name)
             state = self.inspect() or state
+        elif self._removed_by_someone_else(state.get("State", {})):
+            state = {**state, "State": {**state.get("State", {}), "Status": "removing"}}
         self._state = state
         self._save_log()
         if self.keep_container:  # stopped, kept until release() knows whether a job failed
@@ -372,6 +378,20 @@ class ContainerLaunch:
             self._call("rm", "-f", self.name)
             self.removed = not self._exists()
         hand_over(self._platform_dir(), self.user)
+
+    def _removed_by_someone_else(self, exited: dict) -> bool:
+        """A SIGKILL we did not send, without the OOM flag, is an OOM kill (podman with runc on
+        cgroup v1 does not flag it) or someone's ``rm -f``, which kills first and removes a
+        moment later: watch the container for a few seconds to tell them apart."""
+        if exited.get("ExitCode") != SIGKILL_EXIT or exited.get("OOMKilled"):
+            return False
+        deadline = time.monotonic() + REMOVAL_SETTLE_S
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            again = self.inspect()
+            if again is None or being_removed(again.get("State", {})):
+                return True
+        return False
 
     def _platform_dir(self) -> Path:
         r = self.request
