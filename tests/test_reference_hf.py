@@ -185,3 +185,5 @@ def test_a_reference_stopped_at_its_timeout_leaves_a_result_saying_so(tmp_path, 
     assert (result.status, result.failure_class) == ("error", "timeout")
     assert "--timeout 0.5 s" in result.message and result.job_id == f"{QWEN}@hf"
     assert "did not finish" in capsys.readouterr().err
+    # One runner for here and in an image: its output is the reference directory's worker.log
+    assert (tmp_path / "run-1" / PLATFORM / "worker.log").is_file()

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.platform is None:
         args.model_source = args.model_source or "tiny"
-        return _here(args, cases)
+        return _reference(args, cases, None)
     args.platforms_file = args.platforms_file or DEFAULT_CASES / PLATFORMS_FILE
     platforms = load_platforms(args.platforms_file)  # SpecError: exit 2
     platform = platforms.get(args.platform)
@@ -83,61 +83,50 @@ def run(args: argparse.Namespace) -> int:
                  "not a container platform (drop --platform to run here)"), file=sys.stderr)
         return EXIT_USAGE
     args.model_source = args.model_source or platform.model_source
-    return _in_image(args, cases, platform)
+    return _reference(args, cases, platform)
 
 
-def _here(args: argparse.Namespace, cases) -> int:
-    """Transformers in this Python, in a child process with a deadline."""
-    from harness import proc
-
-    job = {"cases": [str(c.source) for c in cases], "results": str(args.results),
-           "run_id": args.run_id, "model_cache": str(args.model_cache or "") or None,
-           "source": args.model_source, "device": args.device}
-    try:
-        done = proc.call([sys.executable, "-m", "harness.worker.reference", json.dumps(job)],
-                         timeout_s=args.timeout)
-    except KeyboardInterrupt:
-        write_unfinished(cases, args, "interrupted", "interrupted (Ctrl-C or SIGTERM)", "")
-        raise
-    if done is None:
-        print(f"error: cannot start {sys.executable}", file=sys.stderr)
-        return EXIT_INFRA
-    print(done.stdout, end="")
-    print(done.stderr, end="", file=sys.stderr)
-    if done.returncode is None:
-        message = f"the reference did not finish within --timeout {args.timeout:g} s"
-        write_unfinished(cases, args, "timeout", message, done.stdout + done.stderr)
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_INFRA
-    return done.returncode if done.returncode in (EXIT_OK, EXIT_INFRA) else EXIT_INFRA
-
-
-def _in_image(args: argparse.Namespace, cases, platform) -> int:
-    """Transformers in the platform's image: the worker's container, the reference as its
-    command. The container's log is the reference directory's ``worker.log``."""
-    from harness.host.execute import make_launch
-    from harness.host.launch.local import WorkerRequest
+def _reference(args: argparse.Namespace, cases, platform) -> int:
+    """Transformers in its own process with a deadline: in this Python (``platform`` None), or
+    in the platform's image (the worker's container, the reference as its command). Its output
+    is the reference directory's ``worker.log``; a reference that stopped early leaves a result
+    per case saying why."""
     from harness.host.launch.ownership import make_dirs
     from harness.host.launch.start_worker import WorkerOutcome, run_worker
     from harness.proc import read_tail
     from harness.results import WORKER_LOG
     from harness.spec.platform import reference_platform_name
 
-    request = WorkerRequest(platform, [Path(c.source) for c in cases], args.platforms_file,
-                            args.results, args.run_id, None, Path.cwd())
-    launch = make_launch(request, image=args.image)
     out_dir = args.results / args.run_id / reference_platform_name(args.device)
-    make_dirs(out_dir, launch.user)
+    launch, blocked = None, ""
+    if platform is None:
+        job = {"cases": [str(c.source) for c in cases], "results": str(args.results),
+               "run_id": args.run_id, "model_cache": str(args.model_cache or "") or None,
+               "source": args.model_source, "device": args.device}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        argv, env, cwd, on_stop = ([sys.executable, "-m", "harness.worker.reference",
+                                    json.dumps(job)], None, None, None)
+    else:
+        from harness.host.execute import make_launch
+        from harness.host.launch.local import WorkerRequest
+
+        request = WorkerRequest(platform, [Path(c.source) for c in cases], args.platforms_file,
+                                args.results, args.run_id, None, Path.cwd())
+        launch = make_launch(request, image=args.image)
+        make_dirs(out_dir, launch.user)
+        blocked = launch.prepare()  # the image is missing or the pull failed: run nothing
+        argv = launch.reference_argv(args.model_source, args.device)
+        env, cwd, on_stop = launch.env(), launch.workdir(), launch.on_stop
     log_path = out_dir / WORKER_LOG
-    blocked = launch.prepare()  # the image is missing or the pull failed: say so, run nothing
     if blocked:
         outcome = WorkerOutcome(None, False, False, 0.0, log_path, blocked)
     else:
-        outcome = run_worker(launch.reference_argv(args.model_source, args.device), log_path,
-                             timeout_s=args.timeout, env=launch.env(), cwd=launch.workdir(),
-                             on_stop=launch.on_stop)
-    failure = launch.describe(outcome).get("failure")
-    launch.release(failed=outcome.returncode != EXIT_OK)
+        outcome = run_worker(argv, log_path, timeout_s=args.timeout, env=env, cwd=cwd,
+                             on_stop=on_stop)
+    failure = None
+    if launch is not None:
+        failure = launch.describe(outcome).get("failure")
+        launch.release(failed=outcome.returncode != EXIT_OK)
     if not (outcome.timed_out or outcome.interrupted) and outcome.returncode in (EXIT_OK,
                                                                                  EXIT_INFRA):
         return outcome.returncode  # each case's result says how it went
@@ -146,8 +135,8 @@ def _in_image(args: argparse.Namespace, cases, platform) -> int:
         message = f"the reference did not finish within --timeout {args.timeout:g} s"
     elif outcome.interrupted:
         klass, message = "interrupted", "interrupted (Ctrl-C or SIGTERM)"
-    else:  # not started (image), the container lost or killed, or the process died
-        klass, message = failure or ("worker-died", blocked or
+    else:  # not started (image or Python), the container lost or killed, the process died
+        klass, message = failure or ("worker-died", blocked or outcome.start_error or
                                      f"the reference's process exited {outcome.returncode}")
     write_unfinished(cases, args, klass, message, read_tail(log_path))
     print(f"error: {message}", file=sys.stderr)
