@@ -101,6 +101,41 @@ def test_reference_made_on_an_h200_agrees_with_the_cpu_reference():
     assert gpu.fingerprint["accelerator"] == "cuda"
 
 
+def max_logprob_diff(run_dir: Path) -> float:
+    report = compare_runs([run_dir], baseline=PLATFORM, candidates=["hf-cuda"], reference=None)
+    (pair,) = report.pairs
+    (qwen,) = pair.cases
+    assert qwen.verdict is Verdict.PARITY, qwen.detail
+    assert all(r.divergence is None for r in qwen.outputs.requests)  # the same tokens
+    return qwen.outputs.max_logprob_diff
+
+
+def test_the_gpu_reference_is_strict_fp32_because_tf32_moved_it_on_an_h200():
+    # Recorded on a lent H200 (tests/data/h200_reference/README.md): PyTorch's default lets
+    # cuDNN use TF32, and Qwen's Conv3d patch embedding then moved the reference ~500x further
+    # from the CPU's than with TF32 off.
+    data = REPO / "tests" / "data" / "h200_reference"
+    with_tf32, strict = (max_logprob_diff(data / "tf32-on-20261204"),
+                         max_logprob_diff(data / "tf32-off-20261204"))
+    assert with_tf32 > 1e-3 and strict < 1e-5, (with_tf32, strict)
+
+
+def test_the_reference_turns_tf32_off_before_loading(tmp_path):
+    import torch
+
+    from harness.worker.reference import hf
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = True  # PyTorch's default for cuDNN
+    try:
+        with pytest.raises(Exception):  # no model there: the load fails after the flags are set
+            hf.load(str(tmp_path / "no-model"))
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 # ---------------------------------------------------------------- real engines
 
 

@@ -57,7 +57,7 @@ def run_reference(case: Case, results_dir: Path, run_id: str, model_cache: Path 
         run_id=run_id, job_id=job_id(case.id, platform), case_id=case.id, platform=platform,
         status="error", compare=case.compare.model_dump(),
         engine={"mode": "hf-reference", "model": model_name(case, source), "source": source,
-                "dtype": "float32", "device": device, "inputs_digest": inputs_digest(case)},
+                "dtype": "float32", "tf32": False, "device": device, "inputs_digest": inputs_digest(case)},
         fingerprint=fingerprint(platform, "cpu" if device == "cpu" else "cuda",
                                 repo or Path.cwd()),
         reproduce=reproduce_command(case, results_dir, run_id, source, device),
