@@ -203,14 +203,3 @@ def night2(rehearsal, night1) -> Night:
     images = {"rocm": n.publish("rocm", fake_commit(NIGHT2_LAST), revert_phi4mm=True),
               "cuda": n.publish("cuda", fake_commit(NIGHT2_LAST))}
     return run_night(rehearsal, 2, images)
-
-
-def agent_env_after_hooks(night: Night, name: str, checkout: Path) -> dict[str, str]:
-    """What a command on agent ``name`` sees in ``checkout``: its environment after its hooks
-    (so `harness` is the one its post-checkout hook installed from that checkout)."""
-    agent = next(a for a in night.agents if a.name == name)
-    hooks = "".join(f"source {agent.hooks / h}\n" for h in ("environment", "post-checkout"))
-    done = subprocess.run(["/bin/bash", "-e", "-c", hooks + "env -0"], cwd=checkout,
-                          env=agent.env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)

@@ -14,8 +14,10 @@
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -23,11 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.host.bisect.candidates import tag_of
+from harness.host.bisect.registry import registry_candidates
 from harness.results import read_result
 from tests.conftest import REPO
 from tests.hub_fixtures import fake_hub_cache
 from tests.rehearsal_setup import write_cases
-from tests.rehearsal import NIGHT2_FIRST_BAD, NIGHT2_LAST, agent_env_after_hooks
+from tests.rehearsal import NIGHT2_FIRST_BAD, NIGHT2_LAST
 from tests.vllm_images import fake_commit, vllm_version
 
 pytestmark = pytest.mark.container
@@ -189,22 +193,26 @@ def test_night_2_is_red_on_rocm_names_the_case_and_its_bisect_finds_the_first_ba
                            re.S)
     assert [case for case, row in rocm_rows if 'class="flag new"' in row] == \
         ["phi4mm_variable_crop"]
-    # The page proposes a bisect over the registry's drop-in tags; run as proposed, on the
-    # rocm agent, it names the first bad image: nightly-<commit NIGHT2_FIRST_BAD>.
+    # The page proposes a bisect over the registry's drop-in tags: the very range (case,
+    # platform, the nights' images by digest, the tags' repository) that night 2's own bisect
+    # ran by tag on the rocm agent with the same `harness bisect`, and found nightly-<commit
+    # NIGHT2_FIRST_BAD> (test_rehearsal_autobisect.py asserts the run); running it a second time
+    # here cost 3 min.
     proposed = re.search(r'<div class="bisect">find the first bad image: <code>(.*?)</code>',
                          dom, re.S)
     assert proposed, "the dashboard proposes no bisect"
-    command = html.unescape(proposed.group(1))
-    assert f"--tags-from {night2.registry}/vllm/vllm-openai-rocm" in command
-    checkout = tmp_path / "checkout"
-    subprocess.run(["git", "clone", "-q", str(night2.repository), str(checkout)], check=True,
-                   timeout=120)
-    env = agent_env_after_hooks(night2, "mi300-gpu0", checkout)
-    began = time.monotonic()
-    done = subprocess.run(["/bin/bash", "-c", command], cwd=checkout, env=env, text=True,
-                          capture_output=True, timeout=RUN_TIMEOUT_S)
-    wall = time.monotonic() - began
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
-    first_bad = re.search(r"first bad: (\S+)", done.stdout).group(1)
-    assert first_bad.endswith(f":nightly-{fake_commit(NIGHT2_FIRST_BAD)}"), done.stdout[-3000:]
-    print(f"\nrehearsal night 2: {night2.seconds:.0f} s; proposed bisect: {wall:.0f} s")
+    words = shlex.split(html.unescape(proposed.group(1)))
+    assert words[:2] == ["harness", "bisect"], words
+    flags = dict(zip(words[2::2], words[3::2]))
+    assert flags["--tags-from"] == f"{night2.registry}/vllm/vllm-openai-rocm", flags
+    [auto] = [k.removeprefix("bisect-") for k in run.build.outcomes
+              if k.startswith("bisect-auto-")]
+    ran = json.loads(run.artifact(f"results/bisect-{auto}/bisect.json").read_text())
+    assert (flags["--case"], flags["--platform"]) == ("phi4mm_variable_crop", "rocm")
+    digest_of = {tag_of(c.ref): c.digest for c in registry_candidates(flags["--tags-from"])}
+    repository = flags["--tags-from"]
+    assert (flags["--good"], flags["--bad"]) == (f"{repository}@{digest_of[ran['good']]}",
+                                                 f"{repository}@{digest_of[ran['bad']]}"), \
+        (flags, ran["good"], ran["bad"])
+    assert ran["first_bad"]["ref"].endswith(f":nightly-{fake_commit(NIGHT2_FIRST_BAD)}")
+    print(f"\nrehearsal night 2: {night2.seconds:.0f} s")
