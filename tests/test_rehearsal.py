@@ -204,13 +204,13 @@ def test_night_2_is_red_on_rocm_names_the_case_and_its_bisect_finds_the_first_ba
     words = shlex.split(html.unescape(proposed.group(1)))
     assert words[:2] == ["harness", "bisect"], words
     flags = dict(zip(words[2::2], words[3::2]))
-    assert flags["--tags-from"] == f"{night2.registry}/vllm/vllm-openai-rocm", flags
+    repository = flags["--tags-from"]
+    assert repository == f"{night2.registry}/vllm/vllm-openai-rocm", flags
     [auto] = [k.removeprefix("bisect-") for k in run.build.outcomes
               if k.startswith("bisect-auto-")]
     ran = json.loads(run.artifact(f"results/bisect-{auto}/bisect.json").read_text())
     assert (flags["--case"], flags["--platform"]) == ("phi4mm_variable_crop", "rocm")
-    digest_of = {tag_of(c.ref): c.digest for c in registry_candidates(flags["--tags-from"])}
-    repository = flags["--tags-from"]
+    digest_of = {tag_of(c.ref): c.digest for c in registry_candidates(repository)}
     assert (flags["--good"], flags["--bad"]) == (f"{repository}@{digest_of[ran['good']]}",
                                                  f"{repository}@{digest_of[ran['bad']]}"), \
         (flags, ran["good"], ran["bad"])
